@@ -5,6 +5,8 @@ chat template, the single `<bos>` and the `<end_of_turn>` stop token cannot drif
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 # The instruction of the seed data set, verbatim: a model trained on it is prompted the same way.
 INSTRUCTION = (
     "Mask all PII in the following text. Replace each entity with the exact UPPERCASE label in "
@@ -72,20 +74,35 @@ def encode_example(tokenizer, prompt: str, response: str) -> dict[str, list[int]
     the model must write, and it learns to stop. The newline the template puts after
     `<end_of_turn>` is left out: generation stops before it, so training on it teaches nothing.
     """
-    prompt_text = render(tokenizer, to_messages(prompt), add_generation_prompt=True)
-    full_text = render(tokenizer, to_messages(prompt, response), add_generation_prompt=False)
-    if not full_text.startswith(prompt_text):
-        raise ValueError("chat template: the inference prompt is not a prefix of the training text")
-    completion = full_text[len(prompt_text):]
-    cut = completion.rfind(END_OF_TURN)
-    if cut < 0:
-        raise ValueError(f"chat template: the assistant turn does not end with {END_OF_TURN}")
-    prompt_ids = _encode(tokenizer, prompt_text)
-    completion_ids = _encode(tokenizer, completion[: cut + len(END_OF_TURN)])
-    return {
-        "input_ids": prompt_ids + completion_ids,
-        "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids),
-    }
+    return encode_examples(tokenizer, [(prompt, response)])[0]
+
+
+def encode_examples(tokenizer, pairs: Sequence[tuple[str, str]]) -> list[dict[str, list[int]]]:
+    """`encode_example` for many (prompt, response) pairs. Rendering is cheap; tokenizing is not,
+    so all texts go to the tokenizer in two batched calls (a fast tokenizer encodes a batch in
+    parallel in Rust), giving ids identical to encoding each text alone."""
+    if not pairs:
+        return []
+    prompt_texts: list[str] = []
+    completions: list[str] = []
+    for prompt, response in pairs:
+        prompt_text = render(tokenizer, to_messages(prompt), add_generation_prompt=True)
+        full_text = render(tokenizer, to_messages(prompt, response), add_generation_prompt=False)
+        if not full_text.startswith(prompt_text):
+            raise ValueError("chat template: the inference prompt is not a prefix of the training text")
+        completion = full_text[len(prompt_text):]
+        cut = completion.rfind(END_OF_TURN)
+        if cut < 0:
+            raise ValueError(f"chat template: the assistant turn does not end with {END_OF_TURN}")
+        prompt_texts.append(prompt_text)
+        completions.append(completion[: cut + len(END_OF_TURN)])
+    # The template already wrote <bos>: letting the tokenizer add another is the double-<bos> bug.
+    prompt_ids = tokenizer(prompt_texts, add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(completions, add_special_tokens=False)["input_ids"]
+    return [
+        {"input_ids": p + c, "completion_mask": [0] * len(p) + [1] * len(c)}
+        for p, c in zip(prompt_ids, completion_ids)
+    ]
 
 
 def stop_token_ids(tokenizer) -> list[int]:
