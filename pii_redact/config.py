@@ -39,7 +39,7 @@ class TrainConfig:
     grad_accum: int = option(1, "gradient accumulation steps")
     lr: float = option(1e-4, "peak learning rate")
     lr_scheduler: str = option("cosine", "learning-rate schedule (any transformers scheduler name)")
-    warmup_ratio: float = option(0.03, "fraction of steps spent warming up the learning rate")
+    warmup_steps: float = option(0.03, "linear learning-rate warmup: a fraction of all steps if < 1, else a number of steps")
     weight_decay: float = option(0.01, "AdamW weight decay")
     optim: str = option("adamw_torch", "optimizer (adamw_8bit needs bitsandbytes and a GPU)")
     packing: bool = option(False, "padding-free packing of several samples per row (GPU; faster, same loss)")

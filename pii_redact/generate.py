@@ -1,0 +1,112 @@
+"""Batched greedy redaction with a trained model: transformers everywhere, vLLM where it can run.
+
+Prompts go through `chat.encode_prompt`, the same renderer training used. Generation is greedy, stops
+on `<eos>` or `<end_of_turn>`, and each sample gets a token budget from its own length, so a model
+that never stops is caught (`finish_reason == "length"`) instead of running to a global cap.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from .cli import UserError
+
+# A redaction is about as long as its source; placeholders can be longer than the values they
+# replace ("[DATEOFBIRTH_1]" vs "5/8/61"), hence the margin.
+BUDGET_FACTOR, BUDGET_MARGIN = 1.5, 32
+
+
+def token_budget(tokenizer, source: str) -> int:
+    return math.ceil(len(tokenizer(source, add_special_tokens=False)["input_ids"]) * BUDGET_FACTOR) + BUDGET_MARGIN
+
+
+def vllm_usable() -> bool:
+    import importlib.util
+
+    import torch
+
+    return torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
+
+
+def load_model(model_dir: str | Path):
+    """A merged model directory -> (model, tokenizer) ready for batched generation."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from . import chat
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load a model from {model_dir}: {exc}") from None
+    chat.ensure_chat_template(tokenizer)
+    tokenizer.padding_side = "left"  # decoder-only batches are padded on the left for generation
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return model, tokenizer
+
+
+def _cut(ids: list[int], stops: set[int], budget: int) -> tuple[list[int], str]:
+    for i, t in enumerate(ids[:budget]):
+        if t in stops:
+            return ids[:i], "stop"
+    return ids[:budget], "length"
+
+
+def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Sequence[str],
+                          batch_size: int, max_new_tokens: int = 0) -> Iterator[tuple[int, str, str]]:
+    """Yield (index, prediction, finish_reason) for each prompt, batch by batch (longest first)."""
+    import torch
+
+    from . import chat
+
+    stops = chat.stop_token_ids(tokenizer)
+    encoded = [chat.encode_prompt(tokenizer, p) for p in prompts]
+    budgets = [max_new_tokens or token_budget(tokenizer, s) for s in sources]
+    # Similar lengths together: less left padding, and the slowest batches come first (honest ETA).
+    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        width = max(len(encoded[i]) for i in batch)
+        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            ids = encoded[i]
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            attention[row, width - len(ids):] = 1
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
+                max_new_tokens=max(budgets[i] for i in batch), do_sample=False,
+                eos_token_id=stops, pad_token_id=tokenizer.pad_token_id,
+                # set explicitly so a model's own generation_config cannot turn sampling back on
+                temperature=None, top_p=None, top_k=None,
+            )
+        for row, i in enumerate(batch):
+            new_ids, reason = _cut(out[row, width:].tolist(), set(stops), budgets[i])
+            yield i, tokenizer.decode(new_ids, skip_special_tokens=True), reason
+
+
+def generate_vllm(model_dir: str | Path, prompts: Sequence[str], sources: Sequence[str],
+                  max_new_tokens: int = 0) -> Iterator[tuple[int, str, str]]:
+    """The same greedy decoding through vLLM (GPU): same prompt ids, same stop tokens, same budgets."""
+    from transformers import AutoTokenizer
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from . import chat
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    chat.ensure_chat_template(tokenizer)
+    stops = chat.stop_token_ids(tokenizer)
+    llm = LLM(model=str(model_dir), dtype="bfloat16", seed=0)
+    params = [SamplingParams(temperature=0.0, max_tokens=max_new_tokens or token_budget(tokenizer, s),
+                             stop_token_ids=stops, skip_special_tokens=True) for s in sources]
+    requests = [TokensPrompt(prompt_token_ids=chat.encode_prompt(tokenizer, p)) for p in prompts]
+    for i, result in enumerate(llm.generate(requests, params)):
+        completion = result.outputs[0]
+        yield i, completion.text, "length" if completion.finish_reason == "length" else "stop"
