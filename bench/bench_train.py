@@ -1,0 +1,206 @@
+"""Training and generation throughput of the suite vs the reference ("labspace") setup, one GPU.
+
+    python bench/bench_train.py --model /models/gemma-3-270m            # real weights, data/ splits
+    python bench/bench_train.py --random-270m --steps 40                 # Gemma 3 270M shape, random weights
+    python bench/bench_train.py --model DIR --variants suite,labspace,suite-padded --output bench/results/h100.json
+
+Each variant builds its trainer with `pii_redact.train.build_trainer`, the code path finetune.py runs,
+times `--steps` optimizer steps after `--warmup` untimed ones, and reports training tokens/s (real,
+non-pad tokens), model FLOP utilisation against a matmul ceiling measured on the same device, peak GPU
+memory and the implied time per epoch of the train split. Then it times greedy generation (samples/s)
+with transformers and, when installed with a GPU, vLLM. Ratios to the reference are printed side by side.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# name -> (TrainConfig overrides, loss on the whole text?)
+VARIANTS = {
+    # the suite's defaults; padding-free batches where FlashAttention-style varlen attention exists (GPU)
+    "suite": ({}, False),
+    "suite-padded": ({"packing": False}, False),
+    # the reference notebook/script: batch 8, r=128, loss on prompt + response, padded batches
+    "labspace": ({"batch_size": 8, "lora_r": 128, "lora_alpha": 128, "packing": False}, True),
+}
+
+
+def matmul_tflops(device: str) -> float:
+    """The device's achievable dense matmul rate (bf16 on GPU, fp32 on CPU), measured, in TFLOP/s."""
+    import torch
+
+    n, dtype, reps = (8192, torch.bfloat16, 50) if device == "cuda" else (1024, torch.float32, 5)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync()
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e12
+
+
+def flops_per_token(model) -> float:
+    """LoRA training FLOPs per token: forward (2N) + backward through activations (2N) over every
+    matmul weight, lm_head included; frozen weights need no weight gradients, and the LoRA and
+    attention-score terms are small at these lengths (left out, so MFU is slightly understated)."""
+    import torch
+
+    matmul_params = 0
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and "lora_" not in name:
+            matmul_params += module.weight.numel()
+    return 4.0 * matmul_params
+
+
+def train_variant(name: str, args, base_config, data_dir: Path, peak_tflops: float) -> dict:
+    import torch
+    from transformers import TrainerCallback
+
+    from pii_redact.train import build_trainer
+
+    overrides, supervise_prompt = VARIANTS[name]
+    config = base_config.__class__(**{**vars(base_config), **overrides})
+    if name == "suite":
+        config.packing = torch.cuda.is_available()
+    config.max_steps, config.eval_steps, config.save_steps = args.warmup + args.steps, 0, 10**9
+    config.logging_steps, config.warmup_steps = 1, 0
+
+    class Timer(TrainerCallback):
+        def __init__(self):
+            self.marks: list[tuple[int, float]] = []
+
+        def on_step_end(self, targs, state, control, **kwargs):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.marks.append((state.global_step, time.perf_counter()))
+
+    timer = Timer()
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer, model, tokenizer, _ = build_trainer(config, data_dir / "train.jsonl", None, Path(tmp),
+                                                     callbacks=[timer], supervise_prompt=supervise_prompt)
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        trainer.train()
+        tokens_by_step = {h["step"]: h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h}
+        epoch_tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+        fpt = flops_per_token(model)
+    (s0, t0), (s1, t1) = timer.marks[args.warmup - 1], timer.marks[-1]
+    tokens = tokens_by_step[s1] - tokens_by_step[s0]
+    tokens_per_s = tokens / (t1 - t0)
+    row = {
+        "variant": name, "batch_size": config.batch_size, "lora_r": config.lora_r,
+        "padding_free": config.packing, "loss_on": "whole text" if supervise_prompt else "response",
+        "steps_timed": s1 - s0, "tokens_per_s": round(tokens_per_s, 1),
+        "mfu": round(tokens_per_s * fpt / (peak_tflops * 1e12), 4),
+        "epoch_tokens": epoch_tokens, "epoch_s": round(epoch_tokens / tokens_per_s, 1),
+        "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
+    }
+    del trainer, model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return row
+
+
+def generation_rows(args, model_dir: Path, data_dir: Path) -> list[dict]:
+    from pii_redact import generate
+    from pii_redact.evaluate import load_samples
+
+    samples = load_samples(data_dir / "test.jsonl", args.eval_samples)
+    prompts, sources = [s["prompt"] for s in samples], [s["source"] for s in samples]
+    rows = []
+    model, tokenizer = generate.load_model(model_dir)
+    list(generate.generate_transformers(model, tokenizer, prompts[:2], sources[:2], 2, args.max_new_tokens))
+    start = time.perf_counter()
+    out = list(generate.generate_transformers(model, tokenizer, prompts, sources, args.eval_batch_size,
+                                              args.max_new_tokens))
+    elapsed = time.perf_counter() - start
+    rows.append({"engine": "transformers", "samples": len(out), "samples_per_s": round(len(out) / elapsed, 2)})
+    del model
+    if generate.vllm_usable():
+        start = time.perf_counter()
+        out = list(generate.generate_vllm(model_dir, prompts, sources, args.max_new_tokens))
+        elapsed = time.perf_counter() - start  # includes vLLM's engine start-up, reported as is
+        rows.append({"engine": "vllm", "samples": len(out), "samples_per_s": round(len(out) / elapsed, 2)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="model directory (e.g. made by offline_gemma.py)")
+    source.add_argument("--random-270m", action="store_true", help="Gemma 3 270M shape with random weights")
+    source.add_argument("--tiny", action="store_true", help="a tiny random model (smoke test of this script)")
+    parser.add_argument("--data-dir", default="data", help="prepare_data.py output (train/test .jsonl)")
+    parser.add_argument("--variants", default="suite,labspace", help=f"comma list of {', '.join(VARIANTS)}")
+    parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps per variant")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation, autotuning)")
+    parser.add_argument("--eval-samples", type=int, default=256, help="test samples for generation speed (0: skip)")
+    parser.add_argument("--eval-batch-size", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=0, help="0: the per-sample budget evaluate.py uses")
+    parser.add_argument("--output", help="write the results as JSON here")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from pii_redact.cli import UserError, parse_config
+    from pii_redact.config import TrainConfig
+    from pii_redact.train import library_versions
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    data_dir = Path(args.data_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model:
+            model_dir = Path(args.model)
+        else:
+            from pii_redact.tiny_model import build_model
+
+            model_dir = build_model(Path(tmp) / "model", shape="tiny" if args.tiny else "gemma-3-270m",
+                                    dtype="bfloat16" if device == "cuda" else "float32")
+        if not (data_dir / "train.jsonl").exists():
+            raise SystemExit(f"error: {data_dir}/train.jsonl not found: run prepare_data.py --model {model_dir}")
+        base = parse_config(TrainConfig, "train", [], prog="bench", description="")
+        base.model = str(model_dir)
+        peak = matmul_tflops(device)
+        print(f"device: {torch.cuda.get_device_name(0) if device == 'cuda' else 'cpu'}, "
+              f"measured matmul ceiling {peak:.3g} TFLOP/s")
+        train_rows = []
+        try:
+            for name in args.variants.split(","):
+                if name not in VARIANTS:
+                    raise SystemExit(f"error: unknown variant {name!r} (known: {', '.join(VARIANTS)})")
+                train_rows.append(train_variant(name, args, base, data_dir, peak))
+            gen_rows = generation_rows(args, model_dir, data_dir) if args.eval_samples else []
+        except UserError as exc:
+            raise SystemExit(f"error: {exc}") from None
+
+    reference = next((r for r in train_rows if r["variant"] == "labspace"), train_rows[0])
+    print(f"\n{'variant':<14}{'batch':>6}{'r':>5}{'loss on':>12}{'pad-free':>9}{'tok/s':>12}{'vs ref':>8}"
+          f"{'MFU':>7}{'epoch s':>9}{'peak GiB':>9}")
+    for r in train_rows:
+        print(f"{r['variant']:<14}{r['batch_size']:>6}{r['lora_r']:>5}{r['loss_on']:>12}{str(r['padding_free']):>9}"
+              f"{r['tokens_per_s']:>12,.0f}{r['tokens_per_s'] / reference['tokens_per_s']:>7.2f}x"
+              f"{r['mfu']:>7.1%}{r['epoch_s']:>9,.0f}{r['peak_mem_gib'] if r['peak_mem_gib'] is not None else '-':>9}")
+    for r in gen_rows:
+        print(f"generation {r['engine']:<13} {r['samples_per_s']:>8.2f} samples/s over {r['samples']} samples")
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps({
+            "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+            "matmul_tflops": round(peak, 3), "versions": library_versions(), "args": vars(args),
+            "train": train_rows, "generation": gen_rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
