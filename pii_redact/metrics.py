@@ -1,0 +1,570 @@
+r"""Scoring redactions: entities, leaks, text fidelity, format, and CI thresholds.
+
+A record is one JSON object with the source text (`source`, or a `prompt` it is taken from), the
+reference redaction (`response`) and the model's redaction (`prediction`), plus optionally
+`finish_reason` (`"length"` = the generation hit its token budget).
+
+Entities
+    An entity is a character span of the source that a redaction replaces with a placeholder.
+    For the reference, `labels.align` finds them exactly. For a prediction, `labels.align` is the
+    fast path (a faithful redaction: non-PII text untouched); otherwise the robust alignment below.
+
+Robust alignment (`align_robust`)
+    Every placeholder-shaped token of the prediction (`[LABEL]`, `[LABEL_n]`, unknown labels like
+    `[PERSON]` included, but not a token copied from the source such as `[INFO]`) becomes one
+    sentinel character. The source and the collapsed prediction are aligned in two levels:
+    difflib.SequenceMatcher(autojunk=False) over word tokens finds anchors, and each stretch
+    between anchors is aligned exactly by a small dynamic program over words, single
+    punctuation characters and whitespace runs, minimising the characters deleted from the
+    source plus the characters inserted, where a placeholder covers any run of one or more
+    source tokens for free (covering none costs 1). The source text a placeholder covers, minus
+    surrounding whitespace, is its entity span; one covering nothing is a false positive with an
+    empty span. Words stay whole: `colour` -> `color` loses the word, not one letter. A
+    punctuation change right after a placeholder (`[CITY_1];` for `Lyon.`) is cheapest as the
+    placeholder covering the `.`, so that entity's span is off by one: a span error. Stretches
+    over 40,000 token pairs (an output unrelated to its source) are not aligned: their
+    placeholders split the stretch evenly.
+
+Metrics (`score`; micro-averaged over all samples unless said otherwise)
+    exact_match        renumber(prediction.strip()) == renumber(reference.strip()).
+    entity.*           match = same (start, end, label). precision = tp / predicted entities,
+                       recall = tp / reference entities, f1, f2 = 5PR / (4P + R). Zero division
+                       gives 0.0 (sklearn's zero_division=0): no predicted entities -> precision 0.
+                       macro_f1 = mean per-label f1 over labels with support > 0.
+    span.*             the same with match = same (start, end), label ignored.
+    leak_rate          leaked / reference entities. Per sample and distinct reference value v
+                       (whitespace-only values skipped): leaked(v) = min(#entities with value v,
+                       max(0, occ(prediction, v) - occ(reference, v))), occ = occurrences not
+                       inside a longer word/number (where v starts or ends with a letter, digit
+                       or _, the character beyond that edge must not be one).
+                       The subtraction keeps a value that also occurs as non-PII text of the
+                       reference from counting. A masked value occurring as a whole word inside
+                       another leaked value ("Roma" in "Via Roma") is over-counted.
+    samples_with_leak  fraction of samples with at least one leaked entity.
+    text_fidelity      sum(preserved) / sum(non_pii + inserted): non_pii = source characters
+                       outside reference entities; preserved = those aligned to an identical
+                       prediction character; inserted = literal prediction characters not aligned
+                       to an identical source character. Identity and perfect output give 1.0;
+                       deleted, over-masked, substituted or inserted text lowers it. 1.0 when the
+                       denominator is 0.
+    format_valid_rate  predictions with no unknown-label placeholder (`labels.unknown_placeholders`)
+                       and no malformed one: a bracketed word (`[` + optional spaces + a word of
+                       letters/digits/underscores + optional spaces + optional `]`) that is not an
+                       exact `[LABEL]` / `[LABEL_n]` and does not occur in the source, e.g.
+                       `[email_1]`, `[ EMAIL ]`, `[EMAIL_1` or a cut-off `[EMAIL_`. An empty
+                       prediction is format-valid (it scores 0 recall and 0 fidelity instead).
+    unfinished_rate    records with finish_reason == "length".
+    per_label          per known label: precision, recall, f1 (null where the label has neither
+                       reference nor predicted entities), support (reference entities), predicted.
+    confusions         "REF->PRED": count of span matches whose label differs, most frequent first.
+    Diagnostics: entity.tp / predicted / support and span.tp (counts), leaked_entities,
+    exact_alignment_rate (predictions that are faithful redactions: `labels.align` succeeds),
+    reference_misaligned (references that are not, hence aligned robustly: a data problem).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .chat import source_from_prompt
+from .cli import UserError
+from .labels import (
+    LABELS, PLACEHOLDER_LIKE_RE, PLACEHOLDER_RE, Entity, align, placeholder_label, renumber,
+    unknown_placeholders,
+)
+
+# One private-use character stands for a whole placeholder, so the aligner sees it as one symbol
+# that never equals a source character.
+SENTINEL = "\ue000"
+# Candidates for a malformed placeholder; see "format_valid_rate" above.
+BRACKETED_WORD_RE = re.compile(r"\[ *[A-Za-z_][A-Za-z0-9_]* *\]?")
+# Alignment tokens (see `_opcodes`); the sentinel is a "other character" token.
+_COARSE_RE = re.compile(r"\w+\s*|[^\w\s]\s*|\s+")
+_FINE_RE = re.compile(r"\w+|[^\w\s]|\s+")
+_DP_MAX_CELLS = 40_000
+
+Span = tuple[int, int]
+
+
+@dataclass
+class SampleScore:
+    """Everything `score` aggregates about one record."""
+
+    ref_entities: list[Entity]
+    pred_entities: list[Entity]
+    tp: int                    # span and label match
+    span_tp: int               # span match
+    leaked: int                # reference entities whose value survives in the prediction
+    non_pii: int               # source characters outside reference entities
+    preserved: int             # ... of which the prediction kept
+    inserted: int              # literal prediction characters not aligned to the source
+    exact_match: bool
+    format_valid: bool
+    unfinished: bool
+    exact_alignment: bool      # the prediction is a faithful redaction (labels.align succeeded)
+    reference_aligned: bool    # the reference is (otherwise it is aligned robustly)
+    confusions: list[tuple[str, str]]  # (reference label, predicted label) of same-span entities
+
+    @property
+    def fidelity(self) -> float:
+        denominator = self.non_pii + self.inserted
+        return self.preserved / denominator if denominator else 1.0
+
+    @property
+    def errors(self) -> int:
+        """Missed + spurious entities + leaks + a malformed output: what ranks worst examples."""
+        missed = len(self.ref_entities) - self.tp
+        spurious = len(self.pred_entities) - self.tp
+        return missed + spurious + self.leaked + (not self.format_valid)
+
+
+def _collapse(source: str, text: str) -> tuple[str, list[tuple[str, int | None]]]:
+    """`text` with each placeholder replaced by SENTINEL, and the placeholders' (label, index)."""
+    parts: list[str] = []
+    tags: list[tuple[str, int | None]] = []
+    last = 0
+    for m in PLACEHOLDER_LIKE_RE.finditer(text):
+        label = placeholder_label(m.group(1))
+        if label not in LABELS and m.group(0) in source:
+            continue  # bracketed text copied from the source, e.g. `[INFO]` in a log line
+        number = m.group(1)[len(label) + 1:]
+        parts += [text[last:m.start()], SENTINEL]
+        tags.append((label, int(number) if number else None))
+        last = m.end()
+    parts.append(text[last:])
+    return "".join(parts), tags
+
+
+def _common_affixes(a: str, b: str) -> tuple[int, int]:
+    """Lengths of the common prefix and (non-overlapping) common suffix of a and b."""
+    limit = min(len(a), len(b))
+    p = 0
+    while p < limit and a[p] == b[p]:
+        p += 1
+    s = 0
+    while s < limit - p and a[-1 - s] == b[-1 - s]:
+        s += 1
+    return p, s
+
+
+Opcode = tuple[str, int, int, int, int]  # SequenceMatcher's (op, i1, i2, j1, j2)
+
+
+def _offsets(tokens: list[str]) -> list[int]:
+    offsets = [0]
+    for token in tokens:
+        offsets.append(offsets[-1] + len(token))
+    return offsets
+
+
+def _dp_opcodes(a: list[str], b: list[str]) -> list[Opcode]:
+    """Cheapest alignment of source tokens `a` with prediction tokens `b` (SENTINEL = placeholder).
+
+    Costs: equal tokens 0; deleting a source token or inserting a literal token costs its
+    length; a placeholder covering one or more consecutive source tokens costs 0, covering none
+    costs 1. Ties go to the earliest placeholder end. O(len(a) * len(b)): only used on the small
+    stretches between anchors (`_opcodes`)."""
+    n, m = len(a), len(b)
+    inf = float("inf")
+    cost = [[inf] * (m + 1) for _ in range(n + 1)]
+    # back[i][j]: the move that reached (i, j): "=", "-", "+", "0" (empty placeholder) or the
+    # start k of the source tokens a[k:i] that placeholder b[j-1] covers
+    back: list[list[str | int]] = [[""] * (m + 1) for _ in range(n + 1)]
+    # cover[j] = (best cost[k][j-1] over k < i, that k), updated row by row
+    cover: list[tuple[float, int]] = [(inf, 0)] * (m + 1)
+    cost[0][0] = 0
+    for i in range(n + 1):
+        row, prev = cost[i], cost[i - 1] if i else None
+        for j in range(m + 1):
+            if i == 0 and j == 0:
+                continue
+            best, move = inf, ""
+            token = b[j - 1] if j else None
+            if i and j and token != SENTINEL and a[i - 1] == token:
+                best, move = prev[j - 1], "="
+            if token == SENTINEL:
+                if i:
+                    if prev[j - 1] < cover[j][0]:
+                        cover[j] = (prev[j - 1], i - 1)
+                    if cover[j][0] < best:
+                        best, move = cover[j]
+                if row[j - 1] + 1 < best:
+                    best, move = row[j - 1] + 1, "0"
+            elif j and row[j - 1] + len(token) < best:
+                best, move = row[j - 1] + len(token), "+"
+            if i and prev[j] + len(a[i - 1]) < best:
+                best, move = prev[j] + len(a[i - 1]), "-"
+            row[j], back[i][j] = best, move
+    ops: list[Opcode] = []
+    i, j = n, m
+    while i or j:
+        move = back[i][j]
+        if move == "=":
+            ops.append(("equal", i - 1, i, j - 1, j))
+            i, j = i - 1, j - 1
+        elif move == "-":
+            ops.append(("delete", i - 1, i, j, j))
+            i -= 1
+        elif move == "+" or move == "0":
+            ops.append(("insert", i, i, j - 1, j))
+            j -= 1
+        else:
+            ops.append(("replace", move, i, j - 1, j))
+            i, j = move, j - 1
+    return ops[::-1]
+
+
+def _opcodes(a: str, b: str) -> Iterator[Opcode]:
+    """Character opcodes of source `a` vs collapsed prediction `b`, in which every non-equal
+    block holding a placeholder is that placeholder alone (except past the size guard below).
+
+    Two levels: SequenceMatcher over coarse tokens (a word or other character with its trailing
+    whitespace: a sparse alphabet, so it is fast and anchors on whole words), then each stretch
+    between anchors, minus its common prefix and suffix, is aligned exactly (`_dp_opcodes`) over
+    fine tokens (words, single other characters, whitespace runs). Words stay whole, so an
+    inserted word cannot anchor on a stray letter inside a masked value."""
+    a_tokens, b_tokens = _COARSE_RE.findall(a), _COARSE_RE.findall(b)
+    a_at, b_at = _offsets(a_tokens), _offsets(b_tokens)
+    coarse = SequenceMatcher(None, a_tokens, b_tokens, autojunk=False)
+    for op, i1, i2, j1, j2 in coarse.get_opcodes():
+        ca1, ca2, cb1, cb2 = a_at[i1], a_at[i2], b_at[j1], b_at[j2]
+        if op == "equal":
+            yield op, ca1, ca2, cb1, cb2
+            continue
+        head, tail = _common_affixes(a[ca1:ca2], b[cb1:cb2])
+        if head:
+            yield "equal", ca1, ca1 + head, cb1, cb1 + head
+        ca1, cb1, ca2, cb2 = ca1 + head, cb1 + head, ca2 - tail, cb2 - tail
+        fine_a, fine_b = _FINE_RE.findall(a[ca1:ca2]), _FINE_RE.findall(b[cb1:cb2])
+        if len(fine_a) * len(fine_b) > _DP_MAX_CELLS:
+            # an output unrelated to its source: not worth an exact alignment
+            yield "replace", ca1, ca2, cb1, cb2
+        else:
+            fa, fb = _offsets(fine_a), _offsets(fine_b)
+            for op2, x1, x2, y1, y2 in _dp_opcodes(fine_a, fine_b):
+                yield op2, ca1 + fa[x1], ca1 + fa[x2], cb1 + fb[y1], cb1 + fb[y2]
+        if tail:
+            yield "equal", ca2, ca2 + tail, cb2, cb2 + tail
+
+
+def align_robust(source: str, text: str) -> tuple[list[Entity], list[Span], int]:
+    """(entities, source spans aligned to identical text characters, inserted literal characters)
+    of a redaction `text` that may have edited the non-PII text; see the module docstring."""
+    collapsed, tags = _collapse(source, text)
+    # The common prefix and suffix are matched as they are: cheap, and the anchors a good model
+    # leaves. Only the middle goes to the (slower) matcher.
+    p, s = _common_affixes(source, collapsed)
+    entities: list[Entity] = []
+    matched: list[Span] = [(0, p)] if p else []
+    inserted = 0
+    tag_iter = iter(tags)
+    for op, i1, i2, j1, j2 in _opcodes(source[p:len(source) - s], collapsed[p:len(collapsed) - s]):
+        i1, i2, j1, j2 = i1 + p, i2 + p, j1 + p, j2 + p
+        if op == "equal":
+            matched.append((i1, i2))
+            continue
+        block = collapsed[j1:j2]
+        k = block.count(SENTINEL)
+        inserted += len(block) - k
+        # k is 0 or 1 except past the size guard, where placeholders share the stretch evenly
+        for n in range(k):
+            a, b = i1 + (i2 - i1) * n // k, i1 + (i2 - i1) * (n + 1) // k
+            while a < b and source[a].isspace():  # `[GIVENNAME_1][SURNAME_1]` over `Anna Rossi`
+                a += 1
+            while b > a and source[b - 1].isspace():
+                b -= 1
+            label, index = next(tag_iter)
+            entities.append(Entity(a, b, label, source[a:b], index))
+    if s:
+        matched.append((len(source) - s, len(source)))
+    return entities, matched, inserted
+
+
+def _complement(spans: list[Span], length: int) -> list[Span]:
+    out, pos = [], 0
+    for a, b in spans:
+        if a > pos:
+            out.append((pos, a))
+        pos = max(pos, b)
+    if pos < length:
+        out.append((pos, length))
+    return out
+
+
+def _overlap(xs: list[Span], ys: list[Span]) -> int:
+    """Total length of the intersection of two sorted lists of disjoint spans."""
+    total = i = j = 0
+    while i < len(xs) and j < len(ys):
+        total += max(0, min(xs[i][1], ys[j][1]) - max(xs[i][0], ys[j][0]))
+        if xs[i][1] <= ys[j][1]:
+            i += 1
+        else:
+            j += 1
+    return total
+
+
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def _occurrences(text: str, value: str) -> int:
+    """Occurrences of value in text that are not part of a longer word or number, so a masked
+    `12` does not count as leaked because `1234` survives elsewhere. (A scan, not a regex:
+    compiling one pattern per value costs more than the rest of the scoring.)"""
+    check_left, check_right = _is_word_char(value[0]), _is_word_char(value[-1])
+    count, pos = 0, text.find(value)
+    while pos >= 0:
+        end = pos + len(value)
+        if (check_left and pos and _is_word_char(text[pos - 1])) or (
+                check_right and end < len(text) and _is_word_char(text[end])):
+            pos = text.find(value, pos + 1)
+        else:
+            count += 1
+            pos = text.find(value, end)
+    return count
+
+
+def _leaked(reference: str, prediction: str, entities: list[Entity]) -> int:
+    leaked = 0
+    for value, n in Counter(e.value for e in entities if e.value.strip()).items():
+        # plain counting first: the boundary-checking scan only runs for values that may leak
+        if prediction.count(value) > reference.count(value):
+            leaked += min(n, max(0, _occurrences(prediction, value) - _occurrences(reference, value)))
+    return leaked
+
+
+def format_valid(source: str, prediction: str) -> bool:
+    """No unknown-label and no malformed placeholder; see the module docstring."""
+    if unknown_placeholders(source, prediction):
+        return False
+    return all(
+        PLACEHOLDER_RE.fullmatch(m.group(0)) or PLACEHOLDER_LIKE_RE.fullmatch(m.group(0))
+        or m.group(0) in source
+        for m in BRACKETED_WORD_RE.finditer(prediction)
+    )
+
+
+def score_sample(source: str, reference: str, prediction: str, *,
+                 unfinished: bool = False) -> SampleScore:
+    """Entities, matches, leaks and fidelity counts of one prediction (definitions above)."""
+    ref_entities = align(source, reference)
+    reference_aligned = ref_entities is not None
+    if ref_entities is None:
+        ref_entities, _, _ = align_robust(source, reference)
+
+    pred_entities = align(source, prediction)
+    exact_alignment = pred_entities is not None
+    if pred_entities is None:
+        pred_entities, matched, inserted = align_robust(source, prediction)
+    else:  # a faithful redaction keeps every character outside its entities
+        matched = _complement([(e.start, e.end) for e in pred_entities], len(source))
+        inserted = 0
+
+    ref_spans = [(e.start, e.end) for e in ref_entities]
+    ref_labelled = {(e.start, e.end): e.label for e in ref_entities}
+    pred_labelled = {(e.start, e.end): e.label for e in pred_entities}
+    shared = ref_labelled.keys() & pred_labelled.keys()
+    confusions = [(ref_labelled[k], pred_labelled[k]) for k in sorted(shared)
+                  if ref_labelled[k] != pred_labelled[k]]
+    ref_pii = sum(b - a for a, b in ref_spans)
+    matched_chars = sum(b - a for a, b in matched)
+    return SampleScore(
+        ref_entities=ref_entities,
+        pred_entities=pred_entities,
+        tp=len(shared) - len(confusions),
+        span_tp=len(shared),
+        leaked=_leaked(reference, prediction, ref_entities),
+        non_pii=len(source) - ref_pii,
+        preserved=matched_chars - _overlap(matched, ref_spans),
+        inserted=inserted,
+        exact_match=renumber(prediction.strip()) == renumber(reference.strip()),
+        format_valid=format_valid(source, prediction),
+        unfinished=unfinished,
+        exact_alignment=exact_alignment,
+        reference_aligned=reference_aligned,
+        confusions=confusions,
+    )
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0
+
+
+def _prf(tp: int, n_pred: int, n_ref: int) -> dict[str, float]:
+    p, r = _ratio(tp, n_pred), _ratio(tp, n_ref)
+    return {"precision": p, "recall": r, "f1": _ratio(2 * p * r, p + r),
+            "f2": _ratio(5 * p * r, 4 * p + r)}
+
+
+def record_source(record: dict[str, Any]) -> str | None:
+    """The text a record redacts: its `source`, else the text inside its `prompt`."""
+    if isinstance(record.get("source"), str):
+        return record["source"]
+    if isinstance(record.get("prompt"), str):
+        return source_from_prompt(record["prompt"])
+    return None
+
+
+def score(records: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], list[SampleScore]]:
+    """metrics.json content and per-record scores (same order) for records with a source (or
+    prompt), `response` and `prediction`, as `read_predictions` returns them."""
+    samples = []
+    for i, r in enumerate(records):
+        source = record_source(r)
+        if source is None:
+            raise UserError(f"record {i}: no source text (a 'source', or a 'prompt' with a '\\n\\nText:\\n' marker)")
+        samples.append(score_sample(source, r["response"], r["prediction"],
+                                    unfinished=r.get("finish_reason") == "length"))
+    n = len(samples)
+    if not n:
+        raise UserError("no predictions to score")
+    tp = sum(s.tp for s in samples)
+    span_tp = sum(s.span_tp for s in samples)
+    n_pred = sum(len(s.pred_entities) for s in samples)
+    n_ref = sum(len(s.ref_entities) for s in samples)
+    leaked = sum(s.leaked for s in samples)
+
+    label_tp: Counter[str] = Counter()
+    label_pred: Counter[str] = Counter(e.label for s in samples for e in s.pred_entities)
+    label_ref: Counter[str] = Counter(e.label for s in samples for e in s.ref_entities)
+    confusions: Counter[str] = Counter()
+    for s in samples:
+        ref = {(e.start, e.end, e.label) for e in s.ref_entities}
+        label_tp.update(e.label for e in s.pred_entities if (e.start, e.end, e.label) in ref)
+        confusions.update(f"{a}->{b}" for a, b in s.confusions)
+    per_label: dict[str, dict[str, Any]] = {}
+    for label in LABELS:
+        stats = _prf(label_tp[label], label_pred[label], label_ref[label])
+        defined = label_pred[label] or label_ref[label]
+        per_label[label] = {
+            "precision": stats["precision"] if defined else None,
+            "recall": stats["recall"] if defined else None,
+            "f1": stats["f1"] if defined else None,
+            "support": label_ref[label],
+            "predicted": label_pred[label],
+        }
+    supported = [v["f1"] for v in per_label.values() if v["support"]]
+
+    non_pii = sum(s.non_pii for s in samples)
+    inserted = sum(s.inserted for s in samples)
+    preserved = sum(s.preserved for s in samples)
+    span = _prf(span_tp, n_pred, n_ref)
+    metrics = {
+        "n_samples": n,
+        "exact_match": sum(s.exact_match for s in samples) / n,
+        "entity": {**_prf(tp, n_pred, n_ref),
+                   "macro_f1": sum(supported) / len(supported) if supported else 0.0,
+                   "tp": tp, "predicted": n_pred, "support": n_ref},
+        "span": {"precision": span["precision"], "recall": span["recall"], "f1": span["f1"],
+                 "tp": span_tp},
+        "leak_rate": _ratio(leaked, n_ref),
+        "leaked_entities": leaked,
+        "samples_with_leak": sum(s.leaked > 0 for s in samples) / n,
+        "text_fidelity": preserved / (non_pii + inserted) if non_pii + inserted else 1.0,
+        "format_valid_rate": sum(s.format_valid for s in samples) / n,
+        "unfinished_rate": sum(s.unfinished for s in samples) / n,
+        "exact_alignment_rate": sum(s.exact_alignment for s in samples) / n,
+        "reference_misaligned": sum(not s.reference_aligned for s in samples),
+        "per_label": per_label,
+        "confusions": dict(confusions.most_common()),
+    }
+    return metrics, samples
+
+
+def read_predictions(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a predictions JSONL, each with `source` filled in (from `prompt` if needed).
+
+    Raises UserError naming the first malformed line as FILE:LINE and how many others there are.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read predictions: {e.strerror or e}") from None
+    records: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            errors.append(f"{path}:{number}: invalid JSON ({e.msg})")
+            continue
+        if not isinstance(record, dict):
+            errors.append(f"{path}:{number}: expected a JSON object")
+            continue
+        missing = [k for k in ("response", "prediction") if not isinstance(record.get(k), str)]
+        source = record_source(record)
+        if source is None:
+            missing.insert(0, "source or prompt (with a '\\n\\nText:\\n' marker)")
+        if missing:
+            errors.append(f"{path}:{number}: missing or non-string {', '.join(missing)}")
+            continue
+        records.append({**record, "source": source})
+    if errors:
+        more = f" (and {len(errors) - 1} more malformed lines)" if len(errors) > 1 else ""
+        raise UserError(errors[0] + more)
+    if not records:
+        raise UserError(f"{path}: no predictions")
+    return records
+
+
+_THRESHOLD_RE = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*(>=|<=|=)\s*(\S+)\s*$")
+# For these, `METRIC=VALUE` gates from above: the metric must be at most VALUE.
+LOWER_IS_BETTER = frozenset({"leak_rate", "samples_with_leak", "leaked_entities",
+                             "unfinished_rate", "reference_misaligned"})
+
+
+def lookup(metrics: dict[str, Any], dotted: str) -> Any:
+    """`per_label.EMAIL.f1` -> metrics["per_label"]["EMAIL"]["f1"], or KeyError."""
+    value: Any = metrics
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise KeyError(dotted)
+        value = value[key]
+    return value
+
+
+def check_thresholds(metrics: dict[str, Any], specs: Iterable[str], *,
+                     validate_only: bool = False) -> list[str]:
+    """Failed gates, one message each, for specs `METRIC=VALUE` with METRIC a dotted path into
+    metrics.json (`entity.f1`, `per_label.EMAIL.recall`): the metric must be at least VALUE, or
+    at most VALUE for LOWER_IS_BETTER metrics; `METRIC>=VALUE` / `METRIC<=VALUE` say it
+    explicitly. Raises UserError on bad syntax or a path that is not a numeric metric.
+    `validate_only` checks the specs against the metrics schema (call it before a long run)."""
+    # a trivial sample has every key a real score has (confusions aside)
+    schema = score([{"source": "", "response": "", "prediction": ""}])[0] if validate_only else metrics
+    failures = []
+    for spec in specs:
+        m = _THRESHOLD_RE.match(spec)
+        try:
+            if not m:
+                raise ValueError
+            name, op, limit = m.group(1), m.group(2), float(m.group(3))
+        except ValueError:
+            raise UserError(f"--fail-under {spec!r}: expected METRIC=VALUE, e.g. entity.f1=0.9 "
+                            "or leak_rate=0.01") from None
+        try:
+            value = lookup(schema, name)
+        except KeyError:
+            value = {}  # reported just below
+        # None: a per-label score with nothing to score, a metric all the same
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            scalars = [k for k, v in schema.items() if isinstance(v, (int, float))]
+            raise UserError(f"--fail-under: no numeric metric {name!r} (try {', '.join(scalars)}, "
+                            "entity.f1, span.f1, per_label.EMAIL.f1, ...)")
+        if validate_only:
+            continue
+        at_most = op == "<=" or (op == "=" and name in LOWER_IS_BETTER)
+        if value is None:
+            failures.append(f"{name} is undefined (no reference or predicted entities)")
+        elif (value > limit) if at_most else (value < limit):
+            failures.append(f"{name} = {value:.4f} is {'above' if at_most else 'below'} {limit:g}")
+    return failures
