@@ -1,0 +1,229 @@
+"""prepare_data.py: every kind of bad input is caught, counted or refused with a clear message,
+and the splits are deterministic and leak-free."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pii_redact import chat, cli, data, labels
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pair(source: str, redacted: str) -> dict[str, str]:
+    return {"prompt": chat.build_prompt(source), "response": redacted}
+
+
+GOOD = pair("Call Anna at 555-0100 tomorrow.", "Call [GIVENNAME_1] at [TELEPHONENUM_1] tomorrow.")
+
+
+def templated(n_templates: int, variants: int) -> list[dict[str, str]]:
+    """n_templates masked texts, each filled with `variants` different PII values (near-duplicates)."""
+    names = ["Anna", "Jürgen", "Marie", "Luca", "Sofia", "Pieter"]
+    return [
+        pair(f"Ticket {t}: please email {names[v]} at {names[v].lower()}{t}@example.com today.",
+             f"Ticket {t}: please email [GIVENNAME_1] at [EMAIL_1] today.")
+        for t in range(n_templates) for v in range(variants)
+    ]
+
+
+def write_json(path: Path, records: list) -> Path:
+    path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def write_jsonl(path: Path, lines: list) -> Path:
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def run_prepare(tmp_path, tiny_model_dir, capsys):
+    """Run prepare_data's main in-process: (exit code, stderr, report or None)."""
+    def run(*inputs: Path, extra: tuple[str, ...] = ()) -> tuple[int, str, dict | None]:
+        out = tmp_path / "out"
+        argv = [a for p in inputs for a in ("--input", str(p))]
+        argv += ["--model", str(tiny_model_dir), "--output-dir", str(out), *extra]
+        code = cli.run(data.main, argv)
+        report = out / "report.json"
+        return code, capsys.readouterr().err, json.loads(report.read_text()) if report.exists() else None
+    return run
+
+
+def split_records(out: Path, split: str) -> list[dict]:
+    return list(data.read_jsonl(out / f"{split}.jsonl"))
+
+
+def test_writes_conversational_splits_and_report(tmp_path, run_prepare):
+    records = templated(40, 3)
+    code, err, report = run_prepare(write_json(tmp_path / "in.json", records),
+                                    extra=("--val-fraction", "0.2", "--test-fraction", "0.2"))
+    assert code == 0, err
+    out = tmp_path / "out"
+    lines = {s: split_records(out, s) for s in data.SPLITS}
+    assert sum(map(len, lines.values())) == len(records) == report["counts"]["records_out"]
+    assert all(lines.values()), "every split gets records"
+
+    line = lines["train"][0]
+    original = records[line["origin"]["index"]]
+    assert line["messages"] == chat.to_messages(original["prompt"], original["response"])
+    assert line["source"] == chat.source_from_prompt(original["prompt"])
+    assert line["origin"]["file"].endswith("in.json")
+    assert line["labels"] == {"EMAIL": 1, "GIVENNAME": 1}
+    assert line["language"] == "en"
+    assert line["num_tokens"] > 0
+
+    assert {"counts", "drops", "splits", "tokens", "longest", "model", "tokenizer", "config",
+            "inputs", "outputs", "seconds"} <= report.keys()
+    assert report["drops"] == {}
+    assert report["splits"]["train"]["labels"]["EMAIL"] == len(lines["train"])
+    assert "SURNAME" in report["splits"]["test"]["missing_labels"]
+    assert report["tokens"]["max"] == report["longest"]["num_tokens"]
+    for s in data.SPLITS:
+        assert len(report["outputs"][s]["sha256"]) == 64
+
+
+def test_no_test_template_occurs_in_train(tmp_path, run_prepare):
+    code, err, _ = run_prepare(write_json(tmp_path / "in.json", templated(60, 4)),
+                               extra=("--val-fraction", "0.2", "--test-fraction", "0.2"))
+    assert code == 0, err
+    out = tmp_path / "out"
+    masked = {s: {labels.renumber(r["messages"][1]["content"]) for r in split_records(out, s)}
+              for s in data.SPLITS}
+    assert masked["test"] and masked["train"]
+    assert not masked["test"] & masked["train"]
+    assert not masked["val"] & masked["train"]
+    assert not masked["test"] & masked["val"]
+
+
+def test_splits_are_deterministic_for_a_seed(tmp_path, run_prepare):
+    source = write_json(tmp_path / "in.json", templated(60, 2))
+    digests = []
+    for seed in ("1", "1", "2"):
+        code, err, report = run_prepare(source, extra=("--seed", seed, "--test-fraction", "0.2"))
+        assert code == 0, err
+        digests.append({s: o["sha256"] for s, o in report["outputs"].items()})
+    assert digests[0] == digests[1]
+    assert digests[0] != digests[2]
+
+
+BAD = {
+    "missing_field": {"prompt": GOOD["prompt"]},
+    "wrong_type": {"prompt": GOOD["prompt"], "response": 42},
+    "empty_field": {"prompt": GOOD["prompt"], "response": "  "},
+    "no_text_marker": {"prompt": "Redact this: Call Anna.", "response": "Redact this: Call [GIVENNAME_1]."},
+    "unknown_label": pair("Call Anna at 555-0100.", "Call [PERSON] at [TELEPHONENUM_1]."),
+    "inconsistent_response": pair("Call Anna at 555-0100.", "Phone [GIVENNAME_1] at [TELEPHONENUM_1]."),
+}
+
+
+def test_invalid_records_are_dropped_and_counted_by_reason(tmp_path, run_prepare):
+    records = [GOOD] + list(BAD.values()) + [["not", "an", "object"]]
+    code, err, report = run_prepare(write_json(tmp_path / "in.json", records), extra=("--on-error", "drop"))
+    assert code == 0, err
+    drops = report["drops"]
+    for i, reason in enumerate(BAD, start=1):
+        assert drops[reason]["examples"][0]["index"] == i, reason
+    assert drops["wrong_type"]["count"] == 2  # the response of 42 and the list
+    assert report["counts"] == {"records_in": 8, "records_out": 1, "dropped": 7,
+                                "train_records": 1, "val_records": 0, "test_records": 0}
+
+
+@pytest.mark.parametrize("reason", list(BAD))
+def test_invalid_record_fails_by_default_with_a_clear_message(tmp_path, run_prepare, reason):
+    code, err, report = run_prepare(write_json(tmp_path / "in.json", [GOOD, BAD[reason]]))
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "in.json record 1" in err and reason in err and "--on-error drop" in err
+    assert report is None and not (tmp_path / "out" / "train.jsonl").exists()
+
+
+def test_malformed_jsonl_line_names_file_line_and_column(tmp_path, run_prepare):
+    path = write_jsonl(tmp_path / "in.jsonl", [GOOD, '{"prompt": "x", "response" "y"}', templated(1, 1)[0]])
+    code, err, _ = run_prepare(path)
+    assert code == 2 and "in.jsonl:2:28: invalid JSON" in err
+
+    code, err, report = run_prepare(path, extra=("--on-error", "drop"))
+    assert code == 0, err
+    assert report["drops"]["invalid_json"] == {
+        "count": 1, "examples": [{"file": str(path), "index": 1, "detail": "invalid JSON: Expecting ':' delimiter"}]}
+
+
+def test_too_long_samples_are_dropped_never_truncated(tmp_path, run_prepare, tiny_tokenizer):
+    long = pair("Call Anna at 555-0100. " + "Nothing to see here. " * 40, "Call [GIVENNAME_1] at [TELEPHONENUM_1]. " + "Nothing to see here. " * 40)
+    short_len = len(chat.encode_example(tiny_tokenizer, GOOD["prompt"], GOOD["response"])["input_ids"])
+    code, err, report = run_prepare(write_json(tmp_path / "in.json", [GOOD, long]),
+                                    extra=("--max-seq-length", str(short_len)))
+    assert code == 0, err  # over-long is a filter, not an error, even under --on-error fail
+    assert report["drops"]["too_long"]["count"] == 1
+    assert report["drops"]["too_long"]["examples"][0]["index"] == 1
+    assert report["tokens"]["max"] == short_len
+    [kept] = [r for s in data.SPLITS for r in split_records(tmp_path / "out", s)]
+    assert kept["messages"][1]["content"] == GOOD["response"]
+
+
+def test_duplicates_across_files_are_dropped_once(tmp_path, run_prepare):
+    records = templated(30, 2)
+    conflicting = records[0] | {"response": "Ticket 0: please email Anna at [EMAIL_1] today."}
+    first = write_json(tmp_path / "a.json", records)
+    second = write_jsonl(tmp_path / "b.jsonl", records[:10] + [conflicting])
+    code, err, report = run_prepare(first, second, extra=("--test-fraction", "0.3"))
+    assert code == 0, err
+    assert report["drops"]["duplicate"]["count"] == 10
+    assert report["drops"]["conflicting_response"]["count"] == 1
+    assert report["counts"]["records_out"] == len(records)
+    prompts = [r["messages"][0]["content"] for s in data.SPLITS for r in split_records(tmp_path / "out", s)]
+    assert len(prompts) == len(set(prompts))
+
+
+def test_ai4privacy_rows_get_the_seed_instruction(tmp_path, run_prepare):
+    row = {"source_text": "Ruf Jürgen unter 030 1234567 an.", "masked_text": "Ruf [GIVENNAME_1] unter [TELEPHONENUM_1] an.",
+           "language": "de", "privacy_mask": []}
+    code, err, report = run_prepare(write_jsonl(tmp_path / "rows.jsonl", [row]), extra=("--test-fraction", "0", "--val-fraction", "0"))
+    assert code == 0, err
+    [line] = split_records(tmp_path / "out", "train")
+    assert line["messages"][0]["content"] == chat.build_prompt(row["source_text"])
+    assert line["language"] == "de" and line["source"] == row["source_text"]
+
+
+def test_guess_language():
+    assert data.guess_language("Bitte senden Sie die Rechnung an die neue Adresse und nicht an mich.") == "de"
+    assert data.guess_language("Merci de nous envoyer la facture avec votre numéro.") == "fr"
+    assert data.guess_language("12345 67890") == "unknown"
+
+
+def test_encode_examples_matches_encode_example(tiny_tokenizer):
+    pairs = [(r["prompt"], r["response"]) for r in [GOOD, *templated(3, 1)]]
+    assert chat.encode_examples(tiny_tokenizer, pairs) == [chat.encode_example(tiny_tokenizer, *p) for p in pairs]
+
+
+def test_read_jsonl_names_the_bad_line(tmp_path):
+    path = write_jsonl(tmp_path / "split.jsonl", [{"a": 1}, "{oops"])
+    with pytest.raises(cli.UserError, match=r"split\.jsonl:2:2: invalid JSON"):
+        list(data.read_jsonl(path))
+
+
+def script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    # sys.executable: the venv running the tests, whatever it is called on this machine
+    return subprocess.run([sys.executable, str(ROOT / "prepare_data.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_script_malformed_json_list_is_fatal_without_traceback(tmp_path, tiny_model_dir):
+    (tmp_path / "pii_redaction_train.json").write_text('[\n  {"prompt": "a",\n   "response": }\n]\n')
+    result = script("--model", str(tiny_model_dir), "--on-error", "drop", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: pii_redaction_train.json:3:16: invalid JSON")
+
+
+def test_script_unloadable_model_says_what_to_pass(tmp_path):
+    write_json(tmp_path / "pii_redaction_train.json", [GOOD])
+    result = script("--model", "no-such-org/no-such-model", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "cannot load tokenizer 'no-such-org/no-such-model'" in result.stderr
+    assert "--model <local directory>" in result.stderr
