@@ -308,7 +308,8 @@ def plot_losses(log_path: Path, out_png: Path) -> None:
     ax.set_ylabel("loss (response tokens)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if train or val:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
@@ -411,7 +412,9 @@ def build_trainer(config: TrainConfig, train_path: Path, val_path: Path | None, 
         fp16=False,  # Gemma 3 activations overflow fp16
         seed=config.seed,
         data_seed=config.seed,
-        logging_steps=config.logging_steps,
+        # a short run (--max-steps 2) still logs every step
+        logging_steps=min(config.logging_steps, config.max_steps) if config.max_steps > 0 else config.logging_steps,
+        logging_first_step=True,
         logging_nan_inf_filter=False,  # never average a NaN away
         eval_strategy="steps" if val_ds is not None else "no",
         eval_steps=config.eval_steps or None,

@@ -1,0 +1,136 @@
+"""evaluate.py end to end: a model saved by finetune.py generates, predictions resume, baselines,
+--predictions, --fail-under and compare, through the real scripts."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pii_redact import chat
+from pii_redact.config import DataConfig, TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SAMPLES = [
+    ("Hi, I am Anna Schmidt, call me on +49 30 1234567.", "Hi, I am [GIVENNAME_1] [SURNAME_1], call me on [TELEPHONENUM_1]."),
+    ("Email jdoe@example.com about order 5521.", "Email [EMAIL_1] about order 5521."),
+    ("Lives at 12 Rue Lepic, 75018 Paris.", "Lives at [BUILDINGNUM_1] [STREET_1], [ZIPCODE_1] [CITY_1]."),
+    ("Nothing personal in this sentence at all.", "Nothing personal in this sentence at all."),
+    ("Card 4111 1111 1111 1111 expires soon.", "Card [CREDITCARDNUMBER_1] expires soon."),
+    ("Password for user kmuller: Xy7!pq2", "Password for user [USERNAME_1]: [PASSWORD_1]"),
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir):
+    """(workdir, run dir): splits prepared and a tiny model trained by the suite's own code."""
+    from pii_redact import data
+    from pii_redact.train import finetune
+
+    work = tmp_path_factory.mktemp("evaluate")
+    raw = [{"prompt": chat.build_prompt(s + f" Ref {k}."), "response": r + f" Ref {k}."}
+           for k in range(6) for s, r in SAMPLES]
+    (work / "raw.json").write_text(json.dumps(raw))
+    data.prepare(DataConfig(input=[str(work / "raw.json")], output_dir=str(work / "data"),
+                            model=str(tiny_model_dir), val_fraction=0.2, test_fraction=0.2, seed=2))
+    summary = finetune(TrainConfig(model=str(tiny_model_dir), data_dir=str(work / "data"),
+                                   output_dir=str(work / "outputs"), run_name="tiny", max_steps=2,
+                                   batch_size=4, lora_r=8, lora_alpha=8, eval_steps=0))
+    return work, Path(summary["run_dir"])
+
+
+def evaluate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_evaluate_with_no_arguments_scores_the_newest_run(trained):
+    work, run = trained
+    result = evaluate("--batch-size", "4", cwd=work)
+    assert result.returncode == 0, result.stderr
+    out = run / "eval"
+    metrics = json.loads((out / "metrics.json").read_text())
+    test_rows = read_jsonl(work / "data" / "test.jsonl")
+    assert metrics["n_samples"] == len(test_rows)
+    for key in ("exact_match", "entity", "span", "leak_rate", "samples_with_leak", "text_fidelity",
+                "format_valid_rate", "unfinished_rate", "per_label"):
+        assert key in metrics
+    predictions = read_jsonl(out / "predictions.jsonl")
+    assert sorted(p["index"] for p in predictions) == list(range(len(test_rows)))
+    assert all(p["finish_reason"] in ("stop", "length") for p in predictions)
+    assert [p["prompt"] for p in sorted(predictions, key=lambda p: p["index"])] == \
+        [r["messages"][0]["content"] for r in test_rows]
+    assert (out / "report.md").read_text().startswith("# tiny")
+    assert (out / "per_label_f1.png").stat().st_size > 0
+
+
+def test_interrupted_evaluation_resumes_without_regenerating(trained):
+    work, run = trained
+    out = work / "resume"
+    assert evaluate("--model-dir", str(run), "--output-dir", str(out), "--batch-size", "4", cwd=work).returncode == 0
+    rows = read_jsonl(out / "predictions.jsonl")
+    assert len(rows) >= 2
+    # keep the first rows, mark them, and cut the last one in half: what a killed run leaves
+    kept = rows[:-2]
+    for row in kept:
+        row["prediction"] = "KEPT " + row["prediction"]
+    text = "".join(json.dumps(r) + "\n" for r in kept) + json.dumps(rows[-2])[:20]
+    (out / "predictions.jsonl").write_text(text)
+    result = evaluate("--model-dir", str(run), "--output-dir", str(out), "--batch-size", "4", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(kept)} predictions already in" in result.stdout
+    again = read_jsonl(out / "predictions.jsonl")
+    assert sorted(r["index"] for r in again) == sorted(r["index"] for r in rows)
+    by_index = {r["index"]: r for r in again}
+    assert all(by_index[r["index"]]["prediction"].startswith("KEPT ") for r in kept)
+
+
+def test_baselines_predictions_file_fail_under_and_compare(trained):
+    work, _ = trained
+    identity = evaluate("--baseline", "identity", "--output-dir", "identity", cwd=work)
+    assert identity.returncode == 0, identity.stderr
+    metrics = json.loads((work / "identity" / "metrics.json").read_text())
+    assert metrics["entity"]["recall"] == 0.0 and metrics["text_fidelity"] == 1.0
+    assert metrics["leak_rate"] > 0.9  # nothing is masked
+
+    regex = evaluate("--baseline", "regex", "--output-dir", "regex", "--fail-under", "entity.recall=0.01", cwd=work)
+    assert regex.returncode == 0, regex.stderr
+    regex_metrics = json.loads((work / "regex" / "metrics.json").read_text())
+    assert regex_metrics["per_label"]["EMAIL"]["recall"] == 1.0
+
+    # scoring an existing file needs no model; a gate that is not met exits 1
+    gated = evaluate("--predictions", "identity/predictions.jsonl", "--output-dir", "rescored",
+                     "--fail-under", "entity.f1=0.5", "--fail-under", "leak_rate=0.1", cwd=work)
+    assert gated.returncode == 1
+    assert "FAIL entity.f1" in gated.stdout and "FAIL leak_rate" in gated.stdout
+    assert json.loads((work / "rescored" / "metrics.json").read_text())["entity"] == metrics["entity"]
+
+    compared = evaluate("compare", "identity", "regex/metrics.json", "--output", "compare.md", cwd=work)
+    assert compared.returncode == 0, compared.stderr
+    table = (work / "compare.md").read_text()
+    assert "identity" in table and "regex" in table and "F1 EMAIL" in table
+
+
+def test_user_errors_are_one_line_without_traceback(trained, tmp_path):
+    work, _ = trained
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x\\n\\nText:\\nx", "response": "x", "prediction": "x"}\n{oops\n')
+    cases = [
+        (["--predictions", str(bad)], "bad.jsonl:2"),
+        (["--data", str(tmp_path / "missing.jsonl")], "not found"),
+        (["--fail-under", "entity.f1"], "METRIC=VALUE"),
+        (["--fail-under", "nonsense.metric=1"], "no numeric metric"),
+        (["--model-dir", str(tmp_path / "nowhere")], "does not exist"),
+        (["--runs-dir", str(tmp_path / "empty")], "run finetune.py first"),
+    ]
+    for args, message in cases:
+        result = evaluate(*args, cwd=work)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
