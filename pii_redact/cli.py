@@ -98,8 +98,9 @@ def build_parser(cls: type, prog: str, description: str, epilog: str | None = No
         prog=prog, description=description, epilog=epilog,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                        help="YAML file whose section for this script overrides the defaults below")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="YAML file whose section for this script overrides the defaults below "
+                             "(default: the project's configs/default.yaml)")
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
@@ -132,13 +133,14 @@ def parse_config(cls: type[T], section: str, argv: list[str] | None, prog: str, 
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
-    if args.config is not None and (args.config.exists() or args.config != DEFAULT_CONFIG):
-        for key, value in load_yaml_section(args.config, section).items():
+    config_path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    if config_path is not None:
+        for key, value in load_yaml_section(config_path, section).items():
             name = str(key).replace("-", "_")
             if name not in fields:
-                raise UserError(f"{args.config}: unknown key '{key}' in section '{section}' "
+                raise UserError(f"{config_path}: unknown key '{key}' in section '{section}' "
                                 f"(known: {', '.join(fields)})")
-            values[name] = _check_type(cls, name, value, hints[name], f"{args.config} [{section}]")
+            values[name] = _check_type(cls, name, value, hints[name], f"{config_path} [{section}]")
     explicit = _explicit_dests(parser, argv)
     for name in fields:
         if name in explicit:

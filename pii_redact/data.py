@@ -248,7 +248,7 @@ def load_tokenizer(model: str):
         if Path(model).is_dir():
             raise UserError(f"cannot load tokenizer from {model}: {str(exc).splitlines()[0]}") from None
         raise UserError(f"cannot load tokenizer '{model}': no network or no such model; pass --model "
-                        "<local directory> (e.g. one made by offline_gemma.py)") from None
+                        "<local directory> holding a Hugging Face checkpoint") from None
     chat.ensure_chat_template(tokenizer)
     return tokenizer
 

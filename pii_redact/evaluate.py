@@ -109,13 +109,21 @@ def predict(config: EvalConfig, samples: list[dict[str, Any]], model_dir: Path, 
         backend = config.backend
         if backend == "auto":
             backend = "vllm" if generate.vllm_usable() else "transformers"
-        print(f"generating {len(todo)} redactions with {backend} from {model_dir}")
+        stream = None
         if backend == "vllm":
-            stream = generate.generate_vllm(model_dir, prompts, sources, config.max_new_tokens)
-        else:
+            try:
+                llm, tokenizer = generate.load_vllm(model_dir)
+                stream = generate.generate_vllm(llm, tokenizer, prompts, sources, config.max_new_tokens)
+            except Exception as exc:  # vLLM pins its own transformers/torch; a mismatch must not end the run
+                if config.backend == "vllm":
+                    raise UserError(f"--backend vllm: cannot start vLLM ({type(exc).__name__}: {exc})") from None
+                print(f"warning: vLLM failed to start ({type(exc).__name__}: {exc}); using transformers")
+                backend = "transformers"
+        if stream is None:
             model, tokenizer = generate.load_model(model_dir)
             stream = generate.generate_transformers(model, tokenizer, prompts, sources,
                                                     config.batch_size, config.max_new_tokens)
+        print(f"generating {len(todo)} redactions with {backend} from {model_dir}")
         with open(path, "a", encoding="utf-8") as f, tqdm(total=len(todo), unit="sample") as bar:
             for j, prediction, reason in stream:
                 i = todo[j]

@@ -91,22 +91,33 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
             yield i, tokenizer.decode(new_ids, skip_special_tokens=True), reason
 
 
-def generate_vllm(model_dir: str | Path, prompts: Sequence[str], sources: Sequence[str],
-                  max_new_tokens: int = 0) -> Iterator[tuple[int, str, str]]:
-    """The same greedy decoding through vLLM (GPU): same prompt ids, same stop tokens, same budgets."""
+def load_vllm(model_dir: str | Path):
+    """A vLLM engine and the model's tokenizer (GPU only); raises whatever vLLM raises."""
     from transformers import AutoTokenizer
-    from vllm import LLM, SamplingParams
-    from vllm.inputs import TokensPrompt
+    from vllm import LLM
 
     from . import chat
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     chat.ensure_chat_template(tokenizer)
+    return LLM(model=str(model_dir), dtype="bfloat16", seed=0), tokenizer
+
+
+def generate_vllm(llm, tokenizer, prompts: Sequence[str], sources: Sequence[str], max_new_tokens: int = 0,
+                  chunk: int = 512) -> Iterator[tuple[int, str, str]]:
+    """The same greedy decoding through vLLM: same prompt ids, same stop tokens, same budgets.
+    Requests go in chunks so results can be written (and resumed) as they come."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from . import chat
+
     stops = chat.stop_token_ids(tokenizer)
-    llm = LLM(model=str(model_dir), dtype="bfloat16", seed=0)
-    params = [SamplingParams(temperature=0.0, max_tokens=max_new_tokens or token_budget(tokenizer, s),
-                             stop_token_ids=stops, skip_special_tokens=True) for s in sources]
-    requests = [TokensPrompt(prompt_token_ids=chat.encode_prompt(tokenizer, p)) for p in prompts]
-    for i, result in enumerate(llm.generate(requests, params)):
-        completion = result.outputs[0]
-        yield i, completion.text, "length" if completion.finish_reason == "length" else "stop"
+    for start in range(0, len(prompts), chunk):
+        indices = range(start, min(start + chunk, len(prompts)))
+        params = [SamplingParams(temperature=0.0, max_tokens=max_new_tokens or token_budget(tokenizer, sources[i]),
+                                 stop_token_ids=stops, skip_special_tokens=True) for i in indices]
+        requests = [TokensPrompt(prompt_token_ids=chat.encode_prompt(tokenizer, prompts[i])) for i in indices]
+        for i, result in zip(indices, llm.generate(requests, params, use_tqdm=False)):
+            completion = result.outputs[0]
+            yield i, completion.text, "length" if completion.finish_reason == "length" else "stop"

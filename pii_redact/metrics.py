@@ -64,7 +64,6 @@ Metrics (`score`; micro-averaged over all samples unless said otherwise)
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass

@@ -199,7 +199,7 @@ def load_model(config: TrainConfig):
         if local:
             raise UserError(f"cannot load the model in {config.model}: {exc}") from None
         raise UserError(f"cannot load '{config.model}' (no network, or no such model): pass "
-                        "--model <local directory>, e.g. one made by offline_gemma.py") from None
+                        "--model <local directory> holding a Hugging Face checkpoint") from None
     return model, tokenizer, dtype
 
 
