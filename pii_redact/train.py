@@ -114,8 +114,9 @@ def ensure_data(config: TrainConfig) -> tuple[Path, Path]:
         from . import data
 
         print(f"{data_dir}/ has no train/val splits: preparing them first (prepare_data.py)")
-        data.prepare(DataConfig(output_dir=str(data_dir), model=config.model,
-                                max_seq_length=config.max_seq_length, seed=config.seed))
+        report = data.prepare(DataConfig(output_dir=str(data_dir), model=config.model,
+                                         max_seq_length=config.max_seq_length, seed=config.seed))
+        data.print_summary(report, str(data_dir))
     return train, val
 
 

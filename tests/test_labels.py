@@ -1,0 +1,40 @@
+"""Placeholder parsing and the exact source/redaction alignment everything else rests on."""
+from pii_redact.labels import Entity, align, fill, renumber, unknown_placeholders
+
+SOURCE = "My child faozzsd379223 (DOB: May/58) will see Dr. faozzsd379223. Call 0070.606.322.6244."
+REDACTED = "My child [USERNAME_1] (DOB: [DATEOFBIRTH_1]) will see Dr. [USERNAME_1]. Call [TELEPHONENUM_1]."
+
+
+def test_align_recovers_spans_values_labels_and_numbers():
+    entities = align(SOURCE, REDACTED)
+    assert [(e.label, e.value, e.index) for e in entities] == [
+        ("USERNAME", "faozzsd379223", 1), ("DATEOFBIRTH", "May/58", 1),
+        ("USERNAME", "faozzsd379223", 1), ("TELEPHONENUM", "0070.606.322.6244", 1)]
+    assert all(SOURCE[e.start:e.end] == e.value for e in entities)
+    assert fill(REDACTED, entities) == SOURCE
+
+
+def test_a_value_containing_the_following_literal_ends_at_the_text_end():
+    # "." follows the phone placeholder and also occurs inside the phone number
+    assert align("Call 0070.606.322.6244.", "Call [TELEPHONENUM_1].")[0].value == "0070.606.322.6244"
+
+
+def test_changed_non_pii_text_is_not_a_redaction():
+    assert align(SOURCE, REDACTED.replace("will see", "sees")) is None
+    assert align(SOURCE, REDACTED + " ") is None
+    assert align("abc", "abc") == [] and align("abc", "abd") is None
+
+
+def test_unnumbered_and_adjacent_placeholders():
+    assert align("Hi Anna", "Hi [GIVENNAME]") == [Entity(3, 7, "GIVENNAME", "Anna", None)]
+    first, second = align("AB", "[GIVENNAME_1][SURNAME_1]")
+    assert (first.value, second.value) == ("A", "B")
+    assert align("x", "[GIVENNAME_1][SURNAME_1]") is None  # each entity needs a character
+
+
+def test_renumber_is_canonical_per_label_by_first_appearance():
+    assert renumber("[EMAIL_3] [EMAIL_1] [EMAIL_3] [CITY_2] [CITY]") == "[EMAIL_1] [EMAIL_2] [EMAIL_1] [CITY_1] [CITY]"
+
+
+def test_unknown_placeholders_ignore_bracketed_source_text():
+    assert unknown_placeholders("[INFO] login", "[INFO] [PERSON] [CREDIT_CARD_1] [EMAIL_1]") == ["[PERSON]", "[CREDIT_CARD_1]"]
