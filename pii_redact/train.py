@@ -239,22 +239,28 @@ def make_log_callback(log_path: Path):
     class LogCallback(TrainerCallback):
         """One JSONL record and one console line per logging step: loss, lr, tokens/s, ETA."""
 
+        step_seconds = 0.0  # time inside optimizer steps only: evaluation and saving excluded
+
         def on_train_begin(self, args, state, control, **kwargs):
             self.bar = tqdm(total=state.max_steps, initial=state.global_step, unit="step", dynamic_ncols=True)
-            self.t0, self.tokens0, self.step0 = time.time(), None, state.global_step
-            self.last_time, self.last_tokens = self.t0, None
+            self.t0 = time.time()
+            self.tokens_at_begin = state.num_input_tokens_seen  # > 0 when resuming
+            self.last_time, self.last_tokens = self.t0, state.num_input_tokens_seen
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.step_start = time.time()
 
         def on_step_end(self, args, state, control, **kwargs):
+            self.step_seconds += time.time() - self.step_start
             self.bar.update(state.global_step - self.bar.n)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = dict(logs or {})
-            now, tokens = time.time(), logs.get("num_tokens")
+            now, tokens = time.time(), state.num_input_tokens_seen
             record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
                       "elapsed_s": round(now - self.t0, 2), **logs}
-            if tokens is not None and self.last_tokens is not None and now > self.last_time:
+            if "loss" in logs and tokens > self.last_tokens and now > self.last_time:
                 record["tokens_per_s"] = round((tokens - self.last_tokens) / (now - self.last_time), 1)
-            if tokens is not None:
                 self.last_time, self.last_tokens = now, tokens
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -329,7 +335,7 @@ replaced by `[LABEL_n]` (17 labels: names, addresses, phone numbers, IDs, accoun
 | steps | {summary['steps']} ({summary['epochs']:.2f} epochs, {summary['train_samples']:,} training samples) |
 | final train loss | {summary['train_loss']} |
 | final validation loss | {summary['val_loss']} |
-| training time | {summary['train_seconds']:.0f} s, {summary['tokens_per_s']:,.0f} tokens/s |
+| training time | {summary['train_seconds']:.0f} s ({summary['step_seconds']:.0f} s in optimizer steps, {summary['tokens_per_s']:,.0f} tokens/s) |
 
 Loss is on the response tokens only (the redacted text and its `<end_of_turn>`).
 
@@ -416,6 +422,7 @@ def build_trainer(config: TrainConfig, train_path: Path, val_path: Path | None, 
         # a short run (--max-steps 2) still logs every step
         logging_steps=min(config.logging_steps, config.max_steps) if config.max_steps > 0 else config.logging_steps,
         logging_first_step=True,
+        include_num_input_tokens_seen="non_padding",  # real tokens, for tokens/s
         logging_nan_inf_filter=False,  # never average a NaN away
         eval_strategy="steps" if val_ds is not None else "no",
         eval_steps=config.eval_steps or None,
@@ -450,9 +457,9 @@ def finetune(config: TrainConfig, extra_callbacks: Iterable = ()) -> dict[str, A
     resume_from = check_resume(run_dir, config, data_hashes) if config.resume else None
 
     log_path = run_dir / "train_log.jsonl"
+    log_callback = make_log_callback(log_path)
     trainer, model, tokenizer, dtype = build_trainer(
-        config, train_path, val_path, run_dir / "checkpoints",
-        callbacks=[make_log_callback(log_path), *extra_callbacks])
+        config, train_path, val_path, run_dir / "checkpoints", callbacks=[log_callback, *extra_callbacks])
 
     import torch
     import yaml
@@ -467,7 +474,6 @@ def finetune(config: TrainConfig, extra_callbacks: Iterable = ()) -> dict[str, A
         (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
 
     start = time.time()
-    status = "completed"
     try:
         result = trainer.train(resume_from_checkpoint=resume_from)
     except NonFiniteLoss as exc:
@@ -476,7 +482,6 @@ def finetune(config: TrainConfig, extra_callbacks: Iterable = ()) -> dict[str, A
         raise UserError(f"training stopped: {exc}; {where}. Lower --lr, or check the data "
                         "(the weights were not updated with the bad step)") from None
     except KeyboardInterrupt:
-        status = "interrupted"
         print(f"\ninterrupted at step {trainer.state.global_step}: saving the adapter "
               f"(resume from the last checkpoint with --resume --run-name {run_dir.name})")
         model.save_pretrained(str(run_dir / "adapter"))
@@ -495,20 +500,23 @@ def finetune(config: TrainConfig, extra_callbacks: Iterable = ()) -> dict[str, A
     plot_losses(log_path, run_dir / "loss.png")
 
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    tokens = next((h["num_tokens"] for h in reversed(trainer.state.log_history) if "num_tokens" in h), None)
+    tokens = trainer.state.num_input_tokens_seen - log_callback.tokens_at_begin
     summary = {
-        "status": status, "run_dir": str(run_dir), "steps": trainer.state.global_step,
+        "run_dir": str(run_dir), "steps": trainer.state.global_step,
         "epochs": float(trainer.state.epoch or 0.0), "train_samples": len(trainer.train_dataset),
         "train_seconds": round(train_seconds, 1),
         "train_loss": round(losses[-1], 4) if losses else round(result.training_loss, 4),
         "val_loss": round(val_loss, 4) if val_loss is not None else None,
-        "tokens_per_s": round(tokens / train_seconds, 1) if tokens and train_seconds > 0 else 0.0,
+        "step_seconds": round(log_callback.step_seconds, 1),
+        # over this session's steps (a resumed run counts only its own)
+        "tokens_per_s": round(tokens / log_callback.step_seconds, 1) if log_callback.step_seconds > 0 else 0.0,
     }
     run_info = json.loads((run_dir / "run.json").read_text())
     run_info.update(summary=summary, finished=datetime.now().isoformat(timespec="seconds"))
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
     write_model_card(run_dir, config, summary)
-    print(f"done: {summary['steps']} steps in {train_seconds:.0f}s ({summary['tokens_per_s']:,.0f} tok/s), "
+    print(f"done: {summary['steps']} steps in {train_seconds:.0f}s ({summary['step_seconds']:.0f}s in optimizer "
+          f"steps, {summary['tokens_per_s']:,.0f} tok/s), "
           f"train loss {summary['train_loss']}, val loss {summary['val_loss']} -> {run_dir}")
     return summary
 
