@@ -13,6 +13,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# As in finetune.py: Unsloth first, so it patches transformers/TRL before any test imports them
+# (without a GPU this selects its CPU backend, the code path the tests exercise).
+import unsloth  # noqa: E402,F401
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
