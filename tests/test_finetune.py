@@ -223,5 +223,9 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, tiny_model_dir, dat
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "pii_redaction_train.json" in result.stderr
 
+    result = run_script("--model", str(tiny_model_dir), "--data-dir", str(data_dir), "--packing",
+                        "--output-dir", str(tmp_path / "o"), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "needs a GPU" in result.stderr
+
     result = run_script("--lora-r", "eight")
     assert result.returncode == 2 and "--lora-r" in result.stderr
