@@ -283,7 +283,7 @@ def _percentiles(lengths: list[int]) -> dict[str, int]:
     return {**stats, "max": ordered[-1], "mean": round(sum(ordered) / len(ordered), 1)}
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -409,7 +409,7 @@ def prepare(config: DataConfig) -> dict[str, Any]:
         "model": config.model,
         "tokenizer": {"class": type(tokenizer).__name__, "vocab_size": len(tokenizer)},
         "config": config_dict(config),
-        "inputs": [{"path": str(p), "sha256": _sha256(p)} for p in inputs],
+        "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in inputs],
         "seconds": round(time.perf_counter() - started, 2),
     }
     if not records_out:
@@ -422,7 +422,7 @@ def prepare(config: DataConfig) -> dict[str, Any]:
     for s in SPLITS:
         final = out_dir / f"{s}.jsonl"
         os.replace(partial[s], final)
-        report["outputs"][s] = {"path": str(final), "sha256": _sha256(final)}
+        report["outputs"][s] = {"path": str(final), "sha256": sha256_file(final)}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return report
 

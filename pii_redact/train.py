@@ -10,7 +10,6 @@ What it guards against, because each one has cost someone a run:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -21,6 +20,7 @@ from typing import Any, Iterable
 
 from .cli import UserError, config_dict, parse_config
 from .config import DataConfig, TrainConfig
+from .data import sha256_file
 
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # Settings that may differ when resuming: they change how long or how loudly a run goes, not what a
@@ -61,14 +61,6 @@ def resolve_run_dir(config: TrainConfig) -> Path:
         import shutil
         shutil.rmtree(run_dir)
     return run_dir
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def library_versions() -> dict[str, str]:
