@@ -103,7 +103,7 @@ def test_finetune_trains_saves_reloads_and_generates(tiny_model_dir, data_dir, t
 
     for rel in ["adapter/adapter_config.json", "adapter/adapter_model.safetensors", "adapter/tokenizer.json",
                 "merged/config.json", "merged/model.safetensors", "merged/tokenizer.json",
-                "merged/generation_config.json", "config.yaml", "run.json", "train_log.jsonl", "loss.png",
+                "merged/generation_config.json", "merged/chat_template.jinja", "adapter/chat_template.jinja", "config.yaml", "run.json", "train_log.jsonl", "loss.png",
                 "README.md"]:
         assert (run / rel).is_file(), rel
     info = json.loads((run / "run.json").read_text())
