@@ -394,6 +394,12 @@ def build_trainer(config: TrainConfig, train_path: Path, val_path: Path | None, 
     if val_path is not None and config.eval_steps > 0:
         val_ds, _ = tokenize_split(tokenizer, val_path, config.max_seq_length, limit=config.val_samples)
     model = add_lora(model, config)
+    # Every row is already within max_seq_length (tokenize_split refuses longer ones). Unsloth's GPU
+    # SFTTrainer turns padding-free batching off for pre-tokenized data unless the dataset attests
+    # that cap through this attribute; stock TRL (and the CPU backend) ignore it.
+    for dataset in (train_ds, val_ds):
+        if dataset is not None:
+            dataset._unsloth_truncated_to = config.max_seq_length
 
     args = SFTConfig(
         output_dir=str(output_dir),
