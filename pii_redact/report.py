@@ -204,7 +204,9 @@ def _load(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
             raise UserError(f"{f}: cannot read metrics: {e.strerror or e}") from None
         except json.JSONDecodeError as e:
             raise UserError(f"{f}: not a metrics JSON file ({e.msg})") from None
-    stems = [f.parent if f.name == "metrics.json" else f.with_suffix("") for f in files]
+    # outputs/<run>/eval/metrics.json is named after the run, not "eval"
+    stems = [(f.parent.parent if f.parent.name == "eval" else f.parent) if f.name == "metrics.json"
+             else f.with_suffix("") for f in files]
     for depth in range(1, max(1, *(len(s.parts) for s in stems)) + 1):
         names = ["/".join(s.parts[-depth:]) or str(s) for s in stems]
         if len(set(names)) == len(names):

@@ -64,10 +64,12 @@ def test_compare_and_console_tables(tmp_path, capsys):
 
 
 def test_compare_names_clashing_columns_by_more_of_the_path(tmp_path):
-    for run in ("a/eval", "b/eval"):
+    for run in ("x/run", "y/run", "a/eval", "b/eval"):
         (tmp_path / run).mkdir(parents=True)
         (tmp_path / run / "metrics.json").write_text(json.dumps(scored(REF)[0]))
-    assert compare([str(tmp_path / "a/eval"), str(tmp_path / "b/eval")]).startswith(
-        "| metric | a/eval | b/eval |")
+    assert compare([str(tmp_path / "x/run"), str(tmp_path / "y/run")]).startswith(
+        "| metric | x/run | y/run |")
+    # a run's evaluation (outputs/<run>/eval) is named after the run
+    assert compare([str(tmp_path / "a/eval"), str(tmp_path / "b/eval")]).startswith("| metric | a | b |")
     with pytest.raises(UserError, match="cannot read metrics"):
         compare([str(tmp_path / "missing.json")])
