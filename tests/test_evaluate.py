@@ -129,6 +129,7 @@ def test_user_errors_are_one_line_without_traceback(trained, tmp_path):
         (["--fail-under", "nonsense.metric=1"], "no numeric metric"),
         (["--model-dir", str(tmp_path / "nowhere")], "does not exist"),
         (["--runs-dir", str(tmp_path / "empty")], "run finetune.py first"),
+        (["--backend", "vllm", "--limit", "1", "--output-dir", str(tmp_path / "v")], "cannot start vLLM"),
     ]
     for args, message in cases:
         result = evaluate(*args, cwd=work)
