@@ -73,16 +73,18 @@ def train_variant(name: str, args, base_config, data_dir: Path, peak_tflops: flo
     if name == "suite":
         config.packing = torch.cuda.is_available()
     config.max_steps, config.eval_steps, config.save_steps = args.warmup + args.steps, 0, 10**9
-    config.logging_steps, config.warmup_steps = 1, 0
+    config.warmup_steps = 0
 
     class Timer(TrainerCallback):
+        """(step, time, non-pad tokens so far) after each step: the counter finetune.py reports."""
+
         def __init__(self):
-            self.marks: list[tuple[int, float]] = []
+            self.marks: list[tuple[int, float, int]] = []
 
         def on_step_end(self, targs, state, control, **kwargs):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
-            self.marks.append((state.global_step, time.perf_counter()))
+            self.marks.append((state.global_step, time.perf_counter(), state.num_input_tokens_seen))
 
     timer = Timer()
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,12 +93,10 @@ def train_variant(name: str, args, base_config, data_dir: Path, peak_tflops: flo
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         trainer.train()
-        tokens_by_step = {h["step"]: h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h}
         epoch_tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
         fpt = flops_per_token(model)
-    (s0, t0), (s1, t1) = timer.marks[args.warmup - 1], timer.marks[-1]
-    tokens = tokens_by_step[s1] - tokens_by_step[s0]
-    tokens_per_s = tokens / (t1 - t0)
+    (s0, t0, n0), (s1, t1, n1) = timer.marks[args.warmup - 1], timer.marks[-1]
+    tokens_per_s = (n1 - n0) / (t1 - t0)
     row = {
         "variant": name, "batch_size": config.batch_size, "lora_r": config.lora_r,
         "padding_free": config.packing, "loss_on": "whole text" if supervise_prompt else "response",

@@ -50,7 +50,7 @@ def _converter(tp: Any) -> Callable[[str], Any]:
     return convert
 
 
-def _check_type(cls: type, name: str, value: Any, tp: Any, where: str) -> Any:
+def _check_type(name: str, value: Any, tp: Any, where: str) -> Any:
     """Validate a YAML value against the field type, with a one-line error naming the key."""
     base, optional = _unwrap_optional(tp)
     if value is None:
@@ -140,7 +140,7 @@ def parse_config(cls: type[T], section: str, argv: list[str] | None, prog: str, 
             if name not in fields:
                 raise UserError(f"{config_path}: unknown key '{key}' in section '{section}' "
                                 f"(known: {', '.join(fields)})")
-            values[name] = _check_type(cls, name, value, hints[name], f"{config_path} [{section}]")
+            values[name] = _check_type(name, value, hints[name], f"{config_path} [{section}]")
     explicit = _explicit_dests(parser, argv)
     for name in fields:
         if name in explicit:
