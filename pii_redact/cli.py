@@ -93,11 +93,13 @@ def load_yaml_section(path: Path, section: str) -> dict[str, Any]:
     return doc.get(section) or {}
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each flag; the description and the epilog's examples keep their lines."""
+
+
 def build_parser(cls: type, prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, description=description, epilog=epilog,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                     formatter_class=_HelpFormatter)
     parser.add_argument("--config", type=Path, default=None,
                         help="YAML file whose section for this script overrides the defaults below "
                              "(default: the project's configs/default.yaml)")

@@ -449,7 +449,9 @@ def build_trainer(config: TrainConfig, train_path: Path, val_path: Path | None, 
 
 def finetune(config: TrainConfig, extra_callbacks: Iterable = ()) -> dict[str, Any]:
     """Train, save and summarise one run; returns the summary (also written to run.json)."""
-    run_dir = resolve_run_dir(config)
+    run_dir = resolve_run_dir(config)  # cheap checks first: a wrong flag fails before the slow imports
+    import unsloth  # noqa: F401  (before transformers/peft/trl, which it patches; prepare_data loads them)
+
     train_path, val_path = ensure_data(config)
     data_hashes = {p.name: sha256_file(p) for p in (train_path, val_path)}
     resume_from = check_resume(run_dir, config, data_hashes) if config.resume else None
@@ -534,7 +536,6 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_config(TrainConfig, "train", argv, prog="finetune.py",
                           description=DESCRIPTION, epilog=EPILOG)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import unsloth  # noqa: F401  (before transformers/peft/trl, which it patches; slow, so after --help)
     finetune(config)
     return 0
 
