@@ -19,7 +19,7 @@
 ARG BASE_IMAGE=unsloth/unsloth:2026.4.6-pt2.10.0-vllm-0.16.0-cu12.8-studio-release-v0.1.36-beta-fixes
 FROM ${BASE_IMAGE}
 
-# The seed's mount point: relative paths in configs/default.yaml (data/, outputs/) land here.
+# The seed's mount point: the default relative paths (data/, outputs/) land here.
 WORKDIR /workspace/work
 
 ENV PYTHONUNBUFFERED=1 \

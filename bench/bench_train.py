@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 # name -> (TrainConfig overrides, loss on the whole text?)
 VARIANTS = {
-    # the suite's defaults; padding-free batches where FlashAttention-style varlen attention exists (GPU)
+    # exactly finetune.py's defaults (padding-free left to Unsloth: on where its GPU kernels allow)
     "suite": ({}, False),
-    "suite-padded": ({"packing": False}, False),
+    "suite-padded": ({"padding_free": False}, False),
     # the reference notebook/script: batch 8, r=128, loss on prompt + response, padded batches
-    "labspace": ({"batch_size": 8, "lora_r": 128, "lora_alpha": 128, "packing": False}, True),
+    "labspace": ({"batch_size": 8, "lora_r": 128, "lora_alpha": 128, "padding_free": False}, True),
 }
 
 
@@ -69,11 +69,8 @@ def train_variant(name: str, args, base_config, data_dir: Path, peak_tflops: flo
     from pii_redact.train import build_trainer
 
     overrides, supervise_prompt = VARIANTS[name]
-    config = base_config.__class__(**{**vars(base_config), **overrides})
-    if name == "suite":
-        config.packing = torch.cuda.is_available()
-    config.max_steps, config.eval_steps, config.save_steps = args.warmup + args.steps, 0, 10**9
-    config.warmup_steps = 0
+    config = base_config.__class__(**{**vars(base_config), **overrides, "max_steps": args.warmup + args.steps,
+                                      "eval_steps": 0, "save_steps": 10**9, "warmup_steps": 0})
 
     class Timer(TrainerCallback):
         """(step, time, non-pad tokens so far) after each step: the counter finetune.py reports."""
@@ -99,7 +96,8 @@ def train_variant(name: str, args, base_config, data_dir: Path, peak_tflops: flo
     tokens_per_s = (n1 - n0) / (t1 - t0)
     row = {
         "variant": name, "batch_size": config.batch_size, "lora_r": config.lora_r,
-        "padding_free": config.packing, "loss_on": "whole text" if supervise_prompt else "response",
+        # what the trainer used, after Unsloth's choice
+        "padding_free": bool(getattr(trainer.args, "padding_free", False)), "loss_on": "whole text" if supervise_prompt else "response",
         "steps_timed": s1 - s0, "tokens_per_s": round(tokens_per_s, 1),
         "mfu": round(tokens_per_s * fpt / (peak_tflops * 1e12), 4),
         "epoch_tokens": epoch_tokens, "epoch_s": round(epoch_tokens / tokens_per_s, 1),
@@ -113,12 +111,12 @@ def train_variant(name: str, args, base_config, data_dir: Path, peak_tflops: flo
 
 def generation_rows(args, model_dir: Path, data_dir: Path) -> list[dict]:
     from pii_redact import generate
-    from pii_redact.evaluate import load_samples
+    from pii_redact.data import read_samples
 
-    samples = load_samples(data_dir / "test.jsonl", args.eval_samples)
-    prompts, sources = [s["prompt"] for s in samples], [s["source"] for s in samples]
+    samples = read_samples(data_dir / "test.jsonl", args.eval_samples)
+    prompts, sources = [s.prompt for s in samples], [s.source for s in samples]
     rows = []
-    model, tokenizer = generate.load_model(model_dir)
+    model, tokenizer = generate.load_for_generation(model_dir)
     list(generate.generate_transformers(model, tokenizer, prompts[:2], sources[:2], 2, args.max_new_tokens))
     start = time.perf_counter()
     out = list(generate.generate_transformers(model, tokenizer, prompts, sources, args.eval_batch_size,
@@ -127,12 +125,15 @@ def generation_rows(args, model_dir: Path, data_dir: Path) -> list[dict]:
     rows.append({"engine": "transformers", "samples": len(out), "samples_per_s": round(len(out) / elapsed, 2)})
     del model
     if generate.vllm_usable():
-        llm, tokenizer = generate.load_vllm(model_dir)  # engine start-up is not timed
-        list(generate.generate_vllm(llm, tokenizer, prompts[:2], sources[:2], args.max_new_tokens))
-        start = time.perf_counter()
-        out = list(generate.generate_vllm(llm, tokenizer, prompts, sources, args.max_new_tokens))
-        elapsed = time.perf_counter() - start
-        rows.append({"engine": "vllm", "samples": len(out), "samples_per_s": round(len(out) / elapsed, 2)})
+        try:
+            llm, tokenizer = generate.load_vllm(model_dir)  # engine start-up is not timed
+            list(generate.generate_vllm(llm, tokenizer, prompts[:2], sources[:2], args.max_new_tokens))
+            start = time.perf_counter()
+            out = list(generate.generate_vllm(llm, tokenizer, prompts, sources, args.max_new_tokens))
+            elapsed = time.perf_counter() - start
+            rows.append({"engine": "vllm", "samples": len(out), "samples_per_s": round(len(out) / elapsed, 2)})
+        except Exception as exc:  # vLLM pins its own stack; its failure must not cost the other rows
+            rows.append({"engine": "vllm", "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
     return rows
 
 
@@ -153,14 +154,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args(argv)
 
+    from pii_redact.train import import_unsloth, library_versions
+
+    import_unsloth()  # before transformers and TRL, as finetune.py does
     import torch
 
-    from pii_redact.cli import UserError, parse_config
     from pii_redact.config import TrainConfig
-    from pii_redact.train import library_versions
+    from pii_redact.errors import UserError
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data_dir = Path(args.data_dir)
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"error: unknown variant {unknown[0]!r} (known: {', '.join(VARIANTS)})")
+    train_rows: list[dict] = []
+    gen_rows: list[dict] = []
+    peak = 0.0
+
+    def save() -> None:
+        """Rows are written as they come: a later failure (vLLM, say) loses none."""
+        if args.output:
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.output).write_text(json.dumps({
+                "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+                "matmul_tflops": round(peak, 3), "versions": library_versions(), "args": vars(args),
+                "train": train_rows, "generation": gen_rows}, indent=2))
+
     with tempfile.TemporaryDirectory() as tmp:
         if args.model:
             model_dir = Path(args.model)
@@ -171,18 +190,17 @@ def main(argv: list[str] | None = None) -> int:
                                     dtype="bfloat16" if device == "cuda" else "float32")
         if not (data_dir / "train.jsonl").exists():
             raise SystemExit(f"error: {data_dir}/train.jsonl not found: run prepare_data.py --model {model_dir}")
-        base = parse_config(TrainConfig, "train", [], prog="bench", description="")
-        base.model = str(model_dir)
+        base = TrainConfig(model=str(model_dir))  # finetune.py's defaults
         peak = matmul_tflops(device)
         print(f"device: {torch.cuda.get_device_name(0) if device == 'cuda' else 'cpu'}, "
               f"measured matmul ceiling {peak:.3g} TFLOP/s")
-        train_rows = []
         try:
             for name in args.variants.split(","):
-                if name not in VARIANTS:
-                    raise SystemExit(f"error: unknown variant {name!r} (known: {', '.join(VARIANTS)})")
                 train_rows.append(train_variant(name, args, base, data_dir, peak))
-            gen_rows = generation_rows(args, model_dir, data_dir) if args.eval_samples else []
+                save()
+            if args.eval_samples:
+                gen_rows.extend(generation_rows(args, model_dir, data_dir))
+                save()
         except UserError as exc:
             raise SystemExit(f"error: {exc}") from None
 
@@ -194,13 +212,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['tokens_per_s']:>12,.0f}{r['tokens_per_s'] / reference['tokens_per_s']:>7.2f}x"
               f"{r['mfu']:>7.1%}{r['epoch_s']:>9,.0f}{r['peak_mem_gib'] if r['peak_mem_gib'] is not None else '-':>9}")
     for r in gen_rows:
-        print(f"generation {r['engine']:<13} {r['samples_per_s']:>8.2f} samples/s over {r['samples']} samples")
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps({
-            "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
-            "matmul_tflops": round(peak, 3), "versions": library_versions(), "args": vars(args),
-            "train": train_rows, "generation": gen_rows}, indent=2))
+        if "error" in r:
+            print(f"generation {r['engine']:<13} failed: {r['error']}")
+        else:
+            print(f"generation {r['engine']:<13} {r['samples_per_s']:>8.2f} samples/s over {r['samples']} samples")
     return 0
 
 

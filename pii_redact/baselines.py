@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from .labels import mask
+
 # (label, pattern), by priority: an earlier rule wins overlapping matches. A pattern with a
 # group masks only the group (the cue word stays).
 _DATE = r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}-\d{2}-\d{2}|\d{1,2}(?:st|nd|rd|th)? [A-Z][a-z]+ \d{4}"
@@ -53,14 +55,4 @@ def regex_redact(source: str) -> str:
                 continue
             if all(end <= a or start >= b for a, b, _ in spans):
                 spans.append((start, end, label))
-    numbers: dict[tuple[str, str], int] = {}
-    counts: dict[str, int] = {}
-    out, pos = [], 0
-    for start, end, label in sorted(spans):
-        key = (label, source[start:end])
-        if key not in numbers:
-            counts[label] = numbers[key] = counts.get(label, 0) + 1
-        out += [source[pos:start], f"[{label}_{numbers[key]}]"]
-        pos = end
-    out.append(source[pos:])
-    return "".join(out)
+    return mask(source, spans)[0]

@@ -1,7 +1,13 @@
 """The one place a redaction conversation becomes model text and token ids.
 
-Training (`encode_example`) and inference (`encode_prompt`) both go through `render`, so the
+Training (`encode_examples`) and inference (`encode_prompt`) both go through `_segments`, so the
 chat template, the single `<bos>` and the `<end_of_turn>` stop token cannot drift apart.
+
+Message contents are encoded as plain text: a text that happens to contain `<end_of_turn>` or
+`<bos>` (a chat log, a prompt-injection attempt) gets the ids of those characters, never the
+control tokens, which only the template itself writes. The template's own text and the contents
+are tokenized separately, which on Gemma's tokenizer gives the same ids as encoding the whole
+text at once (newlines are tokens of their own, so no merge crosses a boundary; a test checks it).
 """
 from __future__ import annotations
 
@@ -26,6 +32,9 @@ GEMMA3_CHAT_TEMPLATE = (
     "{%- endfor -%}{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
 )
 END_OF_TURN = "<end_of_turn>"
+# Stand-ins for the message contents while the template renders (private-use characters no text
+# of ours contains, and no whitespace, which the template would trim).
+_SLOTS = ("\ue010", "\ue011")
 
 
 def build_prompt(source: str) -> str:
@@ -33,7 +42,7 @@ def build_prompt(source: str) -> str:
 
 
 def source_from_prompt(prompt: str) -> str | None:
-    """The text to redact inside a prompt (after the first `\\n\\nText:\\n`), or None."""
+    """The text to redact inside a prompt (after the first `TEXT_MARKER`), or None."""
     _, marker, source = prompt.partition(TEXT_MARKER)
     return source if marker else None
 
@@ -52,57 +61,76 @@ def ensure_chat_template(tokenizer) -> None:
 
 def render(tokenizer, messages: list[dict[str, str]], *, add_generation_prompt: bool) -> str:
     """Conversation -> model text through the tokenizer's chat template (which writes `<bos>`)."""
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=add_generation_prompt
-    )
+    return "".join(text for text, _ in _segments(tokenizer, messages, add_generation_prompt))
 
 
-def _encode(tokenizer, text: str) -> list[int]:
+def _segments(tokenizer, messages: list[dict[str, str]], add_generation_prompt: bool) -> list[tuple[str, bool]]:
+    """The rendered conversation as (text, is_content) pieces: the template's own text, in which
+    special tokens are control tokens, and the message contents, which are plain text."""
+    slotted = [{**m, "content": f" {slot} "} for m, slot in zip(messages, _SLOTS)]
+    text = tokenizer.apply_chat_template(slotted, tokenize=False, add_generation_prompt=add_generation_prompt)
+    pieces: list[tuple[str, bool]] = []
+    for message, slot in zip(messages, _SLOTS):
+        before, found, text = text.partition(slot)
+        if not found:
+            raise ValueError("chat template: a message content does not appear in the rendered text")
+        # A template that trims contents (Gemma's `| trim`) also ate the spaces around the slot.
+        trims = not before.endswith(" ")
+        before, text = (before, text) if trims else (before[:-1], text[1:])
+        pieces += [(before, False), (message["content"].strip() if trims else message["content"], True)]
+    pieces.append((text, False))
+    return [(t, is_content) for t, is_content in pieces if t]
+
+
+def _encode_segments(tokenizer, conversations: list[list[tuple[str, bool]]]) -> list[list[int]]:
+    """Token ids of many segmented conversations, in two batched tokenizer calls (a fast tokenizer
+    encodes a batch in parallel in Rust)."""
+    template = [t for c in conversations for t, is_content in c if not is_content]
+    contents = [t for c in conversations for t, is_content in c if is_content]
     # The template already wrote <bos>: letting the tokenizer add another is the double-<bos> bug.
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    template_ids = iter(tokenizer(template, add_special_tokens=False)["input_ids"] if template else [])
+    content_ids = iter(tokenizer(contents, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+                       if contents else [])
+    return [[i for _, is_content in c for i in next(content_ids if is_content else template_ids)]
+            for c in conversations]
 
 
 def encode_prompt(tokenizer, prompt: str) -> list[int]:
     """Token ids the model sees at inference: the user turn plus `<start_of_turn>model\\n`."""
-    return _encode(tokenizer, render(tokenizer, to_messages(prompt), add_generation_prompt=True))
+    return encode_prompts(tokenizer, [prompt])[0]
 
 
-def encode_example(tokenizer, prompt: str, response: str) -> dict[str, list[int]]:
-    """Training ids = inference prompt ids + response ids + `<end_of_turn>`.
+def encode_prompts(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
+    return _encode_segments(tokenizer, [_segments(tokenizer, to_messages(p), True) for p in prompts])
+
+
+def encode_examples(tokenizer, pairs: Sequence[tuple[str, str]]) -> list[dict[str, list[int]]]:
+    """Training ids = inference prompt ids + response ids + `<end_of_turn>`, for many
+    (prompt, response) pairs.
 
     `completion_mask` is 1 exactly on the response and its `<end_of_turn>`: the loss is on what
     the model must write, and it learns to stop. The newline the template puts after
     `<end_of_turn>` is left out: generation stops before it, so training on it teaches nothing.
     """
-    return encode_examples(tokenizer, [(prompt, response)])[0]
-
-
-def encode_examples(tokenizer, pairs: Sequence[tuple[str, str]]) -> list[dict[str, list[int]]]:
-    """`encode_example` for many (prompt, response) pairs. Rendering is cheap; tokenizing is not,
-    so all texts go to the tokenizer in two batched calls (a fast tokenizer encodes a batch in
-    parallel in Rust), giving ids identical to encoding each text alone."""
     if not pairs:
         return []
-    prompt_texts: list[str] = []
-    completions: list[str] = []
+    prompts: list[list[tuple[str, bool]]] = []
+    completions: list[list[tuple[str, bool]]] = []
     for prompt, response in pairs:
-        prompt_text = render(tokenizer, to_messages(prompt), add_generation_prompt=True)
-        full_text = render(tokenizer, to_messages(prompt, response), add_generation_prompt=False)
-        if not full_text.startswith(prompt_text):
+        prompt_part = _segments(tokenizer, to_messages(prompt), True)
+        full = _segments(tokenizer, to_messages(prompt, response), False)
+        # The training text must be: the inference prompt, the response, then <end_of_turn>.
+        n = len(prompt_part)
+        if full[:n] != prompt_part or len(full) <= n + 1 or not full[n][1]:
             raise ValueError("chat template: the inference prompt is not a prefix of the training text")
-        completion = full_text[len(prompt_text):]
-        cut = completion.rfind(END_OF_TURN)
-        if cut < 0:
+        if not full[n + 1][0].startswith(END_OF_TURN):
             raise ValueError(f"chat template: the assistant turn does not end with {END_OF_TURN}")
-        prompt_texts.append(prompt_text)
-        completions.append(completion[: cut + len(END_OF_TURN)])
-    # The template already wrote <bos>: letting the tokenizer add another is the double-<bos> bug.
-    prompt_ids = tokenizer(prompt_texts, add_special_tokens=False)["input_ids"]
-    completion_ids = tokenizer(completions, add_special_tokens=False)["input_ids"]
-    return [
-        {"input_ids": p + c, "completion_mask": [0] * len(p) + [1] * len(c)}
-        for p, c in zip(prompt_ids, completion_ids)
-    ]
+        prompts.append(prompt_part)
+        completions.append([full[n], (END_OF_TURN, False)])
+    prompt_ids = _encode_segments(tokenizer, prompts)
+    completion_ids = _encode_segments(tokenizer, completions)
+    return [{"input_ids": p + c, "completion_mask": [0] * len(p) + [1] * len(c)}
+            for p, c in zip(prompt_ids, completion_ids)]
 
 
 def stop_token_ids(tokenizer) -> list[int]:

@@ -1,13 +1,88 @@
-"""Settings of the three scripts, one typed dataclass each. Defaults live here; `configs/default.yaml`
-overrides them per section (`data:`, `train:`, `evaluate:`) and flags override both."""
+"""Settings of the scripts: one typed dataclass each, the only place a default is written.
+
+Each field carries its help text and, where a value can be wrong, a check; a config is checked
+when it is made (`__post_init__`), so a bad flag, YAML value or programmatic value fails before any
+directory is created or any model is loaded. `cli.parse_config` turns these into flags, with a
+YAML file's section (`--config FILE`) as the defaults that flags override.
+"""
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
+import types
+import typing
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
-from .cli import option
+from .errors import UserError
 
 DEFAULT_MODEL = "unsloth/gemma-3-270m-it"
+
+Check = Callable[[Any], Optional[str]]  # value -> what is wrong with it, or None
+
+
+def option(default: Any, help: str, *, check: Check | None = None) -> Any:
+    """A dataclass field with its help text and an optional check of its value."""
+    metadata = {"help": help, "check": check}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def positive(value: Any) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
+def non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def fraction(value: float) -> str | None:
+    return None if 0 <= value < 1 else "must be in [0, 1)"
+
+
+def plain_name(value: str) -> str | None:
+    """A run name is one directory name: never a path that could point outside the output directory."""
+    if not value or value in (".", "..") or re.search(r"[/\\\x00]", value) or value != value.strip():
+        return "must be a plain directory name (no '/', not '.' or '..', no surrounding spaces)"
+    return None
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_values(cls: type, values: dict[str, Any]) -> None:
+    """Check the given field values of a config dataclass; the first problem is a UserError naming
+    the flag."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name, value in values.items():
+        if value is None:
+            continue
+        base, _ = unwrap_optional(hints[name])
+        problem = None
+        if typing.get_origin(base) is Literal and value not in typing.get_args(base):
+            problem = f"must be one of {', '.join(map(str, typing.get_args(base)))}"
+        elif isinstance(value, float) and not math.isfinite(value):
+            problem = "must be a finite number"
+        elif fields[name].metadata.get("check"):
+            problem = fields[name].metadata["check"](value)
+        if problem:
+            raise UserError(f"{flag(name)} {problem}, got {value!r}")
+
+
+def validate(config: Any) -> None:
+    check_values(type(config), dataclasses.asdict(config))
+
+
+def unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """`Optional[X]` -> (X, True); anything else -> (it, False)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        return next(a for a in args if a is not type(None)), True
+    return tp, False
 
 
 @dataclass
@@ -15,11 +90,19 @@ class DataConfig:
     input: list[str] = option(["pii_redaction_train.json"], "prompt/response JSON or JSONL file(s), or raw ai4privacy rows")
     output_dir: str = option("data", "where train/val/test .jsonl and report.json are written")
     model: str = option(DEFAULT_MODEL, "model id or local directory whose tokenizer and chat template measure lengths")
-    max_seq_length: int = option(1024, "samples longer than this many tokens (prompt + response) are dropped, never truncated")
-    val_fraction: float = option(0.05, "fraction of templates (masked texts) held out for validation")
-    test_fraction: float = option(0.05, "fraction of templates (masked texts) held out for testing")
+    max_seq_length: int = option(1024, "samples longer than this many tokens (prompt + response) are dropped, never truncated",
+                                 check=positive)
+    val_fraction: float = option(0.05, "fraction of templates (masked texts) held out for validation", check=fraction)
+    test_fraction: float = option(0.05, "fraction of templates (masked texts) held out for testing", check=fraction)
     seed: int = option(3407, "seed of the split assignment")
     on_error: Literal["fail", "drop"] = option("fail", "invalid records: stop with an error, or drop and count them in report.json")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if not self.input:
+            raise UserError("--input: give at least one file")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise UserError("--val-fraction + --test-fraction must leave something to train on (< 1)")
 
 
 @dataclass
@@ -27,32 +110,40 @@ class TrainConfig:
     model: str = option(DEFAULT_MODEL, "base model id or local directory (offline: a local directory)")
     data_dir: str = option("data", "directory with train.jsonl / val.jsonl (prepared first if missing)")
     output_dir: str = option("outputs", "runs are written to OUTPUT_DIR/RUN_NAME")
-    run_name: Optional[str] = option(None, "run directory name (default: <model>-<timestamp>)")
-    max_seq_length: int = option(1024, "longest sample in tokens; matches prepare_data's limit")
+    run_name: Optional[str] = option(None, "run directory name (default: <model>-<timestamp>)", check=plain_name)
+    max_seq_length: int = option(1024, "longest sample in tokens; matches prepare_data's limit", check=positive)
     load_in_4bit: bool = option(False, "QLoRA: 4-bit base weights (GPU only; pointless for a 270M model)")
-    lora_r: int = option(128, "LoRA rank (Unsloth's Gemma 3 270M notebook uses 128: the model is tiny)")
-    lora_alpha: int = option(128, "LoRA alpha; alpha == r keeps the update scale at 1")
-    lora_dropout: float = option(0.0, "LoRA dropout; 0 lets Unsloth use its fast path")
-    epochs: float = option(1.0, "passes over the training split (ignored when --max-steps > 0)")
-    max_steps: int = option(-1, "stop after this many optimizer steps (-1: run --epochs)")
-    batch_size: int = option(16, "samples per device batch")
-    grad_accum: int = option(1, "gradient accumulation steps")
-    lr: float = option(1e-4, "peak learning rate")
+    lora_r: int = option(128, "LoRA rank (Unsloth's Gemma 3 270M notebook uses 128: the model is tiny)", check=positive)
+    lora_alpha: int = option(128, "LoRA alpha; alpha == r keeps the update scale at 1", check=positive)
+    lora_dropout: float = option(0.0, "LoRA dropout; 0 lets Unsloth use its fast path", check=fraction)
+    epochs: float = option(1.0, "passes over the training split (ignored when --max-steps is given)", check=positive)
+    max_steps: Optional[int] = option(None, "stop after this many optimizer steps (default: run --epochs)", check=positive)
+    batch_size: int = option(16, "samples per device batch", check=positive)
+    grad_accum: int = option(1, "gradient accumulation steps", check=positive)
+    lr: float = option(1e-4, "peak learning rate", check=positive)
     lr_scheduler: str = option("cosine", "learning-rate schedule (any transformers scheduler name)")
-    warmup_steps: float = option(0.03, "linear learning-rate warmup: a fraction of all steps if < 1, else a number of steps")
-    weight_decay: float = option(0.01, "AdamW weight decay")
+    warmup_steps: float = option(0.03, "linear learning-rate warmup: a fraction of all steps if < 1, else a number of steps",
+                                 check=non_negative)
+    weight_decay: float = option(0.01, "AdamW weight decay", check=non_negative)
     optim: str = option("adamw_torch", "optimizer (adamw_8bit needs bitsandbytes and a GPU)")
-    packing: bool = option(False, "padding-free packing of several samples per row (GPU; faster, same loss)")
+    padding_free: Optional[bool] = option(
+        None, "batches without padding: true/false, or unset to let Unsloth decide (it turns them on "
+              "where its GPU kernels support them; stock TRL and CPUs pad)")
     gradient_checkpointing: bool = option(False, "trade compute for memory; a 270M model rarely needs it")
-    eval_steps: int = option(200, "evaluate validation loss every N steps (0: only at the end)")
-    val_samples: int = option(500, "cap on validation samples used for the loss (0: all)")
-    save_steps: int = option(200, "checkpoint every N steps (what --resume continues from)")
-    save_total_limit: int = option(2, "checkpoints kept on disk")
-    logging_steps: int = option(10, "log a line every N steps")
+    eval_steps: int = option(200, "evaluate validation loss every N steps (0: never)", check=non_negative)
+    val_samples: int = option(500, "cap on validation samples used for the loss (0: all)", check=non_negative)
+    save_steps: int = option(200, "checkpoint every N steps (what --resume continues from)", check=positive)
+    save_total_limit: int = option(2, "checkpoints kept on disk", check=positive)
+    logging_steps: int = option(10, "log a line every N steps", check=positive)
     seed: int = option(3407, "seed for LoRA init and data order")
     gguf: Optional[Literal["f16", "q8_0"]] = option(None, "also export a GGUF for llama.cpp / Docker Model Runner")
     resume: bool = option(False, "continue the run in OUTPUT_DIR/RUN_NAME from its last checkpoint")
-    overwrite: bool = option(False, "replace an existing run directory")
+    overwrite: bool = option(False, "replace an existing run directory (the old one is kept aside until the new run has saved)")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.resume and self.overwrite:
+            raise UserError("--resume and --overwrite contradict each other: pick one")
 
 
 @dataclass
@@ -60,12 +151,16 @@ class EvalConfig:
     model_dir: Optional[str] = option(None, "trained model (a finetune.py run directory or merged model); default: newest run in outputs/")
     runs_dir: str = option("outputs", "where to look for the newest run")
     data: str = option("data/test.jsonl", "held-out samples (prepare_data.py output, or prompt/response JSON/JSONL)")
-    limit: int = option(0, "evaluate only the first N samples (0: all)")
-    batch_size: int = option(32, "generation batch size")
-    max_new_tokens: int = option(0, "generation budget per sample (0: derived from the input length)")
+    limit: int = option(0, "evaluate only the first N samples (0: all)", check=non_negative)
+    batch_size: int = option(32, "generation batch size", check=positive)
+    max_new_tokens: int = option(0, "generation budget per sample (0: derived from the input length)", check=non_negative)
     output_dir: Optional[str] = option(None, "where predictions and the report go (default: <model-dir>/eval)")
     predictions: Optional[str] = option(None, "score an existing predictions JSONL; no model is loaded")
     baseline: Optional[Literal["identity", "regex"]] = option(None, "score a baseline instead of a model")
     backend: Literal["auto", "transformers", "vllm"] = option("auto", "generation engine (auto: vLLM if installed and a GPU is present)")
     fail_under: list[str] = option([], "METRIC=VALUE: exit non-zero if the metric is below VALUE (e.g. entity.f1=0.9)")
-    worst: int = option(10, "worst examples shown in report.md")
+    worst: int = option(10, "worst examples shown in report.md", check=non_negative)
+    overwrite: bool = option(False, "replace predictions in OUTPUT_DIR made by another model, data or setting")
+
+    def __post_init__(self) -> None:
+        validate(self)

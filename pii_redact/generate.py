@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .cli import UserError
+from .errors import UserError
 
 # A redaction is about as long as its source; placeholders can be longer than the values they
 # replace ("[DATEOFBIRTH_1]" vs "5/8/61"), hence the margin.
@@ -29,7 +29,7 @@ def vllm_usable() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
 
 
-def load_model(model_dir: str | Path):
+def load_for_generation(model_dir: str | Path):
     """A merged model directory -> (model, tokenizer) ready for batched generation."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -65,7 +65,7 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
     from . import chat
 
     stops = chat.stop_token_ids(tokenizer)
-    encoded = [chat.encode_prompt(tokenizer, p) for p in prompts]
+    encoded = chat.encode_prompts(tokenizer, prompts)
     budgets = [max_new_tokens or token_budget(tokenizer, s) for s in sources]
     # Similar lengths together: less left padding, and the slowest batches come first (honest ETA).
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
@@ -117,7 +117,8 @@ def generate_vllm(llm, tokenizer, prompts: Sequence[str], sources: Sequence[str]
         indices = range(start, min(start + chunk, len(prompts)))
         params = [SamplingParams(temperature=0.0, max_tokens=max_new_tokens or token_budget(tokenizer, sources[i]),
                                  stop_token_ids=stops, skip_special_tokens=True) for i in indices]
-        requests = [TokensPrompt(prompt_token_ids=chat.encode_prompt(tokenizer, prompts[i])) for i in indices]
+        requests = [TokensPrompt(prompt_token_ids=ids)
+                    for ids in chat.encode_prompts(tokenizer, [prompts[i] for i in indices])]
         for i, result in zip(indices, llm.generate(requests, params, use_tqdm=False)):
             completion = result.outputs[0]
             yield i, completion.text, "length" if completion.finish_reason == "length" else "stop"

@@ -89,26 +89,52 @@ def align(source: str, redacted: str) -> list[Entity] | None:
     return entities
 
 
-def fill(redacted: str, entities: list[Entity]) -> str:
-    """Put entity values back in place of the placeholders (inverse of redaction)."""
-    values = iter(entities)
-    return PLACEHOLDER_RE.sub(lambda m: next(values).value, redacted)
+class Numbering:
+    """The data's numbering rule: per label, 1, 2, ... in order of first appearance of each
+    distinct key (a value's text, or a placeholder's original number)."""
+
+    def __init__(self) -> None:
+        self._numbers: dict[tuple[str, object], int] = {}
+        self._counts: dict[str, int] = {}
+
+    def __call__(self, label: str, key: object) -> int:
+        if (label, key) not in self._numbers:
+            self._counts[label] = self._numbers[(label, key)] = self._counts.get(label, 0) + 1
+        return self._numbers[(label, key)]
+
+
+def mask(source: str, spans: list[tuple[int, int, str]]) -> tuple[str, list[Entity]]:
+    """`source` with each (start, end, label) span replaced by `[LABEL_n]`, numbered by value
+    (the same value keeps its number); the spans must not overlap. Returns (redaction, entities)."""
+    number = Numbering()
+    out: list[str] = []
+    entities: list[Entity] = []
+    pos = 0
+    for start, end, label in sorted(spans):
+        if start < pos or end <= start:
+            raise ValueError(f"overlapping or empty span {(start, end, label)}")
+        value = source[start:end]
+        index = number(label, value)
+        out += [source[pos:start], f"[{label}_{index}]"]
+        entities.append(Entity(start, end, label, value, index))
+        pos = end
+    out.append(source[pos:])
+    return "".join(out), entities
+
+
+def unnumbered(text: str) -> str:
+    """Every placeholder without its number: `[EMAIL_2]` -> `[EMAIL]`."""
+    return PLACEHOLDER_RE.sub(lambda m: f"[{m.group(1)}]", text)
 
 
 def renumber(text: str) -> str:
     """Canonical numbering: per label, `_1, _2, ...` by first appearance of each original tag.
     Unnumbered placeholders stay unnumbered. Two redactions that differ only in numbering
     become equal."""
-    seen: dict[tuple[str, str], int] = {}
-    counts: dict[str, int] = {}
+    number = Numbering()
 
     def sub(m: re.Match) -> str:
         label, n = m.group(1), m.group(2)
-        if n is None:
-            return m.group(0)
-        if (label, n) not in seen:
-            counts[label] = counts.get(label, 0) + 1
-            seen[(label, n)] = counts[label]
-        return f"[{label}_{seen[(label, n)]}]"
+        return m.group(0) if n is None else f"[{label}_{number(label, n)}]"
 
     return PLACEHOLDER_RE.sub(sub, text)

@@ -63,7 +63,7 @@ Metrics (`score`; micro-averaged over all samples unless said otherwise)
 """
 from __future__ import annotations
 
-import json
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -71,8 +71,8 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .chat import source_from_prompt
-from .cli import UserError
+from .chat import TEXT_MARKER, source_from_prompt
+from .errors import UserError
 from .labels import (
     LABELS, PLACEHOLDER_LIKE_RE, PLACEHOLDER_RE, Entity, align, placeholder_label, renumber,
     unknown_placeholders,
@@ -417,44 +417,48 @@ def score(records: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], list[Sampl
     for i, r in enumerate(records):
         source = record_source(r)
         if source is None:
-            raise UserError(f"record {i}: no source text (a 'source', or a 'prompt' with a '\\n\\nText:\\n' marker)")
+            raise UserError(f"record {i}: no source text (a 'source', or a 'prompt' with a {TEXT_MARKER!r} marker)")
         samples.append(score_sample(source, r["response"], r["prediction"],
                                     unfinished=r.get("finish_reason") == "length"))
-    n = len(samples)
-    if not n:
+    if not samples:
         raise UserError("no predictions to score")
-    tp = sum(s.tp for s in samples)
-    span_tp = sum(s.span_tp for s in samples)
-    n_pred = sum(len(s.pred_entities) for s in samples)
-    n_ref = sum(len(s.ref_entities) for s in samples)
-    leaked = sum(s.leaked for s in samples)
+    return aggregate(samples), samples
 
+
+def _per_label(samples: list[SampleScore]) -> dict[str, dict[str, Any]]:
     label_tp: Counter[str] = Counter()
     label_pred: Counter[str] = Counter(e.label for s in samples for e in s.pred_entities)
     label_ref: Counter[str] = Counter(e.label for s in samples for e in s.ref_entities)
-    confusions: Counter[str] = Counter()
     for s in samples:
         ref = {(e.start, e.end, e.label) for e in s.ref_entities}
         label_tp.update(e.label for e in s.pred_entities if (e.start, e.end, e.label) in ref)
-        confusions.update(f"{a}->{b}" for a, b in s.confusions)
     per_label: dict[str, dict[str, Any]] = {}
     for label in LABELS:
         stats = _prf(label_tp[label], label_pred[label], label_ref[label])
         defined = label_pred[label] or label_ref[label]
         per_label[label] = {
-            "precision": stats["precision"] if defined else None,
-            "recall": stats["recall"] if defined else None,
-            "f1": stats["f1"] if defined else None,
+            **{k: stats[k] if defined else None for k in ("precision", "recall", "f1")},
             "support": label_ref[label],
             "predicted": label_pred[label],
         }
-    supported = [v["f1"] for v in per_label.values() if v["support"]]
+    return per_label
 
+
+def aggregate(samples: list[SampleScore]) -> dict[str, Any]:
+    """The metrics of a set of scored samples (see the module docstring)."""
+    n = len(samples)
+    tp = sum(s.tp for s in samples)
+    span_tp = sum(s.span_tp for s in samples)
+    n_pred = sum(len(s.pred_entities) for s in samples)
+    n_ref = sum(len(s.ref_entities) for s in samples)
+    leaked = sum(s.leaked for s in samples)
+    per_label = _per_label(samples)
+    supported = [v["f1"] for v in per_label.values() if v["support"]]
     non_pii = sum(s.non_pii for s in samples)
     inserted = sum(s.inserted for s in samples)
     preserved = sum(s.preserved for s in samples)
     span = _prf(span_tp, n_pred, n_ref)
-    metrics = {
+    return {
         "n_samples": n,
         "exact_match": sum(s.exact_match for s in samples) / n,
         "entity": {**_prf(tp, n_pred, n_ref),
@@ -471,9 +475,8 @@ def score(records: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], list[Sampl
         "exact_alignment_rate": sum(s.exact_alignment for s in samples) / n,
         "reference_misaligned": sum(not s.reference_aligned for s in samples),
         "per_label": per_label,
-        "confusions": dict(confusions.most_common()),
+        "confusions": dict(Counter(f"{a}->{b}" for s in samples for a, b in s.confusions).most_common()),
     }
-    return metrics, samples
 
 
 def read_predictions(path: str | Path) -> list[dict[str, Any]]:
@@ -481,30 +484,24 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
 
     Raises UserError naming the first malformed line as FILE:LINE and how many others there are.
     """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read predictions: {e.strerror or e}") from None
+    from .files import BadRecord, iter_records
+
     records: list[dict[str, Any]] = []
     errors: list[str] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            errors.append(f"{path}:{number}: invalid JSON ({e.msg})")
+    for index, record in iter_records(path):
+        where = f"{path}:{index + 1}"
+        if isinstance(record, BadRecord):
+            errors.append(str(record))
             continue
         if not isinstance(record, dict):
-            errors.append(f"{path}:{number}: expected a JSON object")
+            errors.append(f"{where}: expected a JSON object")
             continue
         missing = [k for k in ("response", "prediction") if not isinstance(record.get(k), str)]
         source = record_source(record)
         if source is None:
-            missing.insert(0, "source or prompt (with a '\\n\\nText:\\n' marker)")
+            missing.insert(0, f"source or prompt (with a {TEXT_MARKER!r} marker)")
         if missing:
-            errors.append(f"{path}:{number}: missing or non-string {', '.join(missing)}")
+            errors.append(f"{where}: missing or non-string {', '.join(missing)}")
             continue
         records.append({**record, "source": source})
     if errors:
@@ -547,6 +544,8 @@ def check_thresholds(metrics: dict[str, Any], specs: Iterable[str], *,
             if not m:
                 raise ValueError
             name, op, limit = m.group(1), m.group(2), float(m.group(3))
+            if not math.isfinite(limit):  # nan compares false with everything: a gate that never fails
+                raise ValueError
         except ValueError:
             raise UserError(f"--fail-under {spec!r}: expected METRIC=VALUE, e.g. entity.f1=0.9 "
                             "or leak_rate=0.01") from None

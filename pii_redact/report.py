@@ -6,13 +6,13 @@ Metric definitions live in `pii_redact.metrics`.
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-from .cli import UserError
+from .errors import UserError
+from .files import read_json, write_json, write_text
 from .labels import LABELS
 from .metrics import SampleScore, lookup
 
@@ -159,7 +159,7 @@ def write_report(metrics: dict[str, Any], samples: list[SampleScore],
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics_path, report_path, plot_path = out / "metrics.json", out / "report.md", out / "per_label_f1.png"
-    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_json(metrics_path, metrics)
 
     summary = _md_table(["metric", "value"],
                         [[name, _fmt(_value(metrics, key))] for key, name in SUMMARY_ROWS])
@@ -174,7 +174,7 @@ def write_report(metrics: dict[str, Any], samples: list[SampleScore],
                      _md_table(["reference -> predicted", "count"], [[k, str(v)] for k, v in top]),
                      ""]
     sections += [f"## Worst {worst} examples\n", _worst_section(samples, records, worst)]
-    report_path.write_text("\n".join(sections), encoding="utf-8")
+    write_text(report_path, "\n".join(sections))
     plot_per_label_f1(metrics, plot_path, title)
     return [metrics_path, report_path, plot_path]
 
@@ -196,14 +196,10 @@ def _load(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
     """(column name, metrics) per path; a directory stands for its metrics.json. Columns are
     named after the file's directory (`metrics.json`) or stem, with more of the path on clashes."""
     files = [Path(p) / "metrics.json" if Path(p).is_dir() else Path(p) for p in paths]
-    loaded = []
-    for f in files:
-        try:
-            loaded.append(json.loads(f.read_text(encoding="utf-8")))
-        except OSError as e:
-            raise UserError(f"{f}: cannot read metrics: {e.strerror or e}") from None
-        except json.JSONDecodeError as e:
-            raise UserError(f"{f}: not a metrics JSON file ({e.msg})") from None
+    loaded = [read_json(f, what="metrics JSON file") for f in files]
+    for f, metrics in zip(files, loaded):
+        if not isinstance(metrics, dict) or "per_label" not in metrics:
+            raise UserError(f"{f}: not a metrics.json written by evaluate.py")
     # outputs/<run>/eval/metrics.json is named after the run, not "eval"
     stems = [(f.parent.parent if f.parent.name == "eval" else f.parent) if f.name == "metrics.json"
              else f.with_suffix("") for f in files]

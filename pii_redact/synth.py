@@ -43,7 +43,7 @@ from faker import Faker
 from faker.providers.address.it_IT import Provider as ItalianAddresses
 
 from pii_redact.chat import build_prompt
-from pii_redact.labels import LABELS, PLACEHOLDER_RE, Entity, align
+from pii_redact.labels import LABELS, PLACEHOLDER_RE, Entity, align, mask
 
 LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "it", "es", "nl")
 LOCALES: dict[str, tuple[str, ...]] = {
@@ -218,22 +218,6 @@ LOCALE_VALUES: dict[str, dict[str, ValueFn]] = {
               "DRIVERLICENSENUM": _nl_rijbewijs, "ACCOUNTNUM": _iban},
 }
 
-MONTHS: dict[str, tuple[str, ...]] = {
-    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-           "October", "November", "December"),
-    "de": ("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September",
-           "Oktober", "November", "Dezember"),
-    "fr": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
-           "octobre", "novembre", "décembre"),
-    "it": ("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto",
-           "settembre", "ottobre", "novembre", "dicembre"),
-    "es": ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
-           "octubre", "noviembre", "diciembre"),
-    "nl": ("januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september",
-           "oktober", "november", "december"),
-}
-
-
 def _format_date(d: date, locale: str, rng: random.Random) -> str:
     """A date the way people of `locale` write it (several styles each, ISO everywhere)."""
     lang = locale[:2]
@@ -266,460 +250,38 @@ def _handle(given: str, surname: str) -> tuple[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Per-language text: sentence pools, frames, field names
+# Per-language text, from the YAML files in synth_data/ (data, not code)
 # ---------------------------------------------------------------------------------------------
-# Pools: "body" (PII sentences), "decoy" (no PII, decoys only), "medical"/"bank"/"hr" (topic
-# notes), "greeting"/"closing" (with names), "hello"/"bye" (without), "ticket" (subject lines),
-# "notes" (note headings by topic). Field names (forms, CSV headers, HTML lists) are in FIELDS.
+# <lang>.yaml: `months`; `locales` (per locale: `@term` words and the `address` / `address_block`
+# layouts); `fields` (label or decoy -> field names for forms, CSV headers and HTML lists); `texts`,
+# the sentence pools: "body" (PII sentences), "decoy" (no PII, decoys only), "medical"/"bank"/"hr"
+# (topic notes), "greeting"/"closing" (with names), "hello"/"bye" (without), "ticket" (subject
+# lines), "notes" (note headings by topic). common.yaml: text kinds and their shares, the field
+# order of structured texts, decoy fields, JSON keys and log lines (software writes English).
+# An `address` layout must separate a (possibly multi-word) street from the building number by
+# something a street never contains, or `labels.align` mis-splits it.
 
-TEXTS: dict[str, dict[str, list[str]]] = {
-    "en": {
-        "body": [
-            "You can reach me at {TELEPHONENUM} or {EMAIL}.",
-            "My username is {USERNAME} and the temporary password is {PASSWORD}.",
-            "Please update my address to {address}.",
-            "{GIVENNAME} {SURNAME} was born on {DATEOFBIRTH}.",
-            "The refund of {price} will go to account {ACCOUNTNUM}.",
-            "Card on file: {CREDITCARDNUMBER}, used for order {order}.",
-            "My {@social} is {SOCIALNUM}.",
-            "{@licence}: {DRIVERLICENSENUM}.",
-            "{@idcard} {IDCARDNUM} was verified by {company}.",
-            "For the tax form, my {@tax} is {TAXNUM}.",
-            "Ship it to {name}, {address}.",
-            "{GIVENNAME} lives in {CITY}, {@zip} {ZIPCODE}.",
-            "Please call {GIVENNAME:2} on {TELEPHONENUM:2} before {time}.",
-            "I forgot the password for {USERNAME}; the last one I remember is {PASSWORD}.",
-            "Log in as {USERNAME} (yes, {USERNAME} in lowercase) and change the password.",
-            "Send the signed form to {EMAIL} by {date}.",
-            "Date of birth: {DATEOFBIRTH}, born in {CITY}.",
-            "The transfer from {ACCOUNTNUM} to {ACCOUNTNUM:2} went through, reference {invoice}.",
-            "{GIVENNAME} asked me to forward this to {EMAIL:2}.",
-            "Use {url} to reset the password for {EMAIL}.",
-            "My child {GIVENNAME} {SURNAME} (DOB: {DATEOFBIRTH}) starts at the new school on {date}.",
-            "The parcel was left with {GIVENNAME:2} {SURNAME:2} at number {BUILDINGNUM}.",
-            "We moved to {STREET} last month, the {@zip} is {ZIPCODE}.",
-            "Charge the {price} to card {CREDITCARDNUMBER} and email the receipt to {EMAIL}.",
-        ],
-        "decoy": [
-            "Your order {order} of {price} has shipped.",
-            "The appointment is on {date} at {time}.",
-            "Invoice {invoice} is due on {date}.",
-            "Please quote ticket {ticket} in any reply.",
-            "Policy {policy} covers shipments to {country}.",
-            "See {url} for the terms and conditions.",
-            "Product {product} is back in stock for {price}.",
-            "Our team at {company} will get back to you within two business days.",
-            "The server at {ip} was restarted at {time}.",
-        ],
-        "medical": [
-            "Patient {name} (DOB {DATEOFBIRTH}) was seen on {date} for a follow-up.",
-            "Insurance: {@social} {SOCIALNUM}; next visit {date} at {time}.",
-            "Emergency contact: {GIVENNAME:2} {SURNAME:2}, {TELEPHONENUM:2}.",
-            "Prescription sent to the pharmacy in {CITY}.",
-        ],
-        "bank": [
-            "Customer {name} disputes a charge of {price} on card {CREDITCARDNUMBER}.",
-            "Standing order of {price} from {ACCOUNTNUM} starts on {date}.",
-            "Identity checked against {@idcard} {IDCARDNUM}.",
-            "{@tax} {TAXNUM} recorded for interest reporting.",
-        ],
-        "hr": [
-            "New hire: {name}, start date {date}, salary {price}.",
-            "Salary account: {ACCOUNTNUM}.",
-            "{@tax}: {TAXNUM}; {@social}: {SOCIALNUM}.",
-            "Company car issued after checking {@licence} {DRIVERLICENSENUM}.",
-            "Home address: {address}.",
-        ],
-        "greeting": ["Hi {GIVENNAME},", "Dear {GIVENNAME} {SURNAME},", "Hello {GIVENNAME},", "Good morning {GIVENNAME},"],
-        "closing": ["Best regards,\n{GIVENNAME:2} {SURNAME:2}", "Thanks,\n{GIVENNAME:2}",
-                    "Kind regards,\n{GIVENNAME:2} {SURNAME:2}\n{TELEPHONENUM:2}", "Cheers,\n{GIVENNAME:2}"],
-        "hello": ["Hello,", "Hi team,", "Dear customer,"],
-        "bye": ["Thanks!", "Best regards,\n{company}", "Kind regards,\nCustomer Service"],
-        "ticket": ["Ticket {ticket}: cannot log in", "Ticket {ticket} - wrong billing address",
-                   "Support request {ticket}: refund"],
-        "notes": ["Medical note", "Bank memo", "HR record"],
-    },
-    "de": {
-        "body": [
-            "Sie erreichen mich unter {TELEPHONENUM} oder per Mail an {EMAIL}.",
-            "Mein Benutzername ist {USERNAME}, das vorläufige Passwort lautet {PASSWORD}.",
-            "Bitte ändern Sie meine Adresse auf {address}.",
-            "{GIVENNAME} {SURNAME} ist am {DATEOFBIRTH} geboren.",
-            "Die Erstattung von {price} geht auf das Konto {ACCOUNTNUM}.",
-            "Hinterlegte Kreditkarte: {CREDITCARDNUMBER}, Bestellung {order}.",
-            "Meine Sozialversicherungsnummer ist {SOCIALNUM}.",
-            "Führerscheinnummer: {DRIVERLICENSENUM}.",
-            "Der Personalausweis {IDCARDNUM} wurde von {company} geprüft.",
-            "Meine Steuer-ID lautet {TAXNUM}.",
-            "Bitte liefern an {name}, {address}.",
-            "{GIVENNAME} wohnt in {ZIPCODE} {CITY}.",
-            "Rufen Sie bitte {GIVENNAME:2} unter {TELEPHONENUM:2} vor {time} Uhr an.",
-            "Ich habe das Passwort für {USERNAME} vergessen, das letzte war {PASSWORD}.",
-            "Melden Sie sich als {USERNAME} an (ja, {USERNAME} kleingeschrieben).",
-            "Schicken Sie das unterschriebene Formular bis {date} an {EMAIL}.",
-            "Geburtsdatum: {DATEOFBIRTH}, Geburtsort: {CITY}.",
-            "Die Überweisung von {ACCOUNTNUM} auf {ACCOUNTNUM:2} ist erfolgt, Verwendungszweck {invoice}.",
-            "{GIVENNAME} bat mich, das an {EMAIL:2} weiterzuleiten.",
-            "Das Paket wurde bei {GIVENNAME:2} {SURNAME:2} in Hausnummer {BUILDINGNUM} abgegeben.",
-            "Wir sind in die {STREET} gezogen, die Postleitzahl ist {ZIPCODE}.",
-        ],
-        "decoy": [
-            "Ihre Bestellung {order} über {price} wurde versandt.",
-            "Der Termin ist am {date} um {time} Uhr.",
-            "Die Rechnung {invoice} ist am {date} fällig.",
-            "Bitte geben Sie bei Rückfragen das Ticket {ticket} an.",
-            "Die Police {policy} gilt auch für Sendungen nach {country}.",
-            "Die AGB finden Sie unter {url}.",
-            "Artikel {product} ist wieder lieferbar, Preis {price}.",
-            "Das Team von {company} meldet sich innerhalb von zwei Werktagen.",
-        ],
-        "medical": [
-            "Patient {name} (geb. {DATEOFBIRTH}) war am {date} zur Nachkontrolle da.",
-            "Versicherungsnummer {SOCIALNUM}; nächster Termin am {date} um {time} Uhr.",
-            "Notfallkontakt: {GIVENNAME:2} {SURNAME:2}, Tel. {TELEPHONENUM:2}.",
-        ],
-        "bank": [
-            "Kunde {name} widerspricht einer Belastung von {price} auf Karte {CREDITCARDNUMBER}.",
-            "Dauerauftrag über {price} von {ACCOUNTNUM} ab {date}.",
-            "Identität anhand Ausweis {IDCARDNUM} geprüft.",
-        ],
-        "hr": [
-            "Neueinstellung: {name}, Eintritt am {date}, Gehalt {price}.",
-            "Gehaltskonto: {ACCOUNTNUM}.",
-            "Steuer-ID: {TAXNUM}; SV-Nummer: {SOCIALNUM}.",
-            "Dienstwagen nach Prüfung des Führerscheins {DRIVERLICENSENUM} übergeben.",
-            "Wohnanschrift: {address}.",
-        ],
-        "greeting": ["Hallo {GIVENNAME},", "Liebe/r {GIVENNAME} {SURNAME},", "Guten Tag {GIVENNAME} {SURNAME},"],
-        "closing": ["Viele Grüße\n{GIVENNAME:2} {SURNAME:2}", "Danke und Gruß\n{GIVENNAME:2}",
-                    "Mit freundlichen Grüßen\n{GIVENNAME:2} {SURNAME:2}\nTel. {TELEPHONENUM:2}"],
-        "hello": ["Hallo,", "Sehr geehrte Damen und Herren,", "Hallo zusammen,"],
-        "bye": ["Danke!", "Mit freundlichen Grüßen\n{company}", "Viele Grüße\nIhr Kundenservice"],
-        "ticket": ["Ticket {ticket}: Anmeldung nicht möglich", "Ticket {ticket} - falsche Rechnungsadresse",
-                   "Supportanfrage {ticket}: Erstattung"],
-        "notes": ["Ärztliche Notiz", "Bankvermerk", "Personalakte"],
-    },
-    "fr": {
-        "body": [
-            "Vous pouvez me joindre au {TELEPHONENUM} ou à {EMAIL}.",
-            "Mon identifiant est {USERNAME} et le mot de passe provisoire est {PASSWORD}.",
-            "Merci de mettre à jour mon adresse : {address}.",
-            "{GIVENNAME} {SURNAME} est né(e) le {DATEOFBIRTH}.",
-            "Le remboursement de {price} sera versé sur le compte {ACCOUNTNUM}.",
-            "Carte enregistrée : {CREDITCARDNUMBER}, commande {order}.",
-            "Mon numéro de sécurité sociale est le {SOCIALNUM}.",
-            "Numéro de permis de conduire : {DRIVERLICENSENUM}.",
-            "La carte d'identité {IDCARDNUM} a été vérifiée par {company}.",
-            "Mon numéro fiscal est le {TAXNUM}.",
-            "Livraison à {name}, {address}.",
-            "{GIVENNAME} habite à {CITY} ({ZIPCODE}).",
-            "Merci d'appeler {GIVENNAME:2} au {TELEPHONENUM:2} avant {time}.",
-            "J'ai oublié le mot de passe de {USERNAME} ; le dernier était {PASSWORD}.",
-            "Connectez-vous avec {USERNAME} (oui, {USERNAME} en minuscules).",
-            "Envoyez le formulaire signé à {EMAIL} avant le {date}.",
-            "Date de naissance : {DATEOFBIRTH}, à {CITY}.",
-            "Le virement de {ACCOUNTNUM} vers {ACCOUNTNUM:2} est effectué, référence {invoice}.",
-            "{GIVENNAME} m'a demandé de transférer ceci à {EMAIL:2}.",
-            "Nous habitons au {BUILDINGNUM} {STREET} depuis {date}.",
-        ],
-        "decoy": [
-            "Votre commande {order} d'un montant de {price} a été expédiée.",
-            "Le rendez-vous est fixé au {date} à {time}.",
-            "La facture {invoice} est à régler avant le {date}.",
-            "Merci de rappeler le ticket {ticket} dans votre réponse.",
-            "Le contrat {policy} couvre les envois vers {country}.",
-            "Les conditions générales sont sur {url}.",
-            "L'article {product} est de nouveau disponible à {price}.",
-        ],
-        "medical": [
-            "Patient(e) {name} (né(e) le {DATEOFBIRTH}) vu(e) le {date} pour un contrôle.",
-            "N° de sécurité sociale {SOCIALNUM} ; prochain rendez-vous le {date} à {time}.",
-            "Personne à prévenir : {GIVENNAME:2} {SURNAME:2}, {TELEPHONENUM:2}.",
-        ],
-        "bank": [
-            "Le client {name} conteste un débit de {price} sur la carte {CREDITCARDNUMBER}.",
-            "Virement permanent de {price} depuis {ACCOUNTNUM} à partir du {date}.",
-            "Identité vérifiée avec la carte d'identité {IDCARDNUM}.",
-        ],
-        "hr": [
-            "Nouvelle embauche : {name}, arrivée le {date}, salaire {price}.",
-            "Compte de paie : {ACCOUNTNUM}.",
-            "Numéro fiscal : {TAXNUM} ; sécurité sociale : {SOCIALNUM}.",
-            "Adresse personnelle : {address}.",
-        ],
-        "greeting": ["Bonjour {GIVENNAME},", "Cher/Chère {GIVENNAME} {SURNAME},", "Salut {GIVENNAME},"],
-        "closing": ["Cordialement,\n{GIVENNAME:2} {SURNAME:2}", "Merci,\n{GIVENNAME:2}",
-                    "Bien à vous,\n{GIVENNAME:2} {SURNAME:2}\n{TELEPHONENUM:2}"],
-        "hello": ["Bonjour,", "Madame, Monsieur,", "Bonjour à tous,"],
-        "bye": ["Merci !", "Cordialement,\n{company}", "Le service client"],
-        "ticket": ["Ticket {ticket} : connexion impossible", "Ticket {ticket} - adresse de facturation erronée",
-                   "Demande {ticket} : remboursement"],
-        "notes": ["Note médicale", "Note bancaire", "Dossier RH"],
-    },
-    "it": {
-        "body": [
-            "Potete contattarmi al {TELEPHONENUM} o scrivere a {EMAIL}.",
-            "Il mio nome utente è {USERNAME} e la password provvisoria è {PASSWORD}.",
-            "Vi prego di aggiornare il mio indirizzo: {address}.",
-            "{GIVENNAME} {SURNAME} è nato/a il {DATEOFBIRTH}.",
-            "Il rimborso di {price} sarà accreditato sul conto {ACCOUNTNUM}.",
-            "Carta registrata: {CREDITCARDNUMBER}, ordine {order}.",
-            "Il numero della tessera sanitaria è {SOCIALNUM}.",
-            "Numero patente: {DRIVERLICENSENUM}.",
-            "La carta d'identità {IDCARDNUM} è stata verificata da {company}.",
-            "Il mio codice fiscale è {TAXNUM}.",
-            "Spedire a {name}, {address}.",
-            "{GIVENNAME} abita a {CITY}, CAP {ZIPCODE}.",
-            "Chiamate {GIVENNAME:2} al {TELEPHONENUM:2} entro le {time}.",
-            "Ho dimenticato la password di {USERNAME}; l'ultima era {PASSWORD}.",
-            "Accedi come {USERNAME} (sì, {USERNAME} tutto minuscolo).",
-            "Inviate il modulo firmato a {EMAIL} entro il {date}.",
-            "Data di nascita: {DATEOFBIRTH}, luogo di nascita: {CITY}.",
-            "Il bonifico da {ACCOUNTNUM} a {ACCOUNTNUM:2} è stato eseguito, causale {invoice}.",
-        ],
-        "decoy": [
-            "Il suo ordine {order} di {price} è stato spedito.",
-            "L'appuntamento è il {date} alle {time}.",
-            "La fattura {invoice} scade il {date}.",
-            "Indichi il ticket {ticket} in ogni risposta.",
-            "La polizza {policy} copre le spedizioni verso {country}.",
-            "Le condizioni sono su {url}.",
-        ],
-        "medical": [
-            "Paziente {name} (nato/a il {DATEOFBIRTH}) visitato/a il {date} per controllo.",
-            "Tessera sanitaria {SOCIALNUM}; prossima visita il {date} alle {time}.",
-            "Contatto di emergenza: {GIVENNAME:2} {SURNAME:2}, {TELEPHONENUM:2}.",
-        ],
-        "bank": [
-            "Il cliente {name} contesta un addebito di {price} sulla carta {CREDITCARDNUMBER}.",
-            "Bonifico periodico di {price} da {ACCOUNTNUM} dal {date}.",
-        ],
-        "hr": [
-            "Nuova assunzione: {name}, inizio il {date}, stipendio {price}.",
-            "Codice fiscale: {TAXNUM}; IBAN per lo stipendio: {ACCOUNTNUM}.",
-            "Indirizzo di residenza: {address}.",
-        ],
-        "greeting": ["Ciao {GIVENNAME},", "Gentile {GIVENNAME} {SURNAME},", "Buongiorno {GIVENNAME},"],
-        "closing": ["Cordiali saluti,\n{GIVENNAME:2} {SURNAME:2}", "Grazie,\n{GIVENNAME:2}",
-                    "Distinti saluti,\n{GIVENNAME:2} {SURNAME:2}\n{TELEPHONENUM:2}"],
-        "hello": ["Buongiorno,", "Gentile cliente,", "Ciao a tutti,"],
-        "bye": ["Grazie!", "Cordiali saluti,\n{company}", "Il servizio clienti"],
-        "ticket": ["Ticket {ticket}: accesso non riuscito", "Richiesta {ticket} - rimborso"],
-        "notes": ["Nota medica", "Nota bancaria", "Scheda personale"],
-    },
-    "es": {
-        "body": [
-            "Puede contactarme en el {TELEPHONENUM} o en {EMAIL}.",
-            "Mi usuario es {USERNAME} y la contraseña temporal es {PASSWORD}.",
-            "Por favor, actualicen mi dirección a {address}.",
-            "{GIVENNAME} {SURNAME} nació el {DATEOFBIRTH}.",
-            "El reembolso de {price} se abonará en la cuenta {ACCOUNTNUM}.",
-            "Tarjeta registrada: {CREDITCARDNUMBER}, pedido {order}.",
-            "Mi número de la Seguridad Social es {SOCIALNUM}.",
-            "Permiso de conducir: {DRIVERLICENSENUM}.",
-            "El DNI {IDCARDNUM} fue verificado por {company}.",
-            "Mi NIF es {TAXNUM}.",
-            "Enviar a {name}, {address}.",
-            "{GIVENNAME} vive en {CITY}, código postal {ZIPCODE}.",
-            "Llame a {GIVENNAME:2} al {TELEPHONENUM:2} antes de las {time}.",
-            "Olvidé la contraseña de {USERNAME}; la última era {PASSWORD}.",
-            "Entra como {USERNAME} (sí, {USERNAME} en minúsculas).",
-            "Envíe el formulario firmado a {EMAIL} antes del {date}.",
-            "Fecha de nacimiento: {DATEOFBIRTH}, en {CITY}.",
-            "La transferencia de {ACCOUNTNUM} a {ACCOUNTNUM:2} se ha realizado, concepto {invoice}.",
-        ],
-        "decoy": [
-            "Su pedido {order} por {price} ha sido enviado.",
-            "La cita es el {date} a las {time}.",
-            "La factura {invoice} vence el {date}.",
-            "Indique la incidencia {ticket} en su respuesta.",
-            "La póliza {policy} cubre envíos a {country}.",
-            "Consulte las condiciones en {url}.",
-        ],
-        "medical": [
-            "Paciente {name} (fecha de nacimiento {DATEOFBIRTH}) atendido/a el {date}.",
-            "N.º de la Seguridad Social {SOCIALNUM}; próxima cita el {date} a las {time}.",
-            "Contacto de emergencia: {GIVENNAME:2} {SURNAME:2}, {TELEPHONENUM:2}.",
-        ],
-        "bank": [
-            "El cliente {name} reclama un cargo de {price} en la tarjeta {CREDITCARDNUMBER}.",
-            "Orden permanente de {price} desde {ACCOUNTNUM} a partir del {date}.",
-        ],
-        "hr": [
-            "Nueva incorporación: {name}, inicio el {date}, salario {price}.",
-            "NIF: {TAXNUM}; cuenta de nómina: {ACCOUNTNUM}.",
-            "Domicilio: {address}.",
-        ],
-        "greeting": ["Hola {GIVENNAME}:", "Estimado/a {GIVENNAME} {SURNAME}:", "Buenos días, {GIVENNAME}:"],
-        "closing": ["Saludos cordiales,\n{GIVENNAME:2} {SURNAME:2}", "Gracias,\n{GIVENNAME:2}",
-                    "Atentamente,\n{GIVENNAME:2} {SURNAME:2}\n{TELEPHONENUM:2}"],
-        "hello": ["Hola:", "Estimado cliente:", "Buenos días:"],
-        "bye": ["¡Gracias!", "Atentamente,\n{company}", "Atención al cliente"],
-        "ticket": ["Incidencia {ticket}: no puedo iniciar sesión", "Solicitud {ticket} - reembolso"],
-        "notes": ["Nota médica", "Nota bancaria", "Ficha de personal"],
-    },
-    "nl": {
-        "body": [
-            "U kunt mij bereiken op {TELEPHONENUM} of via {EMAIL}.",
-            "Mijn gebruikersnaam is {USERNAME} en het tijdelijke wachtwoord is {PASSWORD}.",
-            "Wilt u mijn adres wijzigen in {address}?",
-            "{GIVENNAME} {SURNAME} is geboren op {DATEOFBIRTH}.",
-            "De terugbetaling van {price} wordt overgemaakt naar {ACCOUNTNUM}.",
-            "Opgeslagen creditcard: {CREDITCARDNUMBER}, bestelling {order}.",
-            "Mijn BSN is {SOCIALNUM}.",
-            "Rijbewijsnummer: {DRIVERLICENSENUM}.",
-            "Identiteitskaart {IDCARDNUM} is gecontroleerd door {company}.",
-            "Mijn btw-id is {TAXNUM}.",
-            "Verzenden naar {name}, {address}.",
-            "{GIVENNAME} woont in {CITY}, postcode {ZIPCODE}.",
-            "Bel {GIVENNAME:2} op {TELEPHONENUM:2} voor {time}.",
-            "Ik ben het wachtwoord van {USERNAME} vergeten; het laatste was {PASSWORD}.",
-            "Log in als {USERNAME} (ja, {USERNAME} in kleine letters).",
-            "Stuur het ondertekende formulier voor {date} naar {EMAIL}.",
-            "Geboortedatum: {DATEOFBIRTH}, geboren in {CITY}.",
-        ],
-        "decoy": [
-            "Uw bestelling {order} van {price} is verzonden.",
-            "De afspraak is op {date} om {time}.",
-            "Factuur {invoice} moet uiterlijk {date} betaald zijn.",
-            "Vermeld ticket {ticket} in uw antwoord.",
-            "Polis {policy} dekt zendingen naar {country}.",
-            "De voorwaarden staan op {url}.",
-        ],
-        "medical": [
-            "Patiënt {name} (geb. {DATEOFBIRTH}) gezien op {date} voor controle.",
-            "BSN {SOCIALNUM}; volgende afspraak op {date} om {time}.",
-            "Contactpersoon: {GIVENNAME:2} {SURNAME:2}, {TELEPHONENUM:2}.",
-        ],
-        "bank": [
-            "Klant {name} betwist een afschrijving van {price} op kaart {CREDITCARDNUMBER}.",
-            "Periodieke overboeking van {price} vanaf {ACCOUNTNUM} per {date}.",
-        ],
-        "hr": [
-            "Nieuwe medewerker: {name}, start op {date}, salaris {price}.",
-            "BSN: {SOCIALNUM}; salarisrekening: {ACCOUNTNUM}.",
-            "Woonadres: {address}.",
-        ],
-        "greeting": ["Hoi {GIVENNAME},", "Beste {GIVENNAME} {SURNAME},", "Goedemorgen {GIVENNAME},"],
-        "closing": ["Met vriendelijke groet,\n{GIVENNAME:2} {SURNAME:2}", "Bedankt,\n{GIVENNAME:2}",
-                    "Groeten,\n{GIVENNAME:2} {SURNAME:2}\n{TELEPHONENUM:2}"],
-        "hello": ["Hallo,", "Geachte heer/mevrouw,", "Beste klant,"],
-        "bye": ["Bedankt!", "Met vriendelijke groet,\n{company}", "Klantenservice"],
-        "ticket": ["Ticket {ticket}: kan niet inloggen", "Verzoek {ticket} - terugbetaling"],
-        "notes": ["Medische notitie", "Bankmemo", "Personeelsdossier"],
-    },
-}
+DATA_DIR = Path(__file__).resolve().parent / "synth_data"
 
-# Locale-specific words and address layouts. `address` must separate a (possibly multi-word)
-# street from the building number by something a street never contains, or align mis-splits.
-LOCALE_TEXT: dict[str, dict[str, str]] = {
-    "en_US": {"@social": "Social Security number", "@tax": "taxpayer ID", "@idcard": "state ID",
-              "@licence": "Driver's license number", "@zip": "ZIP code",
-              "address": "{BUILDINGNUM} {STREET}, {CITY}, {state} {ZIPCODE}",
-              "address_block": "{BUILDINGNUM} {STREET}\n{CITY}, {state} {ZIPCODE}"},
-    "en_GB": {"@social": "National Insurance number", "@tax": "UTR", "@idcard": "passport number",
-              "@licence": "Driving licence number", "@zip": "postcode",
-              "address": "{BUILDINGNUM} {STREET}, {CITY}, {ZIPCODE}",
-              "address_block": "{BUILDINGNUM} {STREET}\n{CITY}\n{ZIPCODE}"},
-    "de_DE": {"address": "{STREET} {BUILDINGNUM}, {ZIPCODE} {CITY}",
-              "address_block": "{STREET} {BUILDINGNUM}\n{ZIPCODE} {CITY}"},
-    "fr_FR": {"address": "{BUILDINGNUM} {STREET}, {ZIPCODE} {CITY}",
-              "address_block": "{BUILDINGNUM} {STREET}\n{ZIPCODE} {CITY}"},
-    "it_IT": {"address": "{STREET}, {BUILDINGNUM} - {ZIPCODE} {CITY}",
-              "address_block": "{STREET}, {BUILDINGNUM}\n{ZIPCODE} {CITY}"},
-    "es_ES": {"address": "{STREET}, {BUILDINGNUM}, {ZIPCODE} {CITY}",
-              "address_block": "{STREET}, {BUILDINGNUM}\n{ZIPCODE} {CITY}"},
-    # Two spaces after a Dutch postcode, as PostNL asks: "1234 AB  Amsterdam".
-    "nl_NL": {"address": "{STREET} {BUILDINGNUM}, {ZIPCODE}  {CITY}",
-              "address_block": "{STREET} {BUILDINGNUM}\n{ZIPCODE}  {CITY}"},
-}
 
-# Field names for forms, CSV headers and HTML lists: label (or decoy) -> names per language.
-FIELDS: dict[str, dict[str, list[str]]] = {
-    "en": {"GIVENNAME": ["First name", "Given name"], "SURNAME": ["Last name", "Surname"],
-           "EMAIL": ["Email", "E-mail address"], "USERNAME": ["Username", "Login"], "PASSWORD": ["Password"],
-           "TELEPHONENUM": ["Phone", "Mobile", "Tel."], "DATEOFBIRTH": ["Date of birth", "DOB"],
-           "SOCIALNUM": ["{@social}"], "TAXNUM": ["{@tax}", "Tax ID"], "IDCARDNUM": ["{@idcard}", "ID number"],
-           "DRIVERLICENSENUM": ["{@licence}"], "ACCOUNTNUM": ["Account number", "Bank account"],
-           "CREDITCARDNUMBER": ["Card number", "Credit card"], "STREET": ["Street"],
-           "BUILDINGNUM": ["House number", "No."], "CITY": ["City", "Town"], "ZIPCODE": ["{@zip}"],
-           "order": ["Order number"], "date": ["Appointment", "Due date"], "price": ["Amount"],
-           "company": ["Company"], "country": ["Country"], "ticket": ["Reference"]},
-    "de": {"GIVENNAME": ["Vorname"], "SURNAME": ["Nachname", "Name"], "EMAIL": ["E-Mail"],
-           "USERNAME": ["Benutzername", "Login"], "PASSWORD": ["Passwort", "Kennwort"],
-           "TELEPHONENUM": ["Telefon", "Mobil", "Tel."], "DATEOFBIRTH": ["Geburtsdatum", "geb."],
-           "SOCIALNUM": ["Sozialversicherungsnummer", "SV-Nr."], "TAXNUM": ["Steuer-ID", "Steuerliche IdNr."],
-           "IDCARDNUM": ["Ausweisnummer"], "DRIVERLICENSENUM": ["Führerscheinnummer"], "ACCOUNTNUM": ["IBAN", "Kontonummer"],
-           "CREDITCARDNUMBER": ["Kartennummer", "Kreditkarte"], "STREET": ["Straße"], "BUILDINGNUM": ["Hausnummer", "Nr."],
-           "CITY": ["Ort", "Stadt"], "ZIPCODE": ["PLZ", "Postleitzahl"], "order": ["Bestellnummer"],
-           "date": ["Termin", "Fällig am"], "price": ["Betrag"], "company": ["Firma"], "country": ["Land"],
-           "ticket": ["Vorgangsnummer"]},
-    "fr": {"GIVENNAME": ["Prénom"], "SURNAME": ["Nom"], "EMAIL": ["E-mail", "Courriel"],
-           "USERNAME": ["Identifiant"], "PASSWORD": ["Mot de passe"], "TELEPHONENUM": ["Téléphone", "Tél."],
-           "DATEOFBIRTH": ["Date de naissance"], "SOCIALNUM": ["N° de sécurité sociale"], "TAXNUM": ["Numéro fiscal"],
-           "IDCARDNUM": ["N° de carte d'identité"], "DRIVERLICENSENUM": ["N° de permis"], "ACCOUNTNUM": ["IBAN"],
-           "CREDITCARDNUMBER": ["N° de carte"], "STREET": ["Voie", "Rue"], "BUILDINGNUM": ["Numéro", "N°"],
-           "CITY": ["Ville", "Commune"], "ZIPCODE": ["Code postal", "CP"], "order": ["N° de commande"],
-           "date": ["Rendez-vous", "Échéance"], "price": ["Montant"], "company": ["Société"], "country": ["Pays"],
-           "ticket": ["Référence"]},
-    "it": {"GIVENNAME": ["Nome"], "SURNAME": ["Cognome"], "EMAIL": ["E-mail", "Email"], "USERNAME": ["Nome utente"],
-           "PASSWORD": ["Password"], "TELEPHONENUM": ["Telefono", "Cellulare"], "DATEOFBIRTH": ["Data di nascita"],
-           "SOCIALNUM": ["Tessera sanitaria"], "TAXNUM": ["Codice fiscale"], "IDCARDNUM": ["Carta d'identità"],
-           "DRIVERLICENSENUM": ["Patente"], "ACCOUNTNUM": ["IBAN"], "CREDITCARDNUMBER": ["Numero carta"],
-           "STREET": ["Via", "Indirizzo"], "BUILDINGNUM": ["Civico", "N."], "CITY": ["Città", "Comune"],
-           "ZIPCODE": ["CAP"], "order": ["Numero ordine"], "date": ["Appuntamento", "Scadenza"], "price": ["Importo"],
-           "company": ["Azienda"], "country": ["Paese"], "ticket": ["Riferimento"]},
-    "es": {"GIVENNAME": ["Nombre"], "SURNAME": ["Apellido", "Apellidos"], "EMAIL": ["Correo electrónico", "Email"],
-           "USERNAME": ["Usuario"], "PASSWORD": ["Contraseña"], "TELEPHONENUM": ["Teléfono", "Móvil"],
-           "DATEOFBIRTH": ["Fecha de nacimiento"], "SOCIALNUM": ["N.º Seguridad Social", "NSS"], "TAXNUM": ["NIF"],
-           "IDCARDNUM": ["DNI/NIE"], "DRIVERLICENSENUM": ["Permiso de conducir"], "ACCOUNTNUM": ["IBAN", "Cuenta"],
-           "CREDITCARDNUMBER": ["Número de tarjeta"], "STREET": ["Calle", "Vía"], "BUILDINGNUM": ["Número", "N.º"],
-           "CITY": ["Ciudad", "Localidad"], "ZIPCODE": ["Código postal", "CP"], "order": ["N.º de pedido"],
-           "date": ["Cita", "Vencimiento"], "price": ["Importe"], "company": ["Empresa"], "country": ["País"],
-           "ticket": ["Referencia"]},
-    "nl": {"GIVENNAME": ["Voornaam"], "SURNAME": ["Achternaam"], "EMAIL": ["E-mail", "E-mailadres"],
-           "USERNAME": ["Gebruikersnaam"], "PASSWORD": ["Wachtwoord"], "TELEPHONENUM": ["Telefoon", "Mobiel"],
-           "DATEOFBIRTH": ["Geboortedatum"], "SOCIALNUM": ["BSN", "Burgerservicenummer"], "TAXNUM": ["Btw-id"],
-           "IDCARDNUM": ["Documentnummer ID-kaart"], "DRIVERLICENSENUM": ["Rijbewijsnummer"],
-           "ACCOUNTNUM": ["IBAN", "Rekeningnummer"],
-           "CREDITCARDNUMBER": ["Kaartnummer"], "STREET": ["Straat"], "BUILDINGNUM": ["Huisnummer", "Nr."],
-           "CITY": ["Plaats", "Woonplaats"], "ZIPCODE": ["Postcode"], "order": ["Bestelnummer"],
-           "date": ["Afspraak", "Vervaldatum"], "price": ["Bedrag"], "company": ["Bedrijf"], "country": ["Land"],
-           "ticket": ["Referentie"]},
-}
-# Structured texts list fields in the usual order: names first, address parts together.
-LABELS_IN_FORM_ORDER: list[str] = [
-    "GIVENNAME", "SURNAME", "DATEOFBIRTH", "EMAIL", "TELEPHONENUM", "USERNAME", "PASSWORD", "STREET",
-    "BUILDINGNUM", "ZIPCODE", "CITY", "SOCIALNUM", "TAXNUM", "IDCARDNUM", "DRIVERLICENSENUM", "ACCOUNTNUM",
-    "CREDITCARDNUMBER",
-]
-DECOY_FIELDS = ("order", "date", "price", "company", "country", "ticket")
-# JSON keys stay English in every language, as they do in real APIs.
-JSON_KEYS: dict[str, str] = {
-    "GIVENNAME": "first_name", "SURNAME": "last_name", "EMAIL": "email", "USERNAME": "username",
-    "PASSWORD": "password", "TELEPHONENUM": "phone", "DATEOFBIRTH": "date_of_birth",
-    "SOCIALNUM": "social_number", "TAXNUM": "tax_id", "IDCARDNUM": "id_card", "DRIVERLICENSENUM": "driver_license",
-    "ACCOUNTNUM": "iban", "CREDITCARDNUMBER": "card_number", "STREET": "street", "BUILDINGNUM": "house_number",
-    "CITY": "city", "ZIPCODE": "zip", "order": "order_id", "price": "amount", "date": "created_at",
-    "company": "company", "country": "country", "ticket": "ticket",
-}
-# Log lines are written by software, so they are English in every language; values are local.
-LOG_LINES: list[str] = [
-    "{ts} INFO auth: login succeeded user={USERNAME} ip={ip}",
-    "{ts} WARN auth: failed password attempt for {EMAIL} from {ip}",
-    "{ts} ERROR billing: card {CREDITCARDNUMBER} declined for order {order}",
-    "{ts} INFO crm: contact updated name=\"{GIVENNAME} {SURNAME}\" phone={TELEPHONENUM}",
-    "{ts} DEBUG signup: payload={\"user\": \"{USERNAME}\", \"password\": \"{PASSWORD}\"}",
-    "{ts} INFO kyc: document verified id={IDCARDNUM} dob={DATEOFBIRTH}",
-    "{ts} INFO payout: iban={ACCOUNTNUM} amount={price}",
-    "{ts} INFO shipping: label printed zip={ZIPCODE} city=\"{CITY}\" order={order}",
-    "{ts} INFO http: GET {url} 200 ({ms} ms)",
-    "{ts} WARN queue: job {ticket} retried",
-]
-KINDS: dict[str, float] = {  # text kind -> share of PII records
-    "email": 0.15, "chat": 0.12, "ticket": 0.10, "form": 0.15, "letter": 0.08, "note": 0.12,
-    "log": 0.07, "html": 0.08, "json": 0.07, "csv": 0.06,
-}
+def _load(name: str) -> dict:
+    import yaml
+
+    with open(DATA_DIR / f"{name}.yaml", encoding="utf-8") as f:
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+_COMMON = _load("common")
+_BY_LANGUAGE = {lang: _load(lang) for lang in LANGUAGES}
+MONTHS: dict[str, list[str]] = {lang: d["months"] for lang, d in _BY_LANGUAGE.items()}
+TEXTS: dict[str, dict[str, list[str]]] = {lang: d["texts"] for lang, d in _BY_LANGUAGE.items()}
+FIELDS: dict[str, dict[str, list[str]]] = {lang: d["fields"] for lang, d in _BY_LANGUAGE.items()}
+LOCALE_TEXT: dict[str, dict[str, str]] = {loc: words for d in _BY_LANGUAGE.values() for loc, words in d["locales"].items()}
+KINDS: dict[str, float] = _COMMON["kinds"]  # text kind -> share of PII records
+LABELS_IN_FORM_ORDER: list[str] = _COMMON["labels_in_form_order"]
+DECOY_FIELDS: list[str] = _COMMON["decoy_fields"]
+JSON_KEYS: dict[str, str] = _COMMON["json_keys"]
+LOG_LINES: list[str] = _COMMON["log_lines"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -727,8 +289,8 @@ KINDS: dict[str, float] = {  # text kind -> share of PII records
 # ---------------------------------------------------------------------------------------------
 
 @dataclass
-class Record:
-    """One training example with what the generator knows about it."""
+class Generated:
+    """One generated text with what the generator knows about it."""
 
     source: str
     response: str
@@ -867,110 +429,136 @@ class _Draft:
         return "".join(text for _, text in self.render(self.rng.choice(FIELDS[self.language][key])))
 
 
+def _joined(parts: list[list[Segment]], sep: str) -> list[Segment]:
+    out: list[Segment] = []
+    for i, part in enumerate(parts):
+        out += ([(None, sep)] if i else []) + part
+    return out
+
+
+def _sentences(draft: _Draft, pools: tuple[str, ...], lo: int, hi: int) -> list[list[Segment]]:
+    """Between lo and hi distinct sentences drawn from the record language's `pools`."""
+    rng, texts = draft.rng, TEXTS[draft.language]
+    pool = [t for p in pools for t in texts[p]]
+    return [draft.render(t) for t in rng.sample(pool, min(len(pool), rng.randint(lo, hi)))]
+
+
+def _pick(draft: _Draft, pool: str, person: int = 1) -> list[Segment]:
+    return draft.render(draft.rng.choice(TEXTS[draft.language][pool]), person)
+
+
+# Prose kinds: (draft, the pools body sentences come from) -> segments.
+
+def _email(draft: _Draft, pools: tuple[str, ...]) -> list[Segment]:
+    greeting = _pick(draft, "greeting")
+    body = _joined(_sentences(draft, pools, 1, 4), draft.rng.choice([" ", "\n"]))
+    return _joined([greeting, body, _pick(draft, "closing", person=2)], "\n\n")
+
+
+def _chat(draft: _Draft, pools: tuple[str, ...]) -> list[Segment]:
+    rng = draft.rng
+    if rng.random() < 0.5:
+        return _joined(_sentences(draft, pools, 1, 3), " ")
+    lines = []
+    for i, sentence in enumerate(_sentences(draft, pools, 2, 4)):
+        speaker = 2 if i % 2 else 3  # speakers are people of their own, not the ones talked about
+        lines.append([(None, f"{rng.randint(7, 22):02d}:{rng.randint(0, 59):02d} ")]
+                     + draft.render("{USERNAME}: ", speaker) + sentence)
+    return _joined(lines, "\n")
+
+
+def _ticket(draft: _Draft, pools: tuple[str, ...]) -> list[Segment]:
+    return _joined([_pick(draft, "ticket"), _joined(_sentences(draft, pools, 1, 4), " ")], "\n")
+
+
+def _letter(draft: _Draft, pools: tuple[str, ...]) -> list[Segment]:
+    return _joined([draft.render("{name}\n{address_block}"), draft.render("{CITY:2}, {date}"),
+                    _pick(draft, "greeting"), _joined(_sentences(draft, pools, 1, 3), " "),
+                    _pick(draft, "closing", person=2)], "\n\n")
+
+
+def _note(draft: _Draft, pools: tuple[str, ...]) -> list[Segment]:
+    rng = draft.rng
+    topic = rng.randrange(3)
+    heading = TEXTS[draft.language]["notes"][topic] + rng.choice([":", " -", ""])
+    sentences = _sentences(draft, (("medical", "bank", "hr")[topic],), 1, 3) + _sentences(draft, ("body",), 0, 1)
+    return _joined([[(None, heading)], _joined(sentences, rng.choice([" ", "\n"]))], "\n")
+
+
+def _log(draft: _Draft, pools: tuple[str, ...]) -> list[Segment]:
+    return _joined([draft.render(t) for t in draft.rng.sample(LOG_LINES, draft.rng.randint(1, 4))], "\n")
+
+
+# Structured kinds: (draft, the fields listed, the pools prose comes from) -> segments.
+
+def _value(draft: _Draft, key: str, person: int = 1) -> list[Segment]:
+    return draft.render("{" + key + "}", person)
+
+
+def _form(draft: _Draft, keys: list[str], pools: tuple[str, ...]) -> list[Segment]:
+    sep = draft.rng.choice([": ", ":\t", " = "])
+    return _joined([[(None, draft.field_name(k) + sep)] + _value(draft, k) for k in keys], "\n")
+
+
+def _html(draft: _Draft, keys: list[str], pools: tuple[str, ...]) -> list[Segment]:
+    style = draft.rng.random()
+    if style < 0.5:  # a paragraph of prose rather than the fields
+        return [(None, "<p>")] + _joined(_sentences(draft, pools, 1, 4), " ") + [(None, "</p>")]
+    if style < 0.8:
+        items = [[(None, f"  <li><b>{draft.field_name(k)}:</b> ")] + _value(draft, k) + [(None, "</li>")] for k in keys]
+        return _joined([[(None, "<ul>")], *items, [(None, "</ul>")]], "\n")
+    cells = _joined([[(None, "<td>")] + _value(draft, k) + [(None, "</td>")] for k in keys], "")
+    return [(None, "<tr>")] + cells + [(None, "</tr>")]
+
+
+def _json(draft: _Draft, keys: list[str], pools: tuple[str, ...]) -> list[Segment]:
+    pretty = draft.rng.random() < 0.5  # pretty-printed or one line
+    sep, pad = (",\n", "  ") if pretty else (", ", "")
+    items = [[(None, f'{pad}"{JSON_KEYS[k]}": "')] + _value(draft, k) + [(None, '"')] for k in keys]
+    return [(None, "{\n" if pretty else "{")] + _joined(items, sep) + [(None, "\n}" if pretty else "}")]
+
+
+def _csv(draft: _Draft, keys: list[str], pools: tuple[str, ...]) -> list[Segment]:
+    sep = "," if draft.language == "en" else draft.rng.choice([";", ","])
+    header = [(None, sep.join(draft.field_name(k) for k in keys))]
+    rows = [_joined([_value(draft, k, person) for k in keys], sep) for person in range(1, draft.rng.randint(2, 4))]
+    return _joined([header, *rows], "\n")
+
+
+PROSE = {"email": _email, "chat": _chat, "ticket": _ticket, "letter": _letter, "note": _note, "log": _log}
+STRUCTURED = {"form": _form, "html": _html, "json": _json, "csv": _csv}
+
+
 def _compose(draft: _Draft, kind: str, has_pii: bool) -> list[Segment]:
     """The segments of one text of `kind`; with `has_pii=False`, decoy sentences only."""
-    rng, texts = draft.rng, TEXTS[draft.language]
-
-    def sentences(pools: tuple[str, ...], lo: int, hi: int) -> list[list[Segment]]:
-        pool = [t for p in pools for t in texts[p]]
-        return [draft.render(t) for t in rng.sample(pool, min(len(pool), rng.randint(lo, hi)))]
-
-    def joined(parts: list[list[Segment]], sep: str) -> list[Segment]:
-        out: list[Segment] = []
-        for i, part in enumerate(parts):
-            out += ([(None, sep)] if i else []) + part
-        return out
-
+    rng = draft.rng
     if not has_pii:
-        body = joined(sentences(("decoy",), 1, 4), rng.choice([" ", "\n"]))
+        body = _joined(_sentences(draft, ("decoy",), 1, 4), rng.choice([" ", "\n"]))
         frame = rng.random()
         if frame < 0.4:
-            return joined([draft.render(rng.choice(texts["hello"])), body, draft.render(rng.choice(texts["bye"]))], "\n\n")
+            return _joined([_pick(draft, "hello"), body, _pick(draft, "bye")], "\n\n")
         if frame < 0.6:
             return [(None, "<p>")] + body + [(None, "</p>")]
         return body
-
     body_pools = ("body",) if rng.random() < 0.7 else ("body", "decoy")
-    if kind == "email":
-        return joined([draft.render(rng.choice(texts["greeting"])),
-                       joined(sentences(body_pools, 1, 4), rng.choice([" ", "\n"])),
-                       draft.render(rng.choice(texts["closing"]), person=2)], "\n\n")
-    if kind == "chat":
-        if rng.random() < 0.5:
-            return joined(sentences(body_pools, 1, 3), " ")
-        lines = []
-        for i, sentence in enumerate(sentences(body_pools, 2, 4)):
-            speaker = 2 if i % 2 else 3  # speakers are people of their own, not the ones talked about
-            lines.append([(None, f"{rng.randint(7, 22):02d}:{rng.randint(0, 59):02d} ")]
-                         + draft.render("{USERNAME}: ", speaker) + sentence)
-        return joined(lines, "\n")
-    if kind == "ticket":
-        return joined([draft.render(rng.choice(texts["ticket"])), joined(sentences(body_pools, 1, 4), " ")], "\n")
-    if kind == "letter":
-        return joined([draft.render("{name}\n{address_block}"), draft.render("{CITY:2}, {date}"),
-                       draft.render(rng.choice(texts["greeting"])), joined(sentences(body_pools, 1, 3), " "),
-                       draft.render(rng.choice(texts["closing"]), person=2)], "\n\n")
-    if kind == "note":
-        topic = rng.randrange(3)
-        pool = ("medical", "bank", "hr")[topic]
-        return joined([[(None, texts["notes"][topic] + rng.choice([":", " -", ""]))],
-                       joined(sentences((pool,), 1, 3) + sentences(("body",), 0, 1), rng.choice([" ", "\n"]))], "\n")
-    if kind == "log":
-        return joined([draft.render(t) for t in rng.sample(LOG_LINES, rng.randint(1, 4))], "\n")
-
-    # Structured kinds: a few PII fields in the usual order, maybe a decoy field or two.
+    if kind in PROSE:
+        return PROSE[kind](draft, body_pools)
+    # a few PII fields in the usual order, maybe a decoy field or two
     keys = sorted(rng.sample(LABELS_IN_FORM_ORDER, rng.randint(2, 7)), key=LABELS_IN_FORM_ORDER.index)
     keys += rng.sample(DECOY_FIELDS, rng.randint(0, 2))
-
-    def value(key: str, person: int = 1) -> list[Segment]:
-        return draft.render("{" + key + "}", person)
-
-    if kind == "form":
-        sep = rng.choice([": ", ":\t", " = "])
-        return joined([[(None, draft.field_name(k) + sep)] + value(k) for k in keys], "\n")
-    if kind == "html":
-        style = rng.random()
-        if style < 0.5:
-            return [(None, "<p>")] + joined(sentences(body_pools, 1, 4), " ") + [(None, "</p>")]
-        if style < 0.8:
-            items = [[(None, f"  <li><b>{draft.field_name(k)}:</b> ")] + value(k) + [(None, "</li>")] for k in keys]
-            return joined([[(None, "<ul>")], *items, [(None, "</ul>")]], "\n")
-        cells = joined([[(None, "<td>")] + value(k) + [(None, "</td>")] for k in keys], "")
-        return [(None, "<tr>")] + cells + [(None, "</tr>")]
-    if kind == "json":
-        pretty = rng.random() < 0.5  # pretty-printed or one line
-        sep, pad = (",\n", "  ") if pretty else (", ", "")
-        items = [[(None, f'{pad}"{JSON_KEYS[k]}": "')] + value(k) + [(None, '"')] for k in keys]
-        return [(None, "{\n" if pretty else "{")] + joined(items, sep) + [(None, "\n}" if pretty else "}")]
-    if kind == "csv":
-        sep = "," if draft.language == "en" else rng.choice([";", ","])
-        header = [(None, sep.join(draft.field_name(k) for k in keys))]
-        rows = [joined([value(k, person) for k in keys], sep) for person in range(1, rng.randint(2, 4))]
-        return joined([header, *rows], "\n")
-    raise ValueError(f"unknown kind {kind!r}")
+    return STRUCTURED[kind](draft, keys, body_pools)
 
 
 def _redact(segments: list[Segment]) -> tuple[str, str, list[Entity]]:
-    """Source, response and true entities; `_n` per label in order of first appearance."""
-    source: list[str] = []
-    response: list[str] = []
-    entities: list[Entity] = []
-    numbers: dict[tuple[str, str], int] = {}
-    per_label: Counter[str] = Counter()
-    pos = 0
+    """Source, response and true entities, numbered as `labels.mask` numbers them."""
+    source, spans, pos = [], [], 0
     for label, text in segments:
         source.append(text)
-        if label is None:
-            response.append(text)
-        else:
-            if (label, text) not in numbers:
-                per_label[label] += 1
-                numbers[(label, text)] = per_label[label]
-            index = numbers[(label, text)]
-            response.append(f"[{label}_{index}]")
-            entities.append(Entity(pos, pos + len(text), label, text, index))
+        if label is not None:
+            spans.append((pos, pos + len(text), label))
         pos += len(text)
-    return "".join(source), "".join(response), entities
+    response, entities = mask("".join(source), spans)
+    return "".join(source), response, entities
 
 
 def _leaks(response: str, values: set[str]) -> bool:
@@ -1025,7 +613,7 @@ class Generator:
                 self.fakers[locale] = fake
         self.redraws = 0  # records drawn again because a check failed (reported by the CLI)
 
-    def record(self) -> Record:
+    def record(self) -> Generated:
         rng = self.rng
         lang = rng.choice(self.languages)
         locale = rng.choice(LOCALES[lang])
@@ -1035,20 +623,9 @@ class Generator:
             draft = _Draft(self.fakers[locale], rng, locale)
             source, response, entities = _redact(_compose(draft, kind, has_pii))
             if _valid(source, response, entities):
-                return Record(source, response, entities, lang, locale, kind)
+                return Generated(source, response, entities, lang, locale, kind)
             self.redraws += 1
         raise RuntimeError(f"no valid {locale} {kind} record in {MAX_ATTEMPTS} draws")
-
-
-def generate_records(n: int, seed: int = 0, languages: tuple[str, ...] = LANGUAGES) -> list[Record]:
-    """`n` records with their true entities, language, locale and kind (deterministic in `seed`)."""
-    generator = Generator(seed, languages)
-    return [generator.record() for _ in range(n)]
-
-
-def generate(n: int, seed: int = 0, languages: tuple[str, ...] = LANGUAGES) -> list[dict[str, str]]:
-    """`n` training records, `{"prompt", "response"}` each, as written to the JSON file."""
-    return [r.to_json() for r in generate_records(n, seed, languages)]
 
 
 def write_json(records: list[dict[str, str]], path: Path) -> None:

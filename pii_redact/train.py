@@ -1,130 +1,81 @@
-"""LoRA SFT of a Gemma 3 model with Unsloth + TRL: the engine behind `finetune.py`.
+"""LoRA SFT of a Gemma 3 model with Unsloth + TRL: the recipe behind `finetune.py`.
 
 What it guards against, because each one has cost someone a run:
   * loss on the prompt instead of the response, or `<end_of_turn>` never trained (the model never
-    stops): the labels are built here, from `chat.encode_example`, and checked before training;
-  * train/inference template drift and a double `<bos>`: one renderer (`chat.render`), checked;
+    stops): labels are built from `chat.encode_examples` and every sample's layout is checked;
+  * train/inference template drift, a double `<bos>`, control tokens smuggled in by the text: one
+    renderer (`chat`), checked on token ids before any compute is spent;
   * fp16 overflow in Gemma 3: bf16 where supported, else fp32, never fp16;
-  * lost runs: no silent overwrite, resume refuses a changed config or data, a non-finite loss stops
-    before the optimizer applies it, Ctrl-C saves the adapter.
+  * lost runs: see `runs`; a non-finite loss stops before the optimizer applies it; Ctrl-C saves
+    a checkpoint `--resume` continues from.
+Saving what a run leaves behind is `artifacts`' job.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
+import signal
 import time
+from collections import Counter
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-from .cli import UserError, config_dict, parse_config
+from .cli import config_dict, load_config, parse_config
 from .config import DataConfig, TrainConfig
-from .data import sha256_file
+from .errors import UserError
+from .files import sha256_file, write_text
+from .runs import Replacement, check_resume, plan_run_dir, read_run, write_run
 
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-# Settings that may differ when resuming: they change how long or how loudly a run goes, not what a
-# step computes. Anything else (lr, rank, data, model...) would silently make a different run.
-RESUMABLE_CHANGES = {"resume", "overwrite", "max_steps", "epochs", "gguf", "logging_steps",
-                     "eval_steps", "save_steps", "save_total_limit", "run_name"}
-CHECKED_SAMPLES = 8  # training samples whose token layout is verified before the first step
+DECODED_SAMPLES = 8  # samples whose supervised tokens are also decoded and compared as text
 
 
 class NonFiniteLoss(RuntimeError):
     pass
 
 
-# --------------------------------------------------------------------------------------------
-# run directory: where everything goes, and refusing to clobber or to resume into a different run
-
-def _newest_run(output_dir: Path) -> Path | None:
-    runs = [p for p in output_dir.glob("*/run.json")] if output_dir.is_dir() else []
-    return max(runs, key=lambda p: p.stat().st_mtime).parent if runs else None
-
-
-def resolve_run_dir(config: TrainConfig) -> Path:
-    output_dir = Path(config.output_dir)
-    if config.resume and config.run_name is None:
-        run = _newest_run(output_dir)
-        if run is None:
-            raise UserError(f"--resume: no run found in {output_dir}/; pass --run-name")
-        return run
-    name = config.run_name or f"{Path(config.model.rstrip('/')).name}-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = output_dir / name
-    if config.resume:
-        if not (run_dir / "run.json").exists():
-            raise UserError(f"--resume: {run_dir} is not a run directory (no run.json)")
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        if not config.overwrite:
-            raise UserError(f"{run_dir} already exists: pass --resume to continue it, "
-                            "--overwrite to replace it, or another --run-name")
-        import shutil
-        shutil.rmtree(run_dir)
-    return run_dir
-
-
-def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth", "unsloth_zoo"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def check_resume(run_dir: Path, config: TrainConfig, data_hashes: dict[str, str]) -> str:
-    """The checkpoint to resume from; refuses when the run would not be the same run."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    saved = json.loads((run_dir / "run.json").read_text())
-    old, new = saved["config"], config_dict(config)
-    changed = sorted(k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k])
-    if changed:
-        diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)
-        raise UserError(f"--resume: the config changed ({diffs}); start a new run instead")
-    if saved["data_sha256"] != data_hashes:
-        raise UserError(f"--resume: the training data changed since {run_dir.name} started "
-                        "(sha256 differs); start a new run instead")
-    checkpoints = run_dir / "checkpoints"
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    if last is None:
-        raise UserError(f"--resume: {run_dir} has no checkpoint yet; start it again with --overwrite")
-    return last
+def import_unsloth() -> None:
+    """Unsloth patches transformers, TRL and PEFT when it is imported, so it must come first:
+    the one place that rule lives (finetune, the benchmark and the tests all call this)."""
+    import unsloth  # noqa: F401
 
 
 # --------------------------------------------------------------------------------------------
 # data
 
-def ensure_data(config: TrainConfig) -> tuple[Path, Path]:
-    """train/val splits from `data_dir`, prepared from the default raw data if they are missing."""
-    data_dir = Path(config.data_dir)
-    train, val = data_dir / "train.jsonl", data_dir / "val.jsonl"
-    if not (train.exists() and val.exists()):
-        from . import data
+def ensure_data(config: TrainConfig, config_path: str | None) -> tuple[Path, Path]:
+    """train/val splits from `data_dir`, prepared first (with the `data:` settings of the same
+    --config file) when the directory holds none of prepare_data.py's files."""
+    from . import prepare
 
-        print(f"{data_dir}/ has no train/val splits: preparing them first (prepare_data.py)")
-        report = data.prepare(DataConfig(output_dir=str(data_dir), model=config.model,
-                                         max_seq_length=config.max_seq_length, seed=config.seed))
-        data.print_summary(report, str(data_dir))
-    return train, val
+    data_dir = Path(config.data_dir)
+    files = [data_dir / f"{s}.jsonl" for s in ("train", "val")]
+    made = [data_dir / name for name in ("train.jsonl", "val.jsonl", "test.jsonl", "report.json")]
+    if all(f.is_file() for f in files) and (data_dir / "report.json").is_file():
+        return files[0], files[1]
+    if any(f.exists() for f in made):
+        present = ", ".join(f.name for f in made if f.exists())
+        raise UserError(f"{data_dir}/ holds an incomplete set of prepared data ({present}); run "
+                        f"prepare_data.py --output-dir {data_dir} to (re)make it, or pass another --data-dir")
+    settings = load_config(DataConfig, "data", config_path, output_dir=str(data_dir), model=config.model,
+                           max_seq_length=config.max_seq_length)
+    print(f"{data_dir}/ has no prepared splits: preparing them first (prepare_data.py"
+          f"{' with the data: settings of ' + config_path if config_path else ''})")
+    prepare.print_summary(prepare.prepare(settings), str(data_dir))
+    return files[0], files[1]
 
 
 def tokenize_split(tokenizer, path: Path, max_seq_length: int, limit: int = 0):
-    """A split file -> a datasets.Dataset of `input_ids` and `labels` (-100 outside the response)."""
+    """A split file -> (datasets.Dataset of `input_ids` and `labels` (-100 outside the response),
+    the samples)."""
     from datasets import Dataset
 
     from . import chat, data
 
-    records = list(data.read_jsonl(path))
-    if limit:
-        records = records[:limit]
-    if not records:
-        raise UserError(f"{path} has no samples")
-    pairs = [(r["messages"][0]["content"], r["messages"][1]["content"]) for r in records]
-    encoded = chat.encode_examples(tokenizer, pairs)
+    samples = data.read_samples(path, limit, prepared=True)
+    encoded = chat.encode_examples(tokenizer, [(s.prompt, s.response) for s in samples])
     input_ids, labels = [], []
     for i, ex in enumerate(encoded):
         n = len(ex["input_ids"])
@@ -134,32 +85,37 @@ def tokenize_split(tokenizer, path: Path, max_seq_length: int, limit: int = 0):
                             "prepare the data with the same --max-seq-length")
         input_ids.append(ex["input_ids"])
         labels.append([t if m else -100 for t, m in zip(ex["input_ids"], ex["completion_mask"])])
-    return Dataset.from_dict({"input_ids": input_ids, "labels": labels}), pairs
+    return Dataset.from_dict({"input_ids": input_ids, "labels": labels}), samples
 
 
-def check_token_layout(tokenizer, pairs: list[tuple[str, str]], dataset, vocab_size: int) -> None:
-    """Fail loudly, before any compute is spent, if the samples are not what the model must learn."""
+def check_token_layout(tokenizer, samples, dataset, vocab_size: int) -> None:
+    """Fail loudly, before any compute is spent, if a sample is not what the model must learn.
+
+    On every sample, on token ids: one `<bos>`, at position 0; the prompt holds exactly the
+    control tokens the template writes (text never adds any); the supervised tokens are one
+    contiguous tail equal to the input there, ending with `<end_of_turn>`, its only control
+    token. On the first few, also as text: the supervised tokens decode to the response."""
     from . import chat
 
-    bos = tokenizer.bos_token_id
-    eot = tokenizer.convert_tokens_to_ids(chat.END_OF_TURN)
-    for i, (prompt, response) in enumerate(pairs[:CHECKED_SAMPLES]):
-        ids, labels = dataset[i]["input_ids"], dataset[i]["labels"]
+    bos, eot = tokenizer.bos_token_id, tokenizer.convert_tokens_to_ids(chat.END_OF_TURN)
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    template = Counter(t for t in chat.encode_prompt(tokenizer, "x") if t in special)
+    for i, row in enumerate(dataset):
+        ids, labels = row["input_ids"], row["labels"]
+        start = next((k for k, t in enumerate(labels) if t != -100), len(labels))
         problems = []
-        if ids.count(bos) != 1 or ids[0] != bos:
+        if ids[0] != bos or ids.count(bos) != 1:
             problems.append(f"expected exactly one <bos> at position 0, found {ids.count(bos)}")
-        prompt_ids = chat.encode_prompt(tokenizer, prompt)
-        if ids[: len(prompt_ids)] != prompt_ids:
-            problems.append("the inference prompt is not a prefix of the training sequence")
-        supervised = [t for t in labels if t != -100]
-        if any(t != -100 for t in labels[: len(prompt_ids)]):
-            problems.append("prompt tokens are supervised")
-        if not supervised or supervised[-1] != eot:
-            problems.append(f"the supervised tokens do not end with {chat.END_OF_TURN}")
-        # The template trims message contents, so the target is the trimmed response.
-        expected = response.strip() + chat.END_OF_TURN
-        if tokenizer.decode(supervised) != expected:
-            problems.append(f"supervised text {tokenizer.decode(supervised)[-60:]!r} != response + {chat.END_OF_TURN}")
+        if Counter(t for t in ids[:start] if t in special) != template:
+            problems.append("the prompt's control tokens differ from the chat template's")
+        if labels[start:] != ids[start:] or not labels[start:] or labels[-1] != eot:
+            problems.append(f"the supervised tokens are not one tail ending with {chat.END_OF_TURN}")
+        elif any(t in special for t in ids[start:-1]):
+            problems.append("the response contains control tokens")
+        if i < DECODED_SAMPLES and not problems:
+            decoded = tokenizer.decode(ids[start:])
+            if decoded != samples[i].response.strip() + chat.END_OF_TURN:  # the template trims contents
+                problems.append(f"supervised text {decoded[-60:]!r} != response + {chat.END_OF_TURN}")
         if problems:
             raise RuntimeError(f"token layout check failed on training sample {i}: " + "; ".join(problems))
     if len(tokenizer) != vocab_size:
@@ -170,15 +126,26 @@ def check_token_layout(tokenizer, pairs: list[tuple[str, str]], dataset, vocab_s
 # --------------------------------------------------------------------------------------------
 # model
 
-def load_model(config: TrainConfig):
+def check_names(config: TrainConfig) -> None:
+    """Scheduler and optimizer names, checked before anything slow happens."""
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    for value, enum, name in ((config.lr_scheduler, SchedulerType, "--lr-scheduler"), (config.optim, OptimizerNames, "--optim")):
+        if value not in {e.value for e in enum}:
+            raise UserError(f"{name} {value!r} is not one of: {', '.join(e.value for e in enum)}")
+
+
+def load_base_model(config: TrainConfig):
     """Unsloth FastModel in bf16 (fp32 where bf16 is unsupported: Gemma 3 overflows in fp16)."""
     import torch
     from unsloth import FastModel, is_bfloat16_supported
 
     if config.load_in_4bit and not torch.cuda.is_available():
         raise UserError("--load-in-4bit needs a GPU (bitsandbytes); drop the flag to train in 16-bit on CPU")
-    if config.packing and not torch.cuda.is_available():
-        raise UserError("--packing needs a GPU (FlashAttention keeps packed samples apart); drop it on CPU")
+    if config.padding_free and not torch.cuda.is_available():
+        raise UserError("--padding-free needs a GPU (its attention kernels keep the samples of a row apart); "
+                        "leave it unset on CPU")
     local = Path(config.model).is_dir()
     dtype = torch.bfloat16 if is_bfloat16_supported() else torch.float32
     try:
@@ -207,7 +174,7 @@ def add_lora(model, config: TrainConfig):
 
 
 # --------------------------------------------------------------------------------------------
-# training loop plumbing: a finite-loss guard and one log line per logged step
+# training loop plumbing: a finite-loss guard, Ctrl-C, one log line per logged step
 
 def make_trainer_class(base):
     """`base` is whatever `trl.SFTTrainer` is after `import unsloth` (Unsloth patches it on GPU)."""
@@ -224,7 +191,41 @@ def make_trainer_class(base):
     return RedactionTrainer
 
 
-def make_log_callback(log_path: Path):
+def ctrl_c_callback(on_save):
+    from transformers import TrainerCallback
+
+    class StopOnCtrlC(TrainerCallback):
+        """The first Ctrl-C finishes the current step, saves a full checkpoint (weights, optimizer,
+        scheduler, RNG and trainer state: what --resume needs) and stops; a second stops at once."""
+
+        interrupted_at: int | None = None
+
+        @contextmanager
+        def installed(self):
+            """Ctrl-C handled this way inside the block; the previous handler restored after it."""
+            self.previous = signal.signal(signal.SIGINT, self._request)
+            try:
+                yield
+            finally:
+                signal.signal(signal.SIGINT, self.previous)
+
+        def _request(self, signum, frame):
+            signal.signal(signal.SIGINT, self.previous)  # a second Ctrl-C interrupts at once
+            self.interrupted_at = -1
+            print("\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to stop at once)", flush=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.interrupted_at is not None:
+                self.interrupted_at = state.global_step
+                control.should_save = control.should_training_stop = True
+
+        def on_save(self, args, state, control, **kwargs):
+            on_save()
+
+    return StopOnCtrlC()
+
+
+def log_callback(log_path: Path):
     from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
@@ -247,6 +248,8 @@ def make_log_callback(log_path: Path):
             self.bar.update(state.global_step - self.bar.n)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
+            from .files import dumps_line
+
             logs = dict(logs or {})
             now, tokens = time.time(), state.num_input_tokens_seen
             record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
@@ -254,8 +257,8 @@ def make_log_callback(log_path: Path):
             if "loss" in logs and tokens > self.last_tokens and now > self.last_time:
                 record["tokens_per_s"] = round((tokens - self.last_tokens) / (now - self.last_time), 1)
                 self.last_time, self.last_tokens = now, tokens
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            with open(log_path, "a", encoding="utf-8") as f:
+                f.write(dumps_line(record))
             parts = [f"step {state.global_step}/{state.max_steps}"]
             if "loss" in logs:
                 parts.append(f"loss {logs['loss']:.4f}")
@@ -276,118 +279,66 @@ def make_log_callback(log_path: Path):
 
 
 # --------------------------------------------------------------------------------------------
-# outputs
 
-def write_generation_config(directory: Path, tokenizer) -> None:
-    from transformers import GenerationConfig
+def training_args(config: TrainConfig, output_dir: Path, *, bf16: bool, evaluate: bool):
+    """TRL's SFTConfig for this recipe."""
+    from trl import SFTConfig
 
-    from . import chat
+    return SFTConfig(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        learning_rate=config.lr,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+        optim=config.optim,
+        bf16=bf16,
+        fp16=False,  # Gemma 3 activations overflow fp16
+        seed=config.seed,
+        data_seed=config.seed,
+        # a short run (--max-steps 2) still logs every step
+        logging_steps=min(config.logging_steps, config.max_steps or config.logging_steps),
+        logging_first_step=True,
+        include_num_input_tokens_seen="non_padding",  # real tokens, for tokens/s
+        logging_nan_inf_filter=False,  # never average a NaN away
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=config.eval_steps or None,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        report_to="none",
+        disable_tqdm=True,  # our callback draws the bar and the log lines
+        # the data is already tokenized with labels (chat.encode_examples): TRL must not re-template it
+        dataset_kwargs={"skip_prepare_dataset": True},
+        max_length=None,  # lengths were checked above; truncation would cut the stop token off
+        packing=False,
+        padding_free=config.padding_free,  # None: Unsloth decides (see TrainConfig)
+        remove_unused_columns=False,
+        gradient_checkpointing=config.gradient_checkpointing,
+    )
 
-    # Greedy, and stop on <end_of_turn> as well as <eos>: a chat turn ends with the former.
-    GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=chat.stop_token_ids(tokenizer), do_sample=False,
-    ).save_pretrained(directory)
-
-
-def plot_losses(log_path: Path, out_png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    val = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for points, label, style in ((train, "train", "-"), (val, "validation", "o-")):
-        if points:
-            ax.plot(*zip(*points), style, label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (response tokens)")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    if train or val:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-
-
-def write_model_card(run_dir: Path, config: TrainConfig, summary: dict[str, Any]) -> None:
-    card = f"""# {run_dir.name}
-
-LoRA fine-tune of `{config.model}` that redacts PII: it rewrites a text with each personal value
-replaced by `[LABEL_n]` (17 labels: names, addresses, phone numbers, IDs, account numbers...).
-
-| | |
-|---|---|
-| base model | `{config.model}` |
-| LoRA | r={config.lora_r}, alpha={config.lora_alpha}, all 7 projections |
-| steps | {summary['steps']} ({summary['epochs']:.2f} epochs, {summary['train_samples']:,} training samples) |
-| final train loss | {summary['train_loss']} |
-| final validation loss | {summary['val_loss']} |
-| training time | {summary['train_seconds']:.0f} s ({summary['step_seconds']:.0f} s in optimizer steps, {summary['tokens_per_s']:,.0f} tokens/s) |
-
-Loss is on the response tokens only (the redacted text and its `<end_of_turn>`).
-
-## Files
-- `adapter/`: the LoRA adapter (PEFT format) with tokenizer and chat template
-- `merged/`: base + adapter merged in 16 bit, loadable by plain transformers or vLLM
-- `config.yaml`: the resolved training config; `run.json`: library versions and data sha256
-- `train_log.jsonl`, `loss.png`: the training log and loss curve
-
-## Use
-```bash
-python evaluate.py --model-dir {run_dir}
-```
-```python
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from pii_redact.chat import build_prompt, encode_prompt
-tok = AutoTokenizer.from_pretrained("{run_dir}/merged")
-model = AutoModelForCausalLM.from_pretrained("{run_dir}/merged")
-ids = encode_prompt(tok, build_prompt("Call Anna Schmidt on +49 30 1234567."))
-```
-"""
-    (run_dir / "README.md").write_text(card)
-
-
-def save_outputs(model, tokenizer, run_dir: Path, config: TrainConfig) -> None:
-    print(f"saving the adapter to {run_dir / 'adapter'}")
-    model.save_pretrained(str(run_dir / "adapter"))
-    tokenizer.save_pretrained(str(run_dir / "adapter"))
-    write_generation_config(run_dir / "adapter", tokenizer)
-    print(f"saving the merged 16-bit model to {run_dir / 'merged'}")
-    model.save_pretrained_merged(str(run_dir / "merged"), tokenizer, save_method="merged_16bit")
-    write_generation_config(run_dir / "merged", tokenizer)
-    if config.gguf:
-        print(f"exporting GGUF ({config.gguf}) to {run_dir / 'gguf'}")
-        try:
-            model.save_pretrained_gguf(str(run_dir / "gguf"), tokenizer, quantization_method=config.gguf)
-        except Exception as exc:  # the export builds llama.cpp, which needs a network and a compiler
-            print(f"warning: GGUF export failed ({type(exc).__name__}: {exc}); the adapter and "
-                  "merged model are saved, convert merged/ with llama.cpp's convert_hf_to_gguf.py")
-
-
-# --------------------------------------------------------------------------------------------
 
 def build_trainer(config: TrainConfig, train_path: Path, val_path: Path | None, output_dir: Path,
                   callbacks: Iterable = (), supervise_prompt: bool = False):
     """Model + LoRA + tokenized data + SFTTrainer, exactly as `finetune` trains. `supervise_prompt`
     (loss on the whole text) exists only to benchmark the reference setup against ours.
     Returns (trainer, model, tokenizer, dtype)."""
-    import unsloth  # noqa: F401  (first: it patches transformers/TRL before they are used)
+    import_unsloth()
     import torch
     from transformers import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     from . import chat
 
-    model, tokenizer, dtype = load_model(config)
+    model, tokenizer, dtype = load_base_model(config)
     chat.ensure_chat_template(tokenizer)
     vocab_size = len(tokenizer)
-    train_ds, train_pairs = tokenize_split(tokenizer, train_path, config.max_seq_length)
-    check_token_layout(tokenizer, train_pairs, train_ds, vocab_size)
+    train_ds, train_samples = tokenize_split(tokenizer, train_path, config.max_seq_length)
+    check_token_layout(tokenizer, train_samples, train_ds, vocab_size)
     if supervise_prompt:
         train_ds = train_ds.map(lambda row: {"labels": row["input_ids"]})
     val_ds = None
@@ -401,42 +352,7 @@ def build_trainer(config: TrainConfig, train_path: Path, val_path: Path | None, 
         if dataset is not None:
             dataset._unsloth_truncated_to = config.max_seq_length
 
-    args = SFTConfig(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.lr,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_steps,
-        weight_decay=config.weight_decay,
-        optim=config.optim,
-        bf16=dtype == torch.bfloat16,
-        fp16=False,  # Gemma 3 activations overflow fp16
-        seed=config.seed,
-        data_seed=config.seed,
-        # a short run (--max-steps 2) still logs every step
-        logging_steps=min(config.logging_steps, config.max_steps) if config.max_steps > 0 else config.logging_steps,
-        logging_first_step=True,
-        include_num_input_tokens_seen="non_padding",  # real tokens, for tokens/s
-        logging_nan_inf_filter=False,  # never average a NaN away
-        eval_strategy="steps" if val_ds is not None else "no",
-        eval_steps=config.eval_steps or None,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        report_to="none",
-        disable_tqdm=True,  # our callback draws the bar and the log lines
-        # the data is already tokenized with labels (chat.encode_example): TRL must not re-template it
-        dataset_kwargs={"skip_prepare_dataset": True},
-        max_length=None,  # lengths were checked above; truncation would cut the stop token off
-        packing=False,
-        padding_free=config.packing,
-        remove_unused_columns=False,
-        gradient_checkpointing=config.gradient_checkpointing,
-    )
+    args = training_args(config, output_dir, bf16=dtype == torch.bfloat16, evaluate=val_ds is not None)
     trainer = make_trainer_class(SFTTrainer)(
         model=model, processing_class=tokenizer, args=args,
         train_dataset=train_ds, eval_dataset=val_ds, callbacks=list(callbacks),
@@ -447,78 +363,110 @@ def build_trainer(config: TrainConfig, train_path: Path, val_path: Path | None, 
     return trainer, model, tokenizer, dtype
 
 
-def finetune(config: TrainConfig, extra_callbacks: Iterable = ()) -> dict[str, Any]:
-    """Train, save and summarise one run; returns the summary (also written to run.json)."""
-    run_dir = resolve_run_dir(config)  # cheap checks first: a wrong flag fails before the slow imports
-    import unsloth  # noqa: F401  (before transformers/peft/trl, which it patches; prepare_data loads them)
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
 
-    train_path, val_path = ensure_data(config)
-    data_hashes = {p.name: sha256_file(p) for p in (train_path, val_path)}
-    resume_from = check_resume(run_dir, config, data_hashes) if config.resume else None
+    out = {}
+    for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth", "unsloth_zoo"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
 
-    log_path = run_dir / "train_log.jsonl"
-    log_callback = make_log_callback(log_path)
-    trainer, model, tokenizer, dtype = build_trainer(
-        config, train_path, val_path, run_dir / "checkpoints", callbacks=[log_callback, *extra_callbacks])
 
+def new_run_info(config: TrainConfig, data_hashes: dict[str, str], dtype) -> dict[str, Any]:
     import torch
-    import yaml
 
-    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a failed setup leaves no empty run behind
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_dict(config), sort_keys=False))
-    if not resume_from:
-        run_info = {"config": config_dict(config), "data_sha256": data_hashes, "versions": library_versions(),
-                    "dtype": str(dtype).replace("torch.", ""),
-                    "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-                    "started": datetime.now().isoformat(timespec="seconds")}
-        (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
+    return {"config": config_dict(config), "data_sha256": data_hashes, "versions": library_versions(),
+            "dtype": str(dtype).replace("torch.", ""),
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            "started": datetime.now().isoformat(timespec="seconds")}
 
-    start = time.time()
-    try:
-        result = trainer.train(resume_from_checkpoint=resume_from)
-    except NonFiniteLoss as exc:
-        last = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-        where = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written yet"
-        raise UserError(f"training stopped: {exc}; {where}. Lower --lr, or check the data "
-                        "(the weights were not updated with the bad step)") from None
-    except KeyboardInterrupt:
-        print(f"\ninterrupted at step {trainer.state.global_step}: saving the adapter "
-              f"(resume from the last checkpoint with --resume --run-name {run_dir.name})")
-        model.save_pretrained(str(run_dir / "adapter"))
-        tokenizer.save_pretrained(str(run_dir / "adapter"))
-        raise
-    train_seconds = time.time() - start
 
-    val_loss = None
-    if config.eval_steps > 0:
-        evals = [h for h in trainer.state.log_history if "eval_loss" in h]
-        if evals and evals[-1]["step"] == trainer.state.global_step:
-            val_loss = evals[-1]["eval_loss"]
-        else:  # the last step was not an eval step: measure the final model once
-            val_loss = trainer.evaluate()["eval_loss"]
-    save_outputs(model, tokenizer, run_dir, config)
-    plot_losses(log_path, run_dir / "loss.png")
+def final_val_loss(trainer, config: TrainConfig) -> float | None:
+    if config.eval_steps == 0:
+        return None
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if evals and evals[-1]["step"] == trainer.state.global_step:
+        return evals[-1]["eval_loss"]
+    return trainer.evaluate()["eval_loss"]  # the last step was not an eval step: measure once
 
+
+def summarize(trainer, logger, run_dir: Path, train_seconds: float, val_loss: float | None) -> dict[str, Any]:
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    tokens = trainer.state.num_input_tokens_seen - log_callback.tokens_at_begin
-    summary = {
+    tokens = trainer.state.num_input_tokens_seen - logger.tokens_at_begin
+    return {
         "run_dir": str(run_dir), "steps": trainer.state.global_step,
         "epochs": float(trainer.state.epoch or 0.0), "train_samples": len(trainer.train_dataset),
         "train_seconds": round(train_seconds, 1),
-        "train_loss": round(losses[-1], 4) if losses else round(result.training_loss, 4),
+        "train_loss": round(losses[-1], 4) if losses else None,
         "val_loss": round(val_loss, 4) if val_loss is not None else None,
-        "step_seconds": round(log_callback.step_seconds, 1),
+        "step_seconds": round(logger.step_seconds, 1),
         # over this session's steps (a resumed run counts only its own)
-        "tokens_per_s": round(tokens / log_callback.step_seconds, 1) if log_callback.step_seconds > 0 else 0.0,
+        "tokens_per_s": round(tokens / logger.step_seconds, 1) if logger.step_seconds > 0 else 0.0,
     }
-    run_info = json.loads((run_dir / "run.json").read_text())
-    run_info.update(summary=summary, finished=datetime.now().isoformat(timespec="seconds"))
-    (run_dir / "run.json").write_text(json.dumps(run_info, indent=2))
-    write_model_card(run_dir, config, summary)
+
+
+def finetune(config: TrainConfig, extra_callbacks: Iterable = (), config_path: str | None = None) -> dict[str, Any]:
+    """Train, save and summarise one run; returns the summary (also written to run.json)."""
+    run_dir = plan_run_dir(config)  # cheap checks first: a wrong flag fails before the slow imports
+    check_names(config)
+    import_unsloth()
+    train_path, val_path = ensure_data(config, config_path)
+    data_hashes = {p.name: sha256_file(p) for p in (train_path, val_path)}
+    resume_from = check_resume(run_dir, config, data_hashes) if config.resume else None
+
+    # Everything is checked; from here on a failure puts things back as they were (see runs).
+    replacement = Replacement(run_dir)
+    if not resume_from:
+        replacement.start()
+    logger, stopper = log_callback(run_dir / "train_log.jsonl"), ctrl_c_callback(on_save=replacement.keep)
+    try:
+        trainer, model, tokenizer, dtype = build_trainer(
+            config, train_path, val_path, run_dir / "checkpoints", callbacks=[logger, stopper, *extra_callbacks])
+        if not resume_from:
+            write_run(run_dir, new_run_info(config, data_hashes, dtype))
+        write_text(run_dir / "config.yaml", yaml_dump(config_dict(config)))
+        start = time.time()
+        with stopper.installed():
+            trainer.train(resume_from_checkpoint=resume_from)
+    except NonFiniteLoss as exc:
+        last = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        replacement.undo()
+        where = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written yet"
+        raise UserError(f"training stopped: {exc}; {where}. Lower --lr, or check the data "
+                        "(the weights were not updated with the bad step)") from None
+    except BaseException:
+        replacement.undo()  # only if nothing was saved yet (else `keep` already dropped the old run)
+        raise
+    if stopper.interrupted_at is not None:
+        checkpoint = run_dir / "checkpoints" / f"checkpoint-{trainer.state.global_step}"
+        print(f"interrupted at step {trainer.state.global_step}: checkpoint saved to {checkpoint}; continue "
+              f"with: python finetune.py --resume --run-name {run_dir.name} --output-dir {config.output_dir}")
+        raise KeyboardInterrupt
+    train_seconds = time.time() - start
+
+    from . import artifacts
+
+    val_loss = final_val_loss(trainer, config)
+    artifacts.save_outputs(model, tokenizer, run_dir, config)
+    replacement.keep()
+    artifacts.plot_losses(run_dir / "train_log.jsonl", run_dir / "loss.png")
+    summary = summarize(trainer, logger, run_dir, train_seconds, val_loss)
+    write_run(run_dir, {**read_run(run_dir), "summary": summary,
+                        "finished": datetime.now().isoformat(timespec="seconds")})
+    artifacts.write_model_card(run_dir, config, summary)
     print(f"done: {summary['steps']} steps in {train_seconds:.0f}s ({summary['step_seconds']:.0f}s in optimizer "
           f"steps, {summary['tokens_per_s']:,.0f} tok/s), "
           f"train loss {summary['train_loss']}, val loss {summary['val_loss']} -> {run_dir}")
     return summary
+
+
+def yaml_dump(values: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(values, sort_keys=False)
 
 
 DESCRIPTION = "LoRA fine-tune Gemma 3 (270M by default) with Unsloth to redact PII."
@@ -527,15 +475,15 @@ EPILOG = """examples:
   python finetune.py --model /models/gemma-3-270m     # offline: a local model directory
   python finetune.py --max-steps 200 --lr 2e-4 --run-name quick
   python finetune.py --resume --run-name quick --max-steps 400
+  python finetune.py --config configs/cpu-smoke.yaml  # settings from a YAML file (flags still win)
 
 A run writes outputs/<run-name>/: adapter/, merged/, config.yaml, run.json, train_log.jsonl,
 loss.png, README.md (model card) and checkpoints/ for --resume."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_config(TrainConfig, "train", argv, prog="finetune.py",
-                          description=DESCRIPTION, epilog=EPILOG)
+    config, config_path = parse_config(TrainConfig, "train", argv, prog="finetune.py",
+                                       description=DESCRIPTION, epilog=EPILOG)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    finetune(config)
+    finetune(config, config_path=config_path)
     return 0
-

@@ -12,10 +12,16 @@ sys.path.insert(0, str(ROOT))
 # Never reach for a model hub in tests: a missing local file must fail fast, not retry.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The tests are written for Unsloth's CPU backend (tiny models, CPU tensors): on a GPU host, such
+# as inside the unsloth container, hide the GPU before torch or Unsloth can see it. Scripts the
+# tests start inherit this.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 # As in finetune.py: Unsloth first, so it patches transformers/TRL before any test imports them
 # (without a GPU this selects its CPU backend, the code path the tests exercise).
-import unsloth  # noqa: E402,F401
+from pii_redact.train import import_unsloth  # noqa: E402
+
+import_unsloth()
 
 
 @pytest.fixture(scope="session")

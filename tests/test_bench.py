@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from pii_redact import chat
 from pii_redact.config import DataConfig
 
@@ -15,14 +17,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 def test_bench_train_measures_every_variant(tiny_model_dir, tmp_path):
     import bench_train
 
-    from pii_redact import data
+    from pii_redact import prepare
 
     raw = [{"prompt": chat.build_prompt(f"Ticket {k}: call Anna Weber on 030 {k:04d}."),
             "response": f"Ticket {k}: call [GIVENNAME_1] [SURNAME_1] on [TELEPHONENUM_1]."} for k in range(40)]
     raw += [{"prompt": chat.build_prompt(f"Note {k}: write to kim{k}@example.org"),
              "response": f"Note {k}: write to [EMAIL_1]"} for k in range(40)]
     (tmp_path / "raw.json").write_text(json.dumps(raw))
-    data.prepare(DataConfig(input=[str(tmp_path / "raw.json")], output_dir=str(tmp_path / "data"),
+    prepare.prepare(DataConfig(input=[str(tmp_path / "raw.json")], output_dir=str(tmp_path / "data"),
                             model=str(tiny_model_dir), val_fraction=0.1, test_fraction=0.2))
     out = tmp_path / "bench.json"
     assert bench_train.main(["--model", str(tiny_model_dir), "--data-dir", str(tmp_path / "data"),
@@ -30,9 +32,21 @@ def test_bench_train_measures_every_variant(tiny_model_dir, tmp_path):
                              "--eval-samples", "4", "--output", str(out)]) == 0
     result = json.loads(out.read_text())
     assert [r["variant"] for r in result["train"]] == ["suite", "labspace"]
+
+    # LoRA training FLOPs per token, by hand from the tiny shape (tiny_model.TINY): 4 x the weights
+    # of every matmul. Per layer q 64x64, k 64x32, v 64x32, o 64x64, gate/up/down 64x128 each;
+    # 2 layers; plus the (tied) lm_head, vocabulary x 64.
+    vocab = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
+    flops_per_token = 4 * (2 * (4096 + 2048 + 2048 + 4096 + 3 * 8192) + vocab * 64)
+    train_lines = (tmp_path / "data" / "train.jsonl").read_text().splitlines()
+    epoch_tokens = sum(json.loads(line)["num_tokens"] for line in train_lines)
     for row in result["train"]:
-        assert row["steps_timed"] == 3 and row["tokens_per_s"] > 0 and 0 < row["mfu"] < 1
-        assert row["epoch_tokens"] > 0 and row["epoch_s"] > 0
-    assert result["train"][1]["batch_size"] == 8 and result["train"][1]["loss_on"] == "whole text"
+        assert row["steps_timed"] == 3
+        assert row["padding_free"] is False  # stock TRL on a CPU pads
+        assert row["epoch_tokens"] == epoch_tokens
+        assert row["epoch_s"] == pytest.approx(epoch_tokens / row["tokens_per_s"], rel=0.01, abs=0.05)
+        expected_mfu = row["tokens_per_s"] * flops_per_token / (result["matmul_tflops"] * 1e12)
+        assert row["mfu"] == pytest.approx(expected_mfu, rel=0.01, abs=5e-5)
+    assert (result["train"][0]["batch_size"], result["train"][0]["loss_on"]) == (16, "response")
+    assert (result["train"][1]["batch_size"], result["train"][1]["loss_on"]) == (8, "whole text")
     assert result["generation"][0]["engine"] == "transformers" and result["generation"][0]["samples"] == 4
-    assert result["matmul_tflops"] > 0

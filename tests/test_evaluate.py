@@ -27,14 +27,14 @@ SAMPLES = [
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_model_dir):
     """(workdir, run dir): splits prepared and a tiny model trained by the suite's own code."""
-    from pii_redact import data
+    from pii_redact import prepare
     from pii_redact.train import finetune
 
     work = tmp_path_factory.mktemp("evaluate")
     raw = [{"prompt": chat.build_prompt(s + f" Ref {k}."), "response": r + f" Ref {k}."}
            for k in range(6) for s, r in SAMPLES]
     (work / "raw.json").write_text(json.dumps(raw))
-    data.prepare(DataConfig(input=[str(work / "raw.json")], output_dir=str(work / "data"),
+    prepare.prepare(DataConfig(input=[str(work / "raw.json")], output_dir=str(work / "data"),
                             model=str(tiny_model_dir), val_fraction=0.2, test_fraction=0.2, seed=2))
     summary = finetune(TrainConfig(model=str(tiny_model_dir), data_dir=str(work / "data"),
                                    output_dir=str(work / "outputs"), run_name="tiny", max_steps=2,
@@ -59,12 +59,13 @@ def test_evaluate_with_no_arguments_scores_the_newest_run(trained):
     metrics = json.loads((out / "metrics.json").read_text())
     test_rows = read_jsonl(work / "data" / "test.jsonl")
     assert metrics["n_samples"] == len(test_rows)
-    for key in ("exact_match", "entity", "span", "leak_rate", "samples_with_leak", "text_fidelity",
-                "format_valid_rate", "unfinished_rate", "per_label"):
-        assert key in metrics
     predictions = read_jsonl(out / "predictions.jsonl")
     assert sorted(p["index"] for p in predictions) == list(range(len(test_rows)))
-    assert all(p["finish_reason"] in ("stop", "length") for p in predictions)
+    # metrics.json is the score of exactly these predictions
+    from pii_redact.metrics import score
+
+    assert metrics == json.loads(json.dumps(score(sorted(predictions, key=lambda p: p["index"]))[0]))
+    assert metrics["unfinished_rate"] == sum(p["finish_reason"] == "length" for p in predictions) / len(predictions)
     assert [p["prompt"] for p in sorted(predictions, key=lambda p: p["index"])] == \
         [r["messages"][0]["content"] for r in test_rows]
     assert (out / "report.md").read_text().startswith("# tiny")
@@ -124,7 +125,7 @@ def test_user_errors_are_one_line_without_traceback(trained, tmp_path):
     bad.write_text('{"prompt": "x\\n\\nText:\\nx", "response": "x", "prediction": "x"}\n{oops\n')
     cases = [
         (["--predictions", str(bad)], "bad.jsonl:2"),
-        (["--data", str(tmp_path / "missing.jsonl")], "not found"),
+        (["--data", str(tmp_path / "missing.jsonl")], "no such file (make the splits with prepare_data.py"),
         (["--fail-under", "entity.f1"], "METRIC=VALUE"),
         (["--fail-under", "nonsense.metric=1"], "no numeric metric"),
         (["--model-dir", str(tmp_path / "nowhere")], "does not exist"),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pii_redact import chat
-from pii_redact.cli import UserError
+from pii_redact.errors import UserError
 from pii_redact.config import DataConfig, TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ RECORDS = [
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """train/val/test splits made by prepare_data's own code from a small prompt/response file."""
-    from pii_redact import data
+    from pii_redact import prepare
 
     work = tmp_path_factory.mktemp("finetune-data")
     raw = [{"prompt": chat.build_prompt(s), "response": r} for s, r in RECORDS]
@@ -39,7 +39,7 @@ def data_dir(tmp_path_factory, tiny_model_dir) -> Path:
             for k in range(1, 4) for s, r in RECORDS]
     (work / "raw.json").write_text(json.dumps(raw))
     out = work / "data"
-    data.prepare(DataConfig(input=[str(work / "raw.json")], output_dir=str(out), model=str(tiny_model_dir),
+    prepare.prepare(DataConfig(input=[str(work / "raw.json")], output_dir=str(out), model=str(tiny_model_dir),
                             val_fraction=0.15, test_fraction=0.15, seed=1))
     return out
 
@@ -63,10 +63,11 @@ def test_token_layout_supervises_exactly_the_response_and_end_of_turn(tiny_model
     from pii_redact.train import check_token_layout, tokenize_split
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    dataset, pairs = tokenize_split(tokenizer, data_dir / "train.jsonl", 1024)
-    check_token_layout(tokenizer, pairs, dataset, len(tokenizer))  # passes on the real layout
+    dataset, samples = tokenize_split(tokenizer, data_dir / "train.jsonl", 1024)
+    check_token_layout(tokenizer, samples, dataset, len(tokenizer))  # passes on the real layout
     eot = tokenizer.convert_tokens_to_ids(chat.END_OF_TURN)
-    for (prompt, response), row in zip(pairs, dataset):
+    for sample, row in zip(samples, dataset):
+        prompt, response = sample.prompt, sample.response
         supervised = [t for t in row["labels"] if t != -100]
         assert tokenizer.decode(supervised) == response.strip() + chat.END_OF_TURN
         assert supervised[-1] == eot
@@ -84,10 +85,10 @@ def test_token_layout_supervises_exactly_the_response_and_end_of_turn(tiny_model
     }
     for name, bad in broken.items():
         with pytest.raises(RuntimeError, match="token layout check failed"):
-            check_token_layout(tokenizer, pairs, bad, len(tokenizer))
+            check_token_layout(tokenizer, samples, bad, len(tokenizer))
     tokenizer.add_tokens(["[EMAIL_1]"])
     with pytest.raises(RuntimeError, match="tokenizer grew"):
-        check_token_layout(tokenizer, pairs, dataset, len(tokenizer) - 1)
+        check_token_layout(tokenizer, samples, dataset, len(tokenizer) - 1)
 
 
 def test_finetune_trains_saves_reloads_and_generates(tiny_model_dir, data_dir, tmp_path):
@@ -132,16 +133,28 @@ def test_finetune_trains_saves_reloads_and_generates(tiny_model_dir, data_dir, t
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    merged, tokenizer = generate.load_model(run / "merged")
+    merged, tokenizer = generate.load_for_generation(run / "merged")
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     with_adapter = PeftModel.from_pretrained(base, run / "adapter").eval()
     ids = torch.tensor([chat.encode_prompt(tokenizer, chat.build_prompt("Call Anna on 555 0100."))])
     with torch.no_grad():
         diff = (merged(ids).logits.float() - with_adapter(ids).logits).abs().max().item()
     assert diff < 0.1  # merged is stored in 16 bit
-    outputs = list(generate.generate_transformers(merged, tokenizer, [chat.build_prompt("Hi Anna")],
-                                                  ["Hi Anna"], batch_size=2, max_new_tokens=8))
-    assert len(outputs) == 1 and outputs[0][2] in ("stop", "length") and isinstance(outputs[0][1], str)
+    # batched, left-padded generation gives what a plain greedy loop gives for each prompt alone
+    sources = ["Hi Anna", "Call Anna Schmidt on 555 0100 about order 12."]
+    prompts = [chat.build_prompt(s) for s in sources]
+    outputs = sorted(generate.generate_transformers(merged, tokenizer, prompts, sources, batch_size=2,
+                                                    max_new_tokens=8))
+    stops = set(chat.stop_token_ids(tokenizer))
+    for (i, text, reason), prompt in zip(outputs, prompts):
+        ids = chat.encode_prompt(tokenizer, prompt)
+        new: list[int] = []
+        while len(new) < 8 and (not new or new[-1] not in stops):
+            with torch.no_grad():
+                new.append(int(merged(torch.tensor([ids + new])).logits[0, -1].argmax()))
+        finished = new[-1] in stops
+        assert reason == ("stop" if finished else "length")
+        assert text == tokenizer.decode(new[:-1] if finished else new, skip_special_tokens=True)
 
 
 def test_resume_continues_from_the_saved_step_and_refuses_changes(tiny_model_dir, data_dir, tmp_path):
@@ -189,19 +202,35 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
-def test_ctrl_c_saves_the_adapter(tiny_model_dir, data_dir, tmp_path):
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_model_dir, data_dir, tmp_path, capsys):
+    import os
+    import signal
+
     from transformers import TrainerCallback
 
     from pii_redact.train import finetune
 
-    class CtrlC(TrainerCallback):
+    class CtrlCAtStep3(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == 3:
-                raise KeyboardInterrupt
+                os.kill(os.getpid(), signal.SIGINT)  # what the terminal sends
 
+    config = make_config(tiny_model_dir, data_dir, tmp_path, eval_steps=0, save_steps=100)
     with pytest.raises(KeyboardInterrupt):
-        finetune(make_config(tiny_model_dir, data_dir, tmp_path, eval_steps=0), extra_callbacks=[CtrlC()])
-    assert (tmp_path / "outputs" / "run" / "adapter" / "adapter_model.safetensors").is_file()
+        finetune(config, extra_callbacks=[CtrlCAtStep3()])
+    run = tmp_path / "outputs" / "run"
+    # the signal lands after step 3's checks: step 4 finishes, then a full checkpoint is saved
+    # although save_steps is 100
+    checkpoint = run / "checkpoints" / "checkpoint-4"
+    for name in ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"):
+        assert (checkpoint / name).is_file(), name
+    out = capsys.readouterr().out
+    assert f"checkpoint saved to {checkpoint}" in out and "--resume --run-name run" in out
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
+
+    summary = finetune(make_config(tiny_model_dir, data_dir, tmp_path, eval_steps=0, save_steps=100, resume=True))
+    assert summary["steps"] == 8
+    assert [r["step"] for r in read_log(run) if "loss" in r] == list(range(1, 9))
 
 
 def run_script(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -223,9 +252,39 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, tiny_model_dir, dat
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "pii_redaction_train.json" in result.stderr
 
-    result = run_script("--model", str(tiny_model_dir), "--data-dir", str(data_dir), "--packing",
+    result = run_script("--model", str(tiny_model_dir), "--data-dir", str(data_dir), "--padding-free",
                         "--output-dir", str(tmp_path / "o"), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "needs a GPU" in result.stderr
 
     result = run_script("--lora-r", "eight")
     assert result.returncode == 2 and "--lora-r" in result.stderr
+
+
+def test_auto_prepare_uses_the_data_section_of_the_same_config(tiny_model_dir, data_dir, tmp_path):
+    from pii_redact.train import finetune
+
+    raw = [{"prompt": chat.build_prompt(s + f" Ref {k}."), "response": r + f" Ref {k}."}
+           for k in range(4) for s, r in RECORDS]
+    (tmp_path / "raw.json").write_text(json.dumps(raw))
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(f"data:\n  input: [{tmp_path / 'raw.json'}]\n  val_fraction: 0.3\n"
+                           "  test_fraction: 0.2\n  seed: 5\n  max_seq_length: 4096\n")
+    fresh = tmp_path / "fresh-data"
+    finetune(make_config(tiny_model_dir, fresh, tmp_path, max_steps=1, eval_steps=0), config_path=str(config_file))
+    report = json.loads((fresh / "report.json").read_text())
+    assert report["config"]["input"] == [str(tmp_path / "raw.json")]
+    assert (report["config"]["val_fraction"], report["config"]["test_fraction"], report["config"]["seed"]) == (0.3, 0.2, 5)
+    # the tokenizer and length limit are the training run's: data and model must agree
+    assert report["config"]["model"] == str(tiny_model_dir) and report["config"]["max_seq_length"] == 1024
+
+
+def test_an_incomplete_data_directory_is_never_replaced(tiny_model_dir, tmp_path):
+    from pii_redact.train import finetune
+
+    partial = tmp_path / "data"
+    partial.mkdir()
+    (partial / "train.jsonl").write_text("my own file\n")
+    with pytest.raises(UserError, match="incomplete set of prepared data"):
+        finetune(make_config(tiny_model_dir, partial, tmp_path))
+    assert (partial / "train.jsonl").read_text() == "my own file\n"
+    assert sorted(p.name for p in partial.iterdir()) == ["train.jsonl"]

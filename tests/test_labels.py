@@ -1,5 +1,5 @@
 """Placeholder parsing and the exact source/redaction alignment everything else rests on."""
-from pii_redact.labels import Entity, align, fill, renumber, unknown_placeholders
+from pii_redact.labels import Entity, align, mask, renumber, unknown_placeholders, unnumbered
 
 SOURCE = "My child faozzsd379223 (DOB: May/58) will see Dr. faozzsd379223. Call 0070.606.322.6244."
 REDACTED = "My child [USERNAME_1] (DOB: [DATEOFBIRTH_1]) will see Dr. [USERNAME_1]. Call [TELEPHONENUM_1]."
@@ -11,7 +11,8 @@ def test_align_recovers_spans_values_labels_and_numbers():
         ("USERNAME", "faozzsd379223", 1), ("DATEOFBIRTH", "May/58", 1),
         ("USERNAME", "faozzsd379223", 1), ("TELEPHONENUM", "0070.606.322.6244", 1)]
     assert all(SOURCE[e.start:e.end] == e.value for e in entities)
-    assert fill(REDACTED, entities) == SOURCE
+    # masking the recovered spans gives the redaction back
+    assert mask(SOURCE, [(e.start, e.end, e.label) for e in entities]) == (REDACTED, entities)
 
 
 def test_a_value_containing_the_following_literal_ends_at_the_text_end():
@@ -38,3 +39,12 @@ def test_renumber_is_canonical_per_label_by_first_appearance():
 
 def test_unknown_placeholders_ignore_bracketed_source_text():
     assert unknown_placeholders("[INFO] login", "[INFO] [PERSON] [CREDIT_CARD_1] [EMAIL_1]") == ["[PERSON]", "[CREDIT_CARD_1]"]
+
+
+def test_mask_numbers_values_per_label_by_first_appearance():
+    source = "Bo met Al, then Bo met Cy at 5."
+    spans = [(0, 2, "GIVENNAME"), (7, 9, "GIVENNAME"), (16, 18, "GIVENNAME"), (23, 25, "GIVENNAME"), (29, 30, "BUILDINGNUM")]
+    redacted, entities = mask(source, spans)
+    assert redacted == "[GIVENNAME_1] met [GIVENNAME_2], then [GIVENNAME_1] met [GIVENNAME_3] at [BUILDINGNUM_1]."
+    assert [e.index for e in entities] == [1, 2, 1, 3, 1]
+    assert unnumbered(redacted) == "[GIVENNAME] met [GIVENNAME], then [GIVENNAME] met [GIVENNAME] at [BUILDINGNUM]."

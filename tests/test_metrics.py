@@ -7,7 +7,7 @@ import pytest
 
 from pii_redact.baselines import identity, regex_redact
 from pii_redact.chat import build_prompt
-from pii_redact.cli import UserError
+from pii_redact.errors import UserError
 from pii_redact.metrics import check_thresholds, format_valid, read_predictions, score
 
 # 41 characters; entities Anna (0-4), Rossi (5-10), Lyon (20-24), anna@x.io (31-40):
@@ -217,12 +217,12 @@ def test_read_predictions_reports_line_numbers(tmp_path):
         "{not json",
         json.dumps({"source": SRC, "response": REF}),
     ])
-    with pytest.raises(UserError, match=r"p\.jsonl:2: invalid JSON .*\(and 1 more malformed lines\)"):
+    with pytest.raises(UserError, match=r"p\.jsonl:2:2: invalid JSON: .*\(and 1 more malformed lines\)"):
         read_predictions(path)
     path = write_lines(tmp_path / "q.jsonl", [json.dumps({"prompt": "no marker", "response": REF, "prediction": REF})])
     with pytest.raises(UserError, match=r"q\.jsonl:1: missing or non-string source or prompt"):
         read_predictions(path)
-    with pytest.raises(UserError, match="cannot read"):
+    with pytest.raises(UserError, match="absent.jsonl: no such file"):
         read_predictions(tmp_path / "absent.jsonl")
 
 

