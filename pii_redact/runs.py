@@ -82,7 +82,7 @@ def plan_run_dir(config: TrainConfig) -> Path:
     return run_dir
 
 
-def check_resume(run_dir: Path, config: TrainConfig, data_hashes: dict[str, str]) -> str:
+def check_resume(run_dir: Path, config: TrainConfig, data_hashes: dict[str, str], model_path: str) -> str:
     """The checkpoint to resume from; refuses when the run would not be the same run."""
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -92,6 +92,9 @@ def check_resume(run_dir: Path, config: TrainConfig, data_hashes: dict[str, str]
     if changed:
         diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)
         raise UserError(f"--resume: the config changed ({diffs}); start a new run instead")
+    if saved.get("model_path", model_path) != model_path:
+        raise UserError(f"--resume: {run_dir.name} started from {saved['model_path']}, now {config.model} "
+                        f"is {model_path}; start a new run instead")
     if saved.get("data_sha256") != data_hashes:
         raise UserError(f"--resume: the training data changed since {run_dir.name} started "
                         "(sha256 differs); start a new run instead")

