@@ -6,8 +6,16 @@ reference redaction (`response`) and the model's redaction (`prediction`), plus 
 
 Entities
     An entity is a character span of the source that a redaction replaces with a placeholder.
-    For the reference, `labels.align` finds them exactly. For a prediction, `labels.align` is the
-    fast path (a faithful redaction: non-PII text untouched); otherwise the robust alignment below.
+    For the reference: the record's exact `entities` ([start, end, LABEL] of the source, which
+    prepare_data.py keeps where the data has them), else `labels.alignment`. For a prediction:
+    `labels.alignment` when it is a faithful redaction (non-PII text untouched), otherwise the
+    robust alignment below. A redaction can allow several splits (`[STREET_1] [BUILDINGNUM_1]`
+    over `Via Giuseppe Verdi 12`). A reading the other side has wins (any split a redaction
+    allows is a correct reading of it): the prediction's towards the reference's spans and, for a
+    reference without exact spans, the reference's towards the prediction's. Otherwise
+    `labels.alignment` picks the reading whose values fit their labels' shapes and entity
+    boundaries best. `reference_ambiguous_entities` counts the reference entities (without exact
+    spans) that no label shape could place.
 
 Robust alignment (`align_robust`)
     Every placeholder-shaped token of the prediction (`[LABEL]`, `[LABEL_n]`, unknown labels like
@@ -16,14 +24,16 @@ Robust alignment (`align_robust`)
     difflib.SequenceMatcher(autojunk=False) over word tokens finds anchors, and each stretch
     between anchors is aligned exactly by a small dynamic program over words, single
     punctuation characters and whitespace runs, minimising the characters deleted from the
-    source plus the characters inserted, where a placeholder covers any run of one or more
-    source tokens for free (covering none costs 1). The source text a placeholder covers, minus
-    surrounding whitespace, is its entity span; one covering nothing is a false positive with an
-    empty span. Words stay whole: `colour` -> `color` loses the word, not one letter. A
-    punctuation change right after a placeholder (`[CITY_1];` for `Lyon.`) is cheapest as the
-    placeholder covering the `.`, so that entity's span is off by one: a span error. Stretches
-    over 40,000 token pairs (an output unrelated to its source) are not aligned: their
-    placeholders split the stretch evenly.
+    source plus the characters inserted, where a placeholder covers a run of one or more source
+    tokens (at most 40) at the cost of its faults: 2 per broken shape rule of its label and 1
+    per end that falls inside a word or a dotted/hyphenated/@-joined string
+    (`labels.shape_faults`, `labels.boundary_faults`); covering none costs 1. So a hallucinated
+    placeholder (`... [EMAIL_1]. [PERSON_1] [EMAIL_9]`) covers nothing rather than stealing a
+    piece of a correct entity. The source text a placeholder covers, minus surrounding
+    whitespace, is its entity span; one covering nothing is a false positive with an empty
+    span. Words stay whole: `colour` -> `color` loses the word, not one letter. Stretches over
+    40,000 token pairs (an output unrelated to its source) are not aligned: their placeholders
+    split the stretch evenly.
 
 Metrics (`score`; micro-averaged over all samples unless said otherwise)
     exact_match        renumber(prediction.strip()) == renumber(reference.strip()).
@@ -32,14 +42,17 @@ Metrics (`score`; micro-averaged over all samples unless said otherwise)
                        gives 0.0 (sklearn's zero_division=0): no predicted entities -> precision 0.
                        macro_f1 = mean per-label f1 over labels with support > 0.
     span.*             the same with match = same (start, end), label ignored.
-    leak_rate          leaked / reference entities. Per sample and distinct reference value v
-                       (whitespace-only values skipped): leaked(v) = min(#entities with value v,
-                       max(0, occ(prediction, v) - occ(reference, v))), occ = occurrences not
-                       inside a longer word/number (where v starts or ends with a letter, digit
-                       or _, the character beyond that edge must not be one).
+    leak_rate          leaked / reference entities. A reference entity leaks when its characters
+                       survive in clear where the alignment puts them (a run of at least
+                       min(4, n) of its n letters and digits aligned to identical prediction
+                       characters: `12` of `12`, `Lena` of `Anna-Lena`, not `io` of `anna@x.io`),
+                       or when its value occurs in clear in the prediction more often than in the
+                       reference: per distinct value v, leaked(v) = max(in place, min(#entities
+                       with value v, occ(prediction, v) - occ(reference, v))), where occ counts
+                       occurrences not inside a longer word or number, escapes and markup being
+                       separators (`labels.occurrences`: `\nAnna`, `q=Anna%20Berg` hold `Anna`).
                        The subtraction keeps a value that also occurs as non-PII text of the
-                       reference from counting. A masked value occurring as a whole word inside
-                       another leaked value ("Roma" in "Via Roma") is over-counted.
+                       reference from counting; a privacy metric errs toward counting a leak.
     samples_with_leak  fraction of samples with at least one leaked entity.
     text_fidelity      sum(preserved) / sum(non_pii + inserted): non_pii = source characters
                        outside reference entities; preserved = those aligned to an identical
@@ -59,23 +72,25 @@ Metrics (`score`; micro-averaged over all samples unless said otherwise)
     confusions         "REF->PRED": count of span matches whose label differs, most frequent first.
     Diagnostics: entity.tp / predicted / support and span.tp (counts), leaked_entities,
     exact_alignment_rate (predictions that are faithful redactions: `labels.align` succeeds),
-    reference_misaligned (references that are not, hence aligned robustly: a data problem).
+    reference_misaligned (references that are not, hence aligned robustly: a data problem),
+    reference_ambiguous_entities (see Entities).
 """
 from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .chat import TEXT_MARKER, source_from_prompt
 from .errors import UserError
 from .labels import (
-    LABELS, PLACEHOLDER_LIKE_RE, PLACEHOLDER_RE, Entity, align, placeholder_label, renumber,
-    unknown_placeholders,
+    LABELS, PLACEHOLDER_LIKE_RE, PLACEHOLDER_RE, Entity, alignment, boundary_faults, occurrences,
+    placeholder_label, renumber, shape_faults, unknown_placeholders,
 )
 
 # One private-use character stands for a whole placeholder, so the aligner sees it as one symbol
@@ -108,6 +123,7 @@ class SampleScore:
     unfinished: bool
     exact_alignment: bool      # the prediction is a faithful redaction (labels.align succeeded)
     reference_aligned: bool    # the reference is (otherwise it is aligned robustly)
+    reference_ambiguous: int   # reference entities no label shape could place
     confusions: list[tuple[str, str]]  # (reference label, predicted label) of same-span entities
 
     @property
@@ -162,21 +178,23 @@ def _offsets(tokens: list[str]) -> list[int]:
     return offsets
 
 
-def _dp_opcodes(a: list[str], b: list[str]) -> list[Opcode]:
+MAX_COVER = 40  # fine tokens one placeholder may cover in the robust alignment
+CoverCost = Callable[[int, int, int], int]  # (source start, source end, prediction position) -> cost
+
+
+def _dp_opcodes(a: list[str], b: list[str], cover_cost: Callable[[int, int, int], int]) -> list[Opcode]:
     """Cheapest alignment of source tokens `a` with prediction tokens `b` (SENTINEL = placeholder).
 
     Costs: equal tokens 0; deleting a source token or inserting a literal token costs its
-    length; a placeholder covering one or more consecutive source tokens costs 0, covering none
-    costs 1. Ties go to the earliest placeholder end. O(len(a) * len(b)): only used on the small
-    stretches between anchors (`_opcodes`)."""
+    length; placeholder b[j-1] covering a[k:i] (1 to MAX_COVER tokens) costs cover_cost(k, i, j-1),
+    covering none costs 1. Ties go to the earliest placeholder end. O(len(a) * len(b)) plus
+    O(len(a) * MAX_COVER) per placeholder: only used on the small stretches between anchors."""
     n, m = len(a), len(b)
     inf = float("inf")
     cost = [[inf] * (m + 1) for _ in range(n + 1)]
     # back[i][j]: the move that reached (i, j): "=", "-", "+", "0" (empty placeholder) or the
     # start k of the source tokens a[k:i] that placeholder b[j-1] covers
     back: list[list[str | int]] = [[""] * (m + 1) for _ in range(n + 1)]
-    # cover[j] = (best cost[k][j-1] over k < i, that k), updated row by row
-    cover: list[tuple[float, int]] = [(inf, 0)] * (m + 1)
     cost[0][0] = 0
     for i in range(n + 1):
         row, prev = cost[i], cost[i - 1] if i else None
@@ -188,11 +206,11 @@ def _dp_opcodes(a: list[str], b: list[str]) -> list[Opcode]:
             if i and j and token != SENTINEL and a[i - 1] == token:
                 best, move = prev[j - 1], "="
             if token == SENTINEL:
-                if i:
-                    if prev[j - 1] < cover[j][0]:
-                        cover[j] = (prev[j - 1], i - 1)
-                    if cover[j][0] < best:
-                        best, move = cover[j]
+                for k in range(max(0, i - MAX_COVER), i):
+                    if cost[k][j - 1] < best:  # cheap bound first: the cover cost is never negative
+                        c = cost[k][j - 1] + cover_cost(k, i, j - 1)
+                        if c < best:
+                            best, move = c, k
                 if row[j - 1] + 1 < best:
                     best, move = row[j - 1] + 1, "0"
             elif j and row[j - 1] + len(token) < best:
@@ -219,9 +237,11 @@ def _dp_opcodes(a: list[str], b: list[str]) -> list[Opcode]:
     return ops[::-1]
 
 
-def _opcodes(a: str, b: str) -> Iterator[Opcode]:
+def _opcodes(a: str, b: str, cover_cost: CoverCost) -> Iterator[Opcode]:
     """Character opcodes of source `a` vs collapsed prediction `b`, in which every non-equal
     block holding a placeholder is that placeholder alone (except past the size guard below).
+    `cover_cost(start, end, position)`: the cost of the placeholder at `b[position]` covering
+    `a[start:end]`.
 
     Two levels: SequenceMatcher over coarse tokens (a word or other character with its trailing
     whitespace: a sparse alphabet, so it is fast and anchors on whole words), then each stretch
@@ -246,10 +266,22 @@ def _opcodes(a: str, b: str) -> Iterator[Opcode]:
             yield "replace", ca1, ca2, cb1, cb2
         else:
             fa, fb = _offsets(fine_a), _offsets(fine_b)
-            for op2, x1, x2, y1, y2 in _dp_opcodes(fine_a, fine_b):
+
+            def cost(k: int, i: int, j: int, ca1=ca1, cb1=cb1, fa=fa, fb=fb) -> int:
+                return cover_cost(ca1 + fa[k], ca1 + fa[i], cb1 + fb[j])
+
+            for op2, x1, x2, y1, y2 in _dp_opcodes(fine_a, fine_b, cost):
                 yield op2, ca1 + fa[x1], ca1 + fa[x2], cb1 + fb[y1], cb1 + fb[y2]
         if tail:
             yield "equal", ca2, ca2 + tail, cb2, cb2 + tail
+
+
+def _trimmed(source: str, a: int, b: int) -> tuple[int, int]:
+    while a < b and source[a].isspace():  # `[GIVENNAME_1][SURNAME_1]` over `Anna Rossi`
+        a += 1
+    while b > a and source[b - 1].isspace():
+        b -= 1
+    return a, b
 
 
 def align_robust(source: str, text: str) -> tuple[list[Entity], list[Span], int]:
@@ -259,11 +291,20 @@ def align_robust(source: str, text: str) -> tuple[list[Entity], list[Span], int]
     # The common prefix and suffix are matched as they are: cheap, and the anchors a good model
     # leaves. Only the middle goes to the (slower) matcher.
     p, s = _common_affixes(source, collapsed)
+    sentinels = [i for i, c in enumerate(collapsed) if c == SENTINEL]
+
+    def cover_cost(start: int, end: int, position: int) -> int:
+        a, b = _trimmed(source, start + p, end + p)
+        if a == b:
+            return 1  # whitespace only: as good as covering nothing
+        label = tags[bisect_left(sentinels, position + p)][0]
+        return 2 * shape_faults(label, source[a:b]) + boundary_faults(source, a, b)
+
     entities: list[Entity] = []
     matched: list[Span] = [(0, p)] if p else []
     inserted = 0
     tag_iter = iter(tags)
-    for op, i1, i2, j1, j2 in _opcodes(source[p:len(source) - s], collapsed[p:len(collapsed) - s]):
+    for op, i1, i2, j1, j2 in _opcodes(source[p:len(source) - s], collapsed[p:len(collapsed) - s], cover_cost):
         i1, i2, j1, j2 = i1 + p, i2 + p, j1 + p, j2 + p
         if op == "equal":
             matched.append((i1, i2))
@@ -273,11 +314,7 @@ def align_robust(source: str, text: str) -> tuple[list[Entity], list[Span], int]
         inserted += len(block) - k
         # k is 0 or 1 except past the size guard, where placeholders share the stretch evenly
         for n in range(k):
-            a, b = i1 + (i2 - i1) * n // k, i1 + (i2 - i1) * (n + 1) // k
-            while a < b and source[a].isspace():  # `[GIVENNAME_1][SURNAME_1]` over `Anna Rossi`
-                a += 1
-            while b > a and source[b - 1].isspace():
-                b -= 1
+            a, b = _trimmed(source, i1 + (i2 - i1) * n // k, i1 + (i2 - i1) * (n + 1) // k)
             label, index = next(tag_iter)
             entities.append(Entity(a, b, label, source[a:b], index))
     if s:
@@ -308,33 +345,40 @@ def _overlap(xs: list[Span], ys: list[Span]) -> int:
     return total
 
 
-def _is_word_char(c: str) -> bool:
-    return c.isalnum() or c == "_"
+def _survives(source: str, entity: Entity, matched: list[Span]) -> bool:
+    """Whether a run of at least min(4, n) of the entity's n letters and digits is aligned to
+    identical prediction characters: the value, or a telling piece of it, left in place."""
+    alnum = [i for i in range(entity.start, entity.end) if source[i].isalnum()]
+    if not alnum:
+        return False
+    need = min(4, len(alnum))
+    run = 0
+    for a, b in matched:
+        if b <= entity.start or a >= entity.end:
+            continue
+        for i in range(max(a, entity.start), min(b, entity.end)):
+            run = run + 1 if source[i].isalnum() else (run if source[i] in "-'. " and run else 0)
+            if source[i].isalnum() and run >= need:
+                return True
+        run = 0  # a gap in the alignment ends the run
+    return False
 
 
-def _occurrences(text: str, value: str) -> int:
-    """Occurrences of value in text that are not part of a longer word or number, so a masked
-    `12` does not count as leaked because `1234` survives elsewhere. (A scan, not a regex:
-    compiling one pattern per value costs more than the rest of the scoring.)"""
-    check_left, check_right = _is_word_char(value[0]), _is_word_char(value[-1])
-    count, pos = 0, text.find(value)
-    while pos >= 0:
-        end = pos + len(value)
-        if (check_left and pos and _is_word_char(text[pos - 1])) or (
-                check_right and end < len(text) and _is_word_char(text[end])):
-            pos = text.find(value, pos + 1)
-        else:
-            count += 1
-            pos = text.find(value, end)
-    return count
-
-
-def _leaked(reference: str, prediction: str, entities: list[Entity]) -> int:
+def _leaked(source: str, reference: str, prediction: str, entities: list[Entity], matched: list[Span]) -> int:
+    """Reference entities leaked in the prediction: left in place, or their value occurring in
+    clear more often than the reference has it (see the module docstring)."""
+    by_value: dict[str, list[Entity]] = {}
+    for e in entities:
+        if e.value.strip():
+            by_value.setdefault(e.value, []).append(e)
     leaked = 0
-    for value, n in Counter(e.value for e in entities if e.value.strip()).items():
+    for value, group in by_value.items():
+        in_place = sum(_survives(source, e, matched) for e in group)
+        searched = 0
         # plain counting first: the boundary-checking scan only runs for values that may leak
         if prediction.count(value) > reference.count(value):
-            leaked += min(n, max(0, _occurrences(prediction, value) - _occurrences(reference, value)))
+            searched = min(len(group), max(0, occurrences(prediction, value) - occurrences(reference, value)))
+        leaked += max(in_place, searched)
     return leaked
 
 
@@ -349,21 +393,30 @@ def format_valid(source: str, prediction: str) -> bool:
     )
 
 
-def score_sample(source: str, reference: str, prediction: str, *,
-                 unfinished: bool = False) -> SampleScore:
-    """Entities, matches, leaks and fidelity counts of one prediction (definitions above)."""
-    ref_entities = align(source, reference)
-    reference_aligned = ref_entities is not None
-    if ref_entities is None:
-        ref_entities, _, _ = align_robust(source, reference)
+def _reference(source: str, reference: str, exact: list[Entity] | None) -> tuple[list[Entity], int, bool]:
+    """(entities, how many are ambiguous, whether the reference is a faithful redaction)."""
+    if exact is not None:
+        return exact, 0, True
+    found = alignment(source, reference)
+    if found is None:
+        return align_robust(source, reference)[0], 0, False
+    return found.entities, found.ambiguous, True
 
-    pred_entities = align(source, prediction)
-    exact_alignment = pred_entities is not None
-    if pred_entities is None:
+
+def score_sample(source: str, reference: str, prediction: str, *, unfinished: bool = False,
+                 reference_entities: list[Entity] | None = None) -> SampleScore:
+    """Entities, matches, leaks and fidelity counts of one prediction (definitions above).
+    `reference_entities`: the reference's exact spans, where the data has them."""
+    ref_entities, ambiguous, reference_aligned = _reference(source, reference, reference_entities)
+    found = alignment(source, prediction, prefer=ref_entities)
+    exact_alignment = found is not None
+    if found is None:
         pred_entities, matched, inserted = align_robust(source, prediction)
     else:  # a faithful redaction keeps every character outside its entities
+        pred_entities, inserted = found.entities, 0
         matched = _complement([(e.start, e.end) for e in pred_entities], len(source))
-        inserted = 0
+    if reference_entities is None and reference_aligned:  # a split the prediction has is a correct one
+        ref_entities = alignment(source, reference, prefer=pred_entities).entities
 
     ref_spans = [(e.start, e.end) for e in ref_entities]
     ref_labelled = {(e.start, e.end): e.label for e in ref_entities}
@@ -378,7 +431,7 @@ def score_sample(source: str, reference: str, prediction: str, *,
         pred_entities=pred_entities,
         tp=len(shared) - len(confusions),
         span_tp=len(shared),
-        leaked=_leaked(reference, prediction, ref_entities),
+        leaked=_leaked(source, reference, prediction, ref_entities, matched),
         non_pii=len(source) - ref_pii,
         preserved=matched_chars - _overlap(matched, ref_spans),
         inserted=inserted,
@@ -387,6 +440,7 @@ def score_sample(source: str, reference: str, prediction: str, *,
         unfinished=unfinished,
         exact_alignment=exact_alignment,
         reference_aligned=reference_aligned,
+        reference_ambiguous=ambiguous,
         confusions=confusions,
     )
 
@@ -410,6 +464,19 @@ def record_source(record: dict[str, Any]) -> str | None:
     return None
 
 
+def record_entities(record: dict[str, Any], source: str) -> list[Entity] | None:
+    """The exact reference spans a record carries (`entities`: [[start, end, LABEL], ...]), or None."""
+    spans = record.get("entities")
+    if not isinstance(spans, list):
+        return None
+    from .data import _check_spans
+
+    checked = _check_spans(source, record["response"], spans)
+    if isinstance(checked, str):
+        raise UserError(f"record {record.get('index', '?')}: {checked}")
+    return checked
+
+
 def score(records: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], list[SampleScore]]:
     """metrics.json content and per-record scores (same order) for records with a source (or
     prompt), `response` and `prediction`, as `read_predictions` returns them."""
@@ -419,7 +486,8 @@ def score(records: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], list[Sampl
         if source is None:
             raise UserError(f"record {i}: no source text (a 'source', or a 'prompt' with a {TEXT_MARKER!r} marker)")
         samples.append(score_sample(source, r["response"], r["prediction"],
-                                    unfinished=r.get("finish_reason") == "length"))
+                                    unfinished=r.get("finish_reason") == "length",
+                                    reference_entities=record_entities(r, source)))
     if not samples:
         raise UserError("no predictions to score")
     return aggregate(samples), samples
@@ -474,6 +542,7 @@ def aggregate(samples: list[SampleScore]) -> dict[str, Any]:
         "unfinished_rate": sum(s.unfinished for s in samples) / n,
         "exact_alignment_rate": sum(s.exact_alignment for s in samples) / n,
         "reference_misaligned": sum(not s.reference_aligned for s in samples),
+        "reference_ambiguous_entities": sum(s.reference_ambiguous for s in samples),
         "per_label": per_label,
         "confusions": dict(Counter(f"{a}->{b}" for s in samples for a, b in s.confusions).most_common()),
     }

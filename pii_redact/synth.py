@@ -16,11 +16,11 @@ decoys that stay in clear text (order numbers, prices, times, non-birth dates, c
 URLs...), `{address}`/`{name}` expand to the locale's layout, and `{@term}` is a locale-specific
 word (e.g. "Social Security number" in en_US, "National Insurance number" in en_GB).
 
-Every record is checked before it is kept: `labels.align` must recover exactly the spans the
-generator inserted (it places literals at their earliest position, so e.g. a multi-word street
-before " " + building number would be mis-split), and no PII value may also appear in the clear
-text of the response. A record failing either check is drawn again, so the training data and
-downstream entity metrics rest on exact spans. Generation is deterministic for a seed: one
+Each record carries the exact spans the generator inserted (`entities`), so natural layouts
+that a redaction alone leaves ambiguous (`Via Roma 12` as `[STREET_1] [BUILDINGNUM_1]`,
+`María José Pérez` as `[GIVENNAME_1] [SURNAME_1]`) are kept, and prepare_data.py and the
+metrics use those spans. A record where a PII value also stands in the response's clear text is
+drawn again. Generation is deterministic for a seed: one
 seeded Faker per locale and one `random.Random`, no global random state, no clock.
 """
 from __future__ import annotations
@@ -37,13 +37,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from faker import Faker
 from faker.providers.address.it_IT import Provider as ItalianAddresses
 
 from pii_redact.chat import build_prompt
-from pii_redact.labels import LABELS, PLACEHOLDER_RE, Entity, align, mask
+from pii_redact.labels import LABELS, PLACEHOLDER_RE, Entity, mask, occurrences
 
 LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "it", "es", "nl")
 LOCALES: dict[str, tuple[str, ...]] = {
@@ -258,8 +258,8 @@ def _handle(given: str, surname: str) -> tuple[str, str]:
 # (topic notes), "greeting"/"closing" (with names), "hello"/"bye" (without), "ticket" (subject
 # lines), "notes" (note headings by topic). common.yaml: text kinds and their shares, the field
 # order of structured texts, decoy fields, JSON keys and log lines (software writes English).
-# An `address` layout must separate a (possibly multi-word) street from the building number by
-# something a street never contains, or `labels.align` mis-splits it.
+# An address layout may be a list of alternatives; `names` (per locale) gives the shares of
+# compound and hyphenated given names, double surnames and multi-word street names.
 
 DATA_DIR = Path(__file__).resolve().parent / "synth_data"
 
@@ -299,8 +299,10 @@ class Generated:
     locale: str
     kind: str
 
-    def to_json(self) -> dict[str, str]:
-        return {"prompt": build_prompt(self.source), "response": self.response}
+    def to_json(self) -> dict[str, Any]:
+        """The seed's prompt/response record, plus the exact spans and the language."""
+        return {"prompt": build_prompt(self.source), "response": self.response,
+                "entities": [[e.start, e.end, e.label] for e in self.entities], "language": self.language}
 
 
 Segment = tuple[str | None, str]  # (label, value) for PII, (None, text) for literal text
@@ -356,11 +358,33 @@ class _Draft:
             return _format_date(_random_date(rng, date(1940, 1, 1), date(2006, 12, 31)), self.locale, rng)
         if label == "CREDITCARDNUMBER":
             return _credit_card(fake, rng)
+        if label in ("GIVENNAME", "SURNAME", "STREET"):
+            return self._name(label)
         return {
-            "GIVENNAME": fake.first_name, "SURNAME": fake.last_name, "TELEPHONENUM": fake.phone_number,
-            "STREET": fake.street_name, "BUILDINGNUM": fake.building_number, "CITY": fake.city,
+            "TELEPHONENUM": fake.phone_number, "BUILDINGNUM": fake.building_number, "CITY": fake.city,
             "ZIPCODE": fake.postcode,
         }[label]()
+
+    def _name(self, label: str) -> str:
+        """Given names, surnames and streets as the locale writes them: compound given names
+        ("Jean-Pierre", "María José"), double surnames ("García López"), multi-word streets
+        ("Am Markt", "Lange Gerritsingel"), at the shares the locale's `names` entry gives."""
+        fake, rng, shares = self.fake, self.rng, LOCALE_TEXT[self.locale].get("names", {})
+        if label == "GIVENNAME":
+            roll = rng.random()
+            if roll < shares.get("compound_given", 0):
+                return f"{fake.first_name()} {fake.first_name()}"
+            if roll < shares.get("compound_given", 0) + shares.get("hyphenated_given", 0):
+                return f"{fake.first_name()}-{fake.first_name()}"
+            return fake.first_name()
+        if label == "SURNAME":
+            return f"{fake.last_name()} {fake.last_name()}" if rng.random() < shares.get("double_surname", 0) \
+                else fake.last_name()
+        if rng.random() < shares.get("multiword_street", 0):
+            if "streets" in shares:
+                return rng.choice(shares["streets"])
+            return f"{rng.choice(shares['street_prefixes'])} {fake.street_name()}"
+        return fake.street_name()
 
     def decoy(self, name: str, person: int) -> str:
         if name == "ts":  # each log line a little later than the one before
@@ -418,7 +442,8 @@ class _Draft:
             elif name == "name":
                 segments += self.render("{GIVENNAME} {SURNAME}", who)
             elif name.startswith("@") or name in ("address", "address_block"):
-                segments += self.render(LOCALE_TEXT[self.locale][name], who)
+                layout = LOCALE_TEXT[self.locale][name]  # a layout, or a list of them to pick from
+                segments += self.render(layout if isinstance(layout, str) else self.rng.choice(layout), who)
             else:
                 segments.append((None, self.decoy(name, who)))
             last = m.end()
@@ -562,36 +587,18 @@ def _redact(segments: list[Segment]) -> tuple[str, str, list[Entity]]:
 
 
 def _leaks(response: str, values: set[str]) -> bool:
-    """Whether a PII value is also visible in the response's clear text (case-insensitively).
-
-    Values of one or two characters (building numbers) are skipped: "5" is in every price.
-    Values with a digit must not be a substring anywhere (a ZIP inside an order number); others
-    must not appear as a whole word (a given name "Will" vs the word "will")."""
+    """Whether a PII value also stands in the response's clear text, as `labels.occurrences`
+    finds words (the metrics' rule), case-insensitively. A record where a value is masked in one
+    place and in clear in another teaches inconsistent masking. Values of one or two characters
+    (building numbers) are exempt: "5" is in every price."""
     clear = PLACEHOLDER_RE.sub("\0", response).casefold()
-    for value in values:
-        v = value.casefold()
-        if len(v) < 3:
-            continue
-        if any(c.isdigit() for c in v):
-            if v in clear:
-                return True
-            continue
-        start = clear.find(v)
-        while start >= 0:
-            end = start + len(v)
-            if not (start and clear[start - 1].isalnum()) and not (end < len(clear) and clear[end].isalnum()):
-                return True
-            start = clear.find(v, start + 1)
-    return False
+    return any(len(v) >= 3 and occurrences(clear, v.casefold()) for v in values)
 
 
 def _valid(source: str, response: str, entities: list[Entity]) -> bool:
-    """The record's spans are exactly what `align` recovers, and no value leaks in clear text."""
+    """Whether a drawn record is kept: the chat template would not trim it, and no value leaks
+    in clear text. Its spans are exact by construction (`_redact` masks what it inserted)."""
     if source != source.strip() or "\r" in source:  # chat templates trim message contents
-        return False
-    found = align(source, response)
-    if found is None or [(e.start, e.end, e.label, e.index) for e in found] != \
-            [(e.start, e.end, e.label, e.index) for e in entities]:
         return False
     return not _leaks(response, {e.value for e in entities})
 
@@ -628,11 +635,11 @@ class Generator:
         raise RuntimeError(f"no valid {locale} {kind} record in {MAX_ATTEMPTS} draws")
 
 
-def write_json(records: list[dict[str, str]], path: Path) -> None:
-    """One fixed layout (2-space indent, UTF-8, trailing newline) so the file regenerates byte-identically."""
+def write_json(records: list[dict[str, Any]], path: Path) -> None:
+    """A JSON list, one record per line (UTF-8, fixed layout): it regenerates byte-identically
+    and diffs line by line."""
     with open(path, "w", encoding="utf-8", newline="\n") as f:
-        json.dump(records, f, ensure_ascii=False, indent=2)
-        f.write("\n")
+        f.write("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n")
 
 
 def main(argv: list[str] | None = None) -> int:

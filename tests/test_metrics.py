@@ -8,6 +8,7 @@ import pytest
 from pii_redact.baselines import identity, regex_redact
 from pii_redact.chat import build_prompt
 from pii_redact.errors import UserError
+from pii_redact.labels import PLACEHOLDER_RE
 from pii_redact.metrics import check_thresholds, format_valid, read_predictions, score
 
 # 41 characters; entities Anna (0-4), Rossi (5-10), Lyon (20-24), anna@x.io (31-40):
@@ -239,3 +240,69 @@ def test_check_thresholds():
         with pytest.raises(UserError):
             check_thresholds({}, [bad], validate_only=True)
     assert check_thresholds({}, ["entity.f1=0.9", "per_label.EMAIL.f1=0.8"], validate_only=True) == []
+
+
+# --- ambiguous layouts: a perfect, a partial and a swapped prediction, scored by hand -------------
+# Each layout is two adjacent entities separated by one space, which a redaction alone does not
+# split. (source, reference, first entity, second entity).
+AMBIGUOUS = {
+    "street before number": ("Via Giuseppe Verdi 12", "[STREET_1] [BUILDINGNUM_1]", "Via Giuseppe Verdi", "12"),
+    "compound given name": ("María José Pérez", "[GIVENNAME_1] [SURNAME_1]", "María José", "Pérez"),
+    "multi-word city, postcode": ("Frankfurt am Main 60311", "[CITY_1] [ZIPCODE_1]", "Frankfurt am Main", "60311"),
+    "postcode with letters, city": ("2514 EA Den Haag", "[ZIPCODE_1] [CITY_1]", "2514 EA", "Den Haag"),
+}
+
+
+def _exact(source: str, reference: str, first: str) -> list:
+    cut = len(first)
+    labels = [m.group(1) for m in PLACEHOLDER_RE.finditer(reference)]
+    return [[0, cut, labels[0]], [cut + 1, len(source), labels[1]]]
+
+
+@pytest.mark.parametrize("exact_spans", [True, False], ids=["exact spans", "spans from the redaction"])
+@pytest.mark.parametrize("layout", AMBIGUOUS)
+def test_ambiguous_layouts_score_as_a_person_would(layout, exact_spans):
+    source, reference, first, second = AMBIGUOUS[layout]
+    a, b = (m.group(0) for m in PLACEHOLDER_RE.finditer(reference))
+    record = {"source": source, "response": reference}
+    if exact_spans:
+        record["entities"] = _exact(source, reference, first)
+    # (prediction, precision, recall, leaked entities), worked out by hand:
+    cases = [
+        (reference, 1.0, 1.0, 0),              # both masked where they are
+        (f"{a} {second}", 1.0, 0.5, 1),        # the second left in clear: found 1 of 2, it leaks
+        (f"{first} {b}", 1.0, 0.5, 1),         # the first left in clear
+        (f"{b} {a}", 0.0, 0.0, 0),             # labels swapped: nothing right, nothing leaked
+    ]
+    for prediction, precision, recall, leaked in cases:
+        metrics, _ = score([{**record, "prediction": prediction}])
+        got = (metrics["entity"]["precision"], metrics["entity"]["recall"], metrics["leaked_entities"])
+        assert got == (precision, recall, leaked), (layout, prediction, got)
+
+
+def test_ambiguous_reference_entities_are_counted():
+    metrics, _ = score([{"source": "María José Pérez", "response": "[GIVENNAME_1] [SURNAME_1]",
+                         "prediction": "[GIVENNAME_1] [SURNAME_1]"}])
+    assert metrics["reference_ambiguous_entities"] == 2  # either name could be two words
+    metrics, _ = score([{"source": "Via Giuseppe Verdi 12", "response": "[STREET_1] [BUILDINGNUM_1]",
+                         "prediction": "[STREET_1] [BUILDINGNUM_1]"}])
+    assert metrics["reference_ambiguous_entities"] == 0  # a building number starts with a digit
+
+
+@pytest.mark.parametrize("escaped", ["call\\nAnna Berg", "call\\tAnna Berg", "q=Anna%20Berg", "<b>Anna</b> Berg",
+                                     '"name":"Anna","last":"Berg"'])
+def test_values_glued_to_escapes_and_markup_are_leaks(escaped):
+    source = "Anna Berg called."
+    reference = "[GIVENNAME_1] [SURNAME_1] called."
+    metrics, _ = score([{"source": source, "response": reference, "prediction": f"[GIVENNAME_1] called. {escaped}"}])
+    # the surname is not masked anywhere, and the prediction spells both names out in clear
+    assert metrics["leaked_entities"] == 2, escaped
+
+
+def test_hallucinated_placeholders_are_false_positives_and_steal_nothing():
+    for extra in (REF + " [PERSON_1] [EMAIL_9]", "[PERSON_1] " + REF, REF.replace(" lives", " [EMAIL_9] lives")):
+        metrics, samples = score([{"source": SRC, "response": REF, "prediction": extra}])
+        # the four correct entities keep their spans; the extra placeholders cover nothing
+        assert metrics["entity"]["recall"] == 1.0, extra
+        assert metrics["entity"]["tp"] == 4 and metrics["entity"]["predicted"] == extra.count("[")
+        assert sorted(e.value for e in samples[0].pred_entities if e.value) == ["Anna", "Lyon", "Rossi", "anna@x.io"]

@@ -235,3 +235,25 @@ def test_script_unloadable_model_says_what_to_pass(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "cannot download 'no-such-org/no-such-model' (HF_HUB_OFFLINE is set)" in result.stderr
     assert "--model pypi:gemma-3-270m" in result.stderr and "a local model directory" in result.stderr
+
+
+def test_exact_spans_are_kept_and_checked(tmp_path, run_prepare):
+    source = "Ship to Via Giuseppe Verdi 12 today."
+    good = {**pair(source, "Ship to [STREET_1] [BUILDINGNUM_1] today."), "entities": [[8, 26, "STREET"], [27, 29, "BUILDINGNUM"]]}
+    row = {"source_text": "María José Pérez", "masked_text": "[GIVENNAME_1] [SURNAME_1]",
+           "privacy_mask": [{"value": "María José", "start": 0, "end": 10, "label": "GIVENNAME"},
+                            {"value": "Pérez", "start": 11, "end": 16, "label": "SURNAME"}]}
+    bad = [{**good, "entities": [[8, 25, "STREET"], [27, 29, "BUILDINGNUM"]]},   # not what the response masks
+           {**good, "entities": [[8, 26, "STREET"], [20, 29, "BUILDINGNUM"]]},   # overlapping
+           {**good, "entities": [[8, 26, "STREET"], [27, 29, "HOUSE"]]},          # unknown label
+           {**good, "entities": "8-26"}]
+    code, err, report = run_prepare(write_jsonl(tmp_path / "in.jsonl", [good, row, *bad]),
+                                    extra=("--on-error", "drop", "--val-fraction", "0", "--test-fraction", "0"))
+    assert code == 0, err
+    assert report["drops"]["bad_entities"]["count"] == 4
+    lines = split_records(tmp_path / "out", "train")
+    assert [line["entities"] for line in lines] == [good["entities"], [[0, 10, "GIVENNAME"], [11, 16, "SURNAME"]]]
+    # read back as samples, the spans are the references' entities
+    [first, second] = data.read_samples(tmp_path / "out" / "train.jsonl", prepared=True)
+    assert [e.value for e in second.entities] == ["María José", "Pérez"]
+    assert [e.value for e in first.entities] == ["Via Giuseppe Verdi", "12"]
