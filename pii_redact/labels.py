@@ -107,11 +107,21 @@ _END_OK = re.compile(rf"(?:$|[{_SEPARATOR}]|{_ESCAPE}|[.\-/@_+#*~^]+(?:$|[{_SEPA
 _START_OK = re.compile(rf"(?:^|[{_SEPARATOR}]|{_ESCAPE}|(?:^|[{_SEPARATOR}]|{_ESCAPE})[.\-/@_+#*~^]+)$")
 
 
-def boundary_faults(text: str, start: int, end: int) -> int:
-    """0, 1 or 2: whether `text[start:end]` starts and ends where an entity can, i.e. not inside
-    a word or a dotted, hyphenated or @-joined string (`anna@x|.io`, `Rossi|-Bianchi`)."""
+def can_start(text: str, i: int) -> bool:
+    """Whether an entity may begin at `text[i]`: not inside a word or a dotted, hyphenated or
+    @-joined string (`anna@x.|io`, `Rossi-|Bianchi`)."""
     # what decides lies within a few characters (a joiner run, an escape): look no further
-    return (_START_OK.search(text, max(0, start - 16), start) is None) + (_END_OK.match(text, end, end + 16) is None)
+    return _START_OK.search(text, max(0, i - 16), i) is not None
+
+
+def can_end(text: str, i: int) -> bool:
+    """Whether an entity may end just before `text[i]` (`anna@x|.io` may not, `Lyon|.` may)."""
+    return _END_OK.match(text, i, i + 16) is not None
+
+
+def boundary_faults(text: str, start: int, end: int) -> int:
+    """0, 1 or 2: how many ends of `text[start:end]` lie where an entity cannot begin or end."""
+    return (not can_start(text, start)) + (not can_end(text, end))
 
 
 def occurrences(text: str, value: str) -> int:

@@ -75,14 +75,13 @@ def ensure_data(config: TrainConfig, config_path: str | None, model_path: str) -
     return files[0], files[1]
 
 
-def tokenize_split(tokenizer, path: Path, max_seq_length: int, limit: int = 0):
-    """A split file -> (datasets.Dataset of `input_ids` and `labels` (-100 outside the response),
-    the samples)."""
+def tokenize_samples(tokenizer, samples, max_seq_length: int, path: Path):
+    """Samples of a split file -> a datasets.Dataset of `input_ids` and `labels` (-100 outside
+    the response)."""
     from datasets import Dataset
 
-    from . import chat, data
+    from . import chat
 
-    samples = data.read_samples(path, limit, prepared=True)
     encoded = chat.encode_examples(tokenizer, [(s.prompt, s.response) for s in samples])
     input_ids, labels = [], []
     for i, ex in enumerate(encoded):
@@ -93,7 +92,7 @@ def tokenize_split(tokenizer, path: Path, max_seq_length: int, limit: int = 0):
                             "prepare the data with the same --max-seq-length")
         input_ids.append(ex["input_ids"])
         labels.append([t if m else -100 for t, m in zip(ex["input_ids"], ex["completion_mask"])])
-    return Dataset.from_dict({"input_ids": input_ids, "labels": labels}), samples
+    return Dataset.from_dict({"input_ids": input_ids, "labels": labels})
 
 
 def check_token_layout(tokenizer, samples, dataset, vocab_size: int) -> None:
@@ -144,10 +143,36 @@ def check_names(config: TrainConfig) -> None:
             raise UserError(f"{name} {value!r} is not one of: {', '.join(e.value for e in enum)}")
 
 
+def chunked_loss_on_cpu() -> None:
+    """Let Unsloth's CPU backend compute Gemma 3's loss in chunks, over the supervised positions only.
+
+    It does so for architectures whose logits are plain lm_head(hidden) (no soft-capping, scale or
+    bias: it checks that again per model), but its list of them lacks Gemma 3's text model, which
+    qualifies. Without it every step materialises batch x length x 262,144 logits and their
+    gradient: gigabytes that grow with the longest batch seen (bench/bench_memory.py measures it).
+    `UNSLOTH_CPU_CHUNKED_CE=0` still turns the chunked loss off."""
+    try:
+        from unsloth_zoo.cpu import ops
+    except ImportError:  # another unsloth_zoo layout: full logits, as before
+        return
+    if "gemma3_text" not in getattr(ops, "_CHUNKED_CE_MODEL_TYPES", {"gemma3_text"}):
+        ops._CHUNKED_CE_MODEL_TYPES = ops._CHUNKED_CE_MODEL_TYPES | {"gemma3_text"}
+
+
+def checkpointing(config: TrainConfig) -> bool:
+    """--gradient-checkpointing, resolved: unset means on a CPU only (see TrainConfig)."""
+    import torch
+
+    return config.gradient_checkpointing if config.gradient_checkpointing is not None else not torch.cuda.is_available()
+
+
 def load_base_model(config: TrainConfig):
     """Unsloth FastModel in bf16 (fp32 where bf16 is unsupported: Gemma 3 overflows in fp16)."""
     import torch
     from unsloth import FastModel, is_bfloat16_supported
+
+    if not torch.cuda.is_available():
+        chunked_loss_on_cpu()
 
     if config.load_in_4bit and not torch.cuda.is_available():
         raise UserError("--load-in-4bit needs a GPU (bitsandbytes); drop the flag to train in 16-bit on CPU")
@@ -160,7 +185,7 @@ def load_base_model(config: TrainConfig):
         model, tokenizer = FastModel.from_pretrained(
             config.model, max_seq_length=config.max_seq_length, dtype=dtype,
             load_in_4bit=config.load_in_4bit, full_finetuning=False,
-            use_gradient_checkpointing="unsloth" if config.gradient_checkpointing else False,
+            use_gradient_checkpointing="unsloth" if checkpointing(config) else False,
             **({"local_files_only": True} if local else {}),
         )
     except OSError as exc:
@@ -177,7 +202,7 @@ def add_lora(model, config: TrainConfig):
     return FastModel.get_peft_model(
         model, r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
         target_modules=ALL_PROJECTIONS, bias="none", random_state=config.seed,
-        use_gradient_checkpointing="unsloth" if config.gradient_checkpointing else False,
+        use_gradient_checkpointing="unsloth" if checkpointing(config) else False,
     )
 
 
@@ -231,6 +256,29 @@ def ctrl_c_callback(on_save):
             on_save()
 
     return StopOnCtrlC()
+
+
+def release_memory_callback():
+    """On Linux, hand the memory a step freed back to the system after every step. glibc keeps
+    freed heap for reuse, so without this the resident size of a CPU run is the high-water mark of
+    the longest batch so far (activations scale with the batch's padded length) and only grows.
+    None where there is no glibc."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    from transformers import TrainerCallback
+
+    path = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    libc = ctypes.CDLL(path) if path else None
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return None
+
+    class ReleaseMemory(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            libc.malloc_trim(0)
+
+    return ReleaseMemory()
 
 
 def log_callback(log_path: Path):
@@ -326,34 +374,36 @@ def training_args(config: TrainConfig, output_dir: Path, *, bf16: bool, evaluate
         packing=False,
         padding_free=config.padding_free,  # None: Unsloth decides (see TrainConfig)
         remove_unused_columns=False,
-        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing=checkpointing(config),
     )
 
 
 def build_trainer(config: TrainConfig, train_path: Path, val_path: Path | None, output_dir: Path,
-                  callbacks: Iterable = (), supervise_prompt: bool = False):
+                  callbacks: Iterable = (), supervise_prompt: bool = False, release_memory: bool = True):
     """Model + LoRA + tokenized data + SFTTrainer, exactly as `finetune` trains. `supervise_prompt`
-    (loss on the whole text) exists only to benchmark the reference setup against ours.
+    (loss on the whole text) and `release_memory=False` exist only to benchmark other setups.
     Returns (trainer, model, tokenizer, dtype)."""
     import_unsloth()
     import torch
     from transformers import PrinterCallback
     from trl import SFTTrainer
 
-    from . import chat
+    from . import chat, data
 
+    # the splits are read (and checked) first: a bad file fails before the model loads
+    train_samples = data.read_samples(train_path, prepared=True)
+    evaluate = val_path is not None and config.eval_steps > 0
+    val_samples = data.read_samples(val_path, config.val_samples, prepared=True) if evaluate else None
     model, tokenizer, dtype = load_base_model(config)
     chat.ensure_chat_template(tokenizer)
     vocab_size = len(tokenizer)
-    train_ds, train_samples = tokenize_split(tokenizer, train_path, config.max_seq_length)
+    train_ds = tokenize_samples(tokenizer, train_samples, config.max_seq_length, train_path)
     check_token_layout(tokenizer, train_samples, train_ds, vocab_size)
     if supervise_prompt:
         train_ds = train_ds.map(lambda row: {"labels": row["input_ids"]})
-    val_ds = None
-    if val_path is not None and config.eval_steps > 0:
-        val_ds, _ = tokenize_split(tokenizer, val_path, config.max_seq_length, limit=config.val_samples)
+    val_ds = tokenize_samples(tokenizer, val_samples, config.max_seq_length, val_path) if evaluate else None
     model = add_lora(model, config)
-    # Every row is already within max_seq_length (tokenize_split refuses longer ones). Unsloth's GPU
+    # Every row is already within max_seq_length (tokenize_samples refuses longer ones). Unsloth's GPU
     # SFTTrainer turns padding-free batching off for pre-tokenized data unless the dataset attests
     # that cap through this attribute; stock TRL (and the CPU backend) ignore it.
     for dataset in (train_ds, val_ds):
@@ -361,9 +411,12 @@ def build_trainer(config: TrainConfig, train_path: Path, val_path: Path | None, 
             dataset._unsloth_truncated_to = config.max_seq_length
 
     args = training_args(config, output_dir, bf16=dtype == torch.bfloat16, evaluate=val_ds is not None)
+    callbacks = list(callbacks)
+    if release_memory and not torch.cuda.is_available():
+        callbacks += [c for c in [release_memory_callback()] if c is not None]
     trainer = make_trainer_class(SFTTrainer)(
         model=model, processing_class=tokenizer, args=args,
-        train_dataset=train_ds, eval_dataset=val_ds, callbacks=list(callbacks),
+        train_dataset=train_ds, eval_dataset=val_ds, callbacks=callbacks,
     )
     if len(tokenizer) != vocab_size:
         raise RuntimeError(f"the tokenizer grew from {vocab_size} to {len(tokenizer)} tokens during setup")

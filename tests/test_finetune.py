@@ -60,10 +60,12 @@ def read_log(run_dir: Path) -> list[dict]:
 def test_token_layout_supervises_exactly_the_response_and_end_of_turn(tiny_model_dir, data_dir):
     from transformers import AutoTokenizer
 
-    from pii_redact.train import check_token_layout, tokenize_split
+    from pii_redact.data import read_samples
+    from pii_redact.train import check_token_layout, tokenize_samples
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    dataset, samples = tokenize_split(tokenizer, data_dir / "train.jsonl", 1024)
+    samples = read_samples(data_dir / "train.jsonl", prepared=True)
+    dataset = tokenize_samples(tokenizer, samples, 1024, data_dir / "train.jsonl")
     check_token_layout(tokenizer, samples, dataset, len(tokenizer))  # passes on the real layout
     eot = tokenizer.convert_tokens_to_ids(chat.END_OF_TURN)
     for sample, row in zip(samples, dataset):
@@ -144,7 +146,7 @@ def test_finetune_trains_saves_reloads_and_generates(tiny_model_dir, data_dir, t
     sources = ["Hi Anna", "Call Anna Schmidt on 555 0100 about order 12."]
     prompts = [chat.build_prompt(s) for s in sources]
     outputs = sorted(generate.generate_transformers(merged, tokenizer, prompts, sources, batch_size=2,
-                                                    max_new_tokens=8))
+                                                    max_new_tokens=8, decoding="free"))
     stops = set(chat.stop_token_ids(tokenizer))
     for (i, text, reason), prompt in zip(outputs, prompts):
         ids = chat.encode_prompt(tokenizer, prompt)
