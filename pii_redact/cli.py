@@ -136,6 +136,10 @@ def build_parser(cls: type, prog: str, description: str, epilog: str | None = No
         base, optional = unwrap_optional(tp)
         default = defaults.get(f.name, f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
         kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", ""), "default": default}
+        if f.metadata.get("positional"):
+            parser.add_argument(f.name, nargs="*", metavar=f.name.upper().rstrip("S"), default=default,
+                                help=f"{kwargs['help']} (default: {' '.join(map(str, default)) or 'none'})")
+            continue
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(base) is list:

@@ -22,9 +22,10 @@ DEFAULT_MODEL = "unsloth/gemma-3-270m-it"
 Check = Callable[[Any], Optional[str]]  # value -> what is wrong with it, or None
 
 
-def option(default: Any, help: str, *, check: Check | None = None) -> Any:
-    """A dataclass field with its help text and an optional check of its value."""
-    metadata = {"help": help, "check": check}
+def option(default: Any, help: str, *, check: Check | None = None, positional: bool = False) -> Any:
+    """A dataclass field with its help text, an optional check of its value, and whether it is
+    given as positional arguments (a list field) rather than a flag."""
+    metadata = {"help": help, "check": check, "positional": positional}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -129,7 +130,9 @@ class TrainConfig:
     padding_free: Optional[bool] = option(
         None, "batches without padding: true/false, or unset to let Unsloth decide (it turns them on "
               "where its GPU kernels support them; stock TRL and CPUs pad)")
-    gradient_checkpointing: bool = option(False, "trade compute for memory; a 270M model rarely needs it")
+    gradient_checkpointing: Optional[bool] = option(
+        None, "recompute activations in the backward pass instead of keeping them: true/false, or unset for "
+              "on when training on a CPU (batch 16 keeps 10+ GB of them there) and off on a GPU (a 270M model fits)")
     eval_steps: int = option(200, "evaluate validation loss every N steps (0: never)", check=non_negative)
     val_samples: int = option(500, "cap on validation samples used for the loss (0: all)", check=non_negative)
     save_steps: int = option(200, "checkpoint every N steps (what --resume continues from)", check=positive)
@@ -157,10 +160,44 @@ class EvalConfig:
     output_dir: Optional[str] = option(None, "where predictions and the report go (default: <model-dir>/eval)")
     predictions: Optional[str] = option(None, "score an existing predictions JSONL; no model is loaded")
     baseline: Optional[Literal["identity", "regex"]] = option(None, "score a baseline instead of a model")
-    backend: Literal["auto", "transformers", "vllm"] = option("auto", "generation engine (auto: vLLM if installed and a GPU is present)")
+    backend: Literal["auto", "transformers", "vllm"] = option(
+        "auto", "generation engine (auto: vLLM where it runs and decoding is free, else transformers)")
+    decoding: Literal["faithful", "free"] = option(
+        "faithful", "faithful: outputs can only be the source with spans replaced by placeholders; free: unconstrained")
+    safety_net: bool = option(True, "mask e-mails, IBANs, card and +phone numbers a prediction left in clear (high-precision rules)")
+    speculation: Literal["on", "off"] = option(
+        "on", "on: draft from the source and verify drafts in one pass (the same output, fewer passes); "
+              "off: plain greedy decoding")
     fail_under: list[str] = option([], "METRIC=VALUE: exit non-zero if the metric is below VALUE (e.g. entity.f1=0.9)")
     worst: int = option(10, "worst examples shown in report.md", check=non_negative)
     overwrite: bool = option(False, "replace predictions in OUTPUT_DIR made by another model, data or setting")
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.backend == "vllm" and self.decoding == "faithful" and not (self.baseline or self.predictions):
+            raise UserError("--backend vllm decodes freely only: pass --decoding free, or --backend "
+                            "transformers for faithful decoding")
+
+
+@dataclass
+class RedactConfig:
+    inputs: list[str] = option(["-"], "text files, JSONL files (one object per line, see --text-field), "
+                                      "or - for standard input", positional=True)
+    model_dir: Optional[str] = option(None, "trained model (a finetune.py run directory or merged model); default: newest run in outputs/")
+    runs_dir: str = option("outputs", "where to look for the newest run")
+    output_dir: Optional[str] = option(None, "write each input's redaction there under the same name (default: standard output)")
+    entities: Optional[str] = option(None, "also write the entities found, as JSONL (input, record, start, end, label, text)")
+    text_field: str = option("text", "the field of a JSONL input's objects that holds the text")
+    batch_size: int = option(16, "generation batch size", check=positive)
+    max_new_tokens: int = option(0, "generation budget per piece (0: derived from its length)", check=non_negative)
+    decoding: Literal["faithful", "free"] = option(
+        "faithful", "faithful: the output is the text with spans replaced by placeholders, nothing else changed")
+    safety_net: bool = option(True, "also mask e-mails, IBANs, card and +phone numbers the model left in clear")
+    speculation: Literal["on", "off"] = option(
+        "on", "on: draft from the text and verify drafts in one pass (the same output, fewer passes); off: plain greedy")
+    overwrite: bool = option(False, "replace files that already exist in --output-dir")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if not self.inputs:
+            self.inputs = ["-"]

