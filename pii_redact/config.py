@@ -96,6 +96,10 @@ class DataConfig:
     val_fraction: float = option(0.05, "fraction of templates (masked texts) held out for validation", check=fraction)
     test_fraction: float = option(0.05, "fraction of templates (masked texts) held out for testing", check=fraction)
     seed: int = option(3407, "seed of the split assignment")
+    holdout_genres: list[str] = option([], "genres (a record's `genre`) kept out of train/val/test and written to "
+                                           "unseen.jsonl, to measure text the model never saw")
+    holdout_templates: float = option(0.0, "fraction of template families (a record's `template`) held out the same way",
+                                      check=fraction)
     on_error: Literal["fail", "drop"] = option("fail", "invalid records: stop with an error, or drop and count them in report.json")
 
     def __post_init__(self) -> None:

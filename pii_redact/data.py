@@ -39,7 +39,8 @@ class Record:
     file: str
     index: int              # 0-based position in its file (JSONL: line number - 1)
     language: str | None    # as the record states it, if it does
-    template: str | None    # the generator's template id, if any
+    template: str | None    # the generator's template family, if any
+    genre: str | None       # the generator's genre, if any
 
 
 @dataclass
@@ -131,9 +132,11 @@ def _validated(obj: Any, file: str, index: int, where: str) -> Record | Invalid:
         if entities is None:
             return Invalid("inconsistent_response", "the response is not the source text with PII replaced "
                            "(non-PII text differs)", where)
-    language = obj.get("language") if isinstance(obj.get("language"), str) and obj.get("language") else None
-    template = obj.get("template") if isinstance(obj.get("template"), str) else None
-    return Record(prompt, response, source, entities, given is not None, file, index, language, template)
+    language, template, genre = (obj.get(k) if isinstance(obj.get(k), str) and obj.get(k) else None
+                                 for k in ("language", "template", "genre"))
+    if template and template.count("/") >= 1:  # the generator's "lang/genre[/frame]"
+        language, genre = language or template.split("/")[0], genre or template.split("/")[1]
+    return Record(prompt, response, source, entities, given is not None, file, index, language, template, genre)
 
 
 def read_input(path: Path) -> Iterator[Record | Invalid]:
@@ -197,7 +200,7 @@ def _sample(obj: Any, where: str) -> Sample:
                 return Sample(prompt, response, source, None)
         raise UserError(f"{where}: {record.detail}")
     return Sample(record.prompt, record.response, record.source,
-                  record.entities if record.exact_spans else None, record.template)
+                  record.entities if record.exact_spans else None, record.template, record.genre)
 
 
 def read_samples(path: str | Path, limit: int = 0, *, prepared: bool = False) -> list[Sample]:
@@ -229,6 +232,7 @@ def split_line(record: Record, num_tokens: int, language: str) -> dict[str, Any]
         "origin": {"file": record.file, "index": record.index},
         "language": language,
         **({"template": record.template} if record.template else {}),
+        **({"genre": record.genre} if record.genre else {}),
         "labels": dict(sorted(Counter(e.label for e in record.entities).items())),
         "num_tokens": num_tokens,
     }

@@ -88,16 +88,15 @@ class Vocabulary:
         if b"".join(self.bytes[i] or b"?" for i in ids) != probe.encode():
             raise ValueError(f"faithful decoding cannot read this tokenizer's pieces ({type(tokenizer).__name__})")
 
-    def has_prefix(self, prefix: bytes) -> bool:
+    def lookup(self, prefix: bytes) -> tuple[list[int], bool]:
+        """(ids of the tokens that are exactly `prefix`, whether any token starts with it)."""
         k = bisect_left(self.sorted, prefix)
-        return k < len(self.sorted) and self.sorted[k].startswith(prefix)
-
-    def ids_of(self, token: bytes) -> list[int]:
-        k, out = bisect_left(self.sorted, token), []
-        while k < len(self.sorted) and self.sorted[k] == token:
-            out.append(self.ids[k])
+        starts = k < len(self.sorted) and self.sorted[k].startswith(prefix)
+        exact = []
+        while k < len(self.sorted) and self.sorted[k] == prefix:
+            exact.append(self.ids[k])
             k += 1
-        return out
+        return exact, starts
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,13 +248,10 @@ class Decoder:
             prefix, states = stack.pop()
             for b, after in self._next_bytes(row, states).items():
                 text = prefix + bytes([b])
-                k = bisect_left(vocab.sorted, text)
-                if k == len(vocab.sorted) or not vocab.sorted[k].startswith(text):
-                    continue  # no token starts like this
-                while k < len(vocab.sorted) and vocab.sorted[k] == text:
-                    out.append(vocab.ids[k])
-                    k += 1
-                stack.append((text, after))
+                exact, starts = vocab.lookup(text)
+                if starts:  # else no token starts like this: nothing below it either
+                    out += exact
+                    stack.append((text, after))
         return out
 
     def consume(self, row: int, token: int) -> None:

@@ -512,6 +512,19 @@ def _per_label(samples: list[SampleScore]) -> dict[str, dict[str, Any]]:
     return per_label
 
 
+def by_group(samples: list[SampleScore], groups: list[str]) -> dict[str, dict[str, float]]:
+    """The headline metrics per group (e.g. per genre), largest group first."""
+    members: dict[str, list[SampleScore]] = {}
+    for sample, group in zip(samples, groups):
+        members.setdefault(group, []).append(sample)
+    out = {}
+    for group, subset in sorted(members.items(), key=lambda kv: -len(kv[1])):
+        m = aggregate(subset)
+        out[group] = {"n_samples": m["n_samples"], "entity_f1": m["entity"]["f1"], "leak_rate": m["leak_rate"],
+                      "exact_alignment_rate": m["exact_alignment_rate"], "text_fidelity": m["text_fidelity"]}
+    return out
+
+
 def aggregate(samples: list[SampleScore]) -> dict[str, Any]:
     """The metrics of a set of scored samples (see the module docstring)."""
     n = len(samples)

@@ -29,7 +29,7 @@ from .errors import UserError
 from .files import atomic_write, dumps_line, sha256_file, write_json
 from .language import guess_language
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "unseen")  # unseen: the held-out genres and template families
 # Reasons a valid record is not written: always dropped and counted, never fatal.
 FILTERED = ("duplicate", "conflicting_response", "too_long")
 EXAMPLES_PER_REASON = 5
@@ -105,15 +105,27 @@ def measure(records: Iterable[Record], tokenizer, max_seq_length: int, drops: Dr
     yield from flush(batch)
 
 
+def _uniform(seed: int, key: str) -> float:
+    """A number in [0, 1) fixed by (seed, key): sha256, not Python's salted hash(), so stable
+    across runs and machines."""
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{key}".encode()).digest()[:8], "big") / 2**64
+
+
 def split_of(group: str, seed: int, val_fraction: float, test_fraction: float) -> str:
-    """Stable across runs and machines (sha256, not Python's salted hash()); same group, same split."""
-    digest = hashlib.sha256(f"{seed}\0{group}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
+    """Same group (masked text), same split."""
+    u = _uniform(seed, group)
     if u < test_fraction:
         return "test"
     if u < test_fraction + val_fraction:
         return "val"
     return "train"
+
+
+def held_out(record: Record, config: DataConfig) -> bool:
+    """Whether the record's genre or template family is kept for the unseen split."""
+    if record.genre is not None and record.genre in config.holdout_genres:
+        return True
+    return record.template is not None and _uniform(config.seed, "template\0" + record.template) < config.holdout_templates
 
 
 @dataclass
@@ -123,6 +135,7 @@ class SplitStats:
     labels: Counter = field(default_factory=Counter)
     languages: Counter = field(default_factory=Counter)
     lengths: list = field(default_factory=list)
+    genres: Counter = field(default_factory=Counter)
 
     def add(self, record: Record, language: str, num_tokens: int, group: str) -> None:
         self.records += 1
@@ -135,7 +148,8 @@ class SplitStats:
         return {"records": self.records, "templates": len(self.groups),
                 "labels": dict(sorted(self.labels.items())),
                 "missing_labels": [lab for lab in labels.LABELS if not self.labels[lab]],
-                "languages": dict(self.languages.most_common()), "tokens": percentiles(self.lengths)}
+                "languages": dict(self.languages.most_common()), "genres": dict(self.genres.most_common()),
+                "tokens": percentiles(self.lengths)}
 
 
 class SplitWriter:
@@ -257,9 +271,11 @@ def prepare(config: DataConfig) -> dict[str, Any]:
             valid = deduplicate(read_valid(inputs, drops, count_read), drops)
             for record, n in measure(valid, tokenizer, config.max_seq_length, drops):
                 group = labels.renumber(record.response)
-                split = split_of(group, config.seed, config.val_fraction, config.test_fraction)
+                split = "unseen" if held_out(record, config) else \
+                    split_of(group, config.seed, config.val_fraction, config.test_fraction)
                 language = record.language or guess_language(record.source)
                 writer.stats[split].add(record, language, n, group)
+                writer.stats[split].genres[record.genre or "none"] += 1
                 writer.write(split, split_line(record, n, language))
                 if longest is None or n > longest["num_tokens"]:
                     longest = {"file": record.file, "index": record.index, "split": split, "num_tokens": n}
@@ -322,7 +338,7 @@ def print_summary(report: dict[str, Any], output_dir: str) -> None:
     console.print(f"longest sample: {longest['num_tokens']} tokens, {longest['file']} record "
                   f"{longest['index']} ({longest['split']})")
     for s, st in report["splits"].items():
-        if not st["records"]:
+        if not st["records"] and s != "unseen":
             console.print(f"[yellow]warning:[/] the {s} split is empty (too few distinct templates for "
                           f"its fraction)")
     console.print(f"wrote {', '.join(f'{output_dir}/{s}.jsonl' for s in SPLITS)} and {output_dir}/report.json")

@@ -87,7 +87,8 @@ def decode(model, prompts: list[list[int]], budgets: list[int], stops: list[int]
     real = torch.zeros((len(rows), 0), dtype=torch.bool)  # per cache slot: holds a kept token
     passes = 0
 
-    def forward(input_ids, new_real):
+    def forward(input_ids, new_real, keep: int):
+        """Logits of the last `keep` positions of `input_ids`, fed after what the cache holds."""
         nonlocal real, passes
         mask = torch.cat([real, new_real], dim=1)
         positions = (mask.long().cumsum(1) - 1).clamp(min=0)[:, -input_ids.shape[1]:]
@@ -95,12 +96,12 @@ def decode(model, prompts: list[list[int]], budgets: list[int], stops: list[int]
         with torch.inference_mode():
             out = model(input_ids=input_ids.to(device), attention_mask=mask.long().to(device),
                         position_ids=positions.to(device), cache_position=slots.to(device),
-                        past_key_values=cache, use_cache=True)
+                        past_key_values=cache, use_cache=True, logits_to_keep=keep)
         real = mask
         passes += 1
         return out.logits.float().cpu()
 
-    logits = forward(ids, prompt_real)[:, -1]
+    logits = forward(ids, prompt_real, keep=1)[:, -1]  # a prompt's logits but the last: 262k wide, unused
     active = list(range(len(rows)))
     for r in active:  # the first token; from here on a row's last token is the one not yet fed
         _accept(rows[r], [_greedy(logits[r], rows[r], decoder)], stop_set, decoder)
@@ -123,7 +124,7 @@ def decode(model, prompts: list[list[int]], budgets: list[int], stops: list[int]
             fed = [rows[r].tokens[-1], *draft]
             step[k, :len(fed)] = torch.tensor(fed)
             new_real[k, :len(fed)] = True
-        logits = forward(step, new_real)
+        logits = forward(step, new_real, keep=m)
         for k, (r, draft) in enumerate(zip(active, drafts)):
             row, taken = rows[r], []
             for j in range(len(draft) + 1):

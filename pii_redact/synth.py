@@ -43,7 +43,7 @@ from faker import Faker
 from faker.providers.address.it_IT import Provider as ItalianAddresses
 
 from pii_redact.chat import build_prompt
-from pii_redact.labels import LABELS, PLACEHOLDER_RE, Entity, mask, occurrences
+from pii_redact.labels import LABELS, PLACEHOLDER_RE, Entity, align, mask, occurrences
 
 LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "it", "es", "nl")
 LOCALES: dict[str, tuple[str, ...]] = {
@@ -53,9 +53,26 @@ LOCALES: dict[str, tuple[str, ...]] = {
 NO_PII_SHARE = 0.07  # records that are all decoys: the model must learn to change nothing
 LOG_EPOCH = datetime(2023, 1, 1)  # log timestamps fall in 2023-2026
 MAX_ATTEMPTS = 200   # draws per record before giving up (a template that can never pass)
+FOREIGN_SHARE = 0.15  # people (and their addresses) from another country than the text's
 
-# `{NAME}` or `{NAME:2}`: a PII field (uppercase), decoy or macro (lowercase), `@term`.
-FIELD_RE = re.compile(r"\{(@?[A-Za-z_]+)(?::(\d))?\}")
+# `{NAME}`, `{NAME:2}` (person 2), `{NAME|upper}` (or |lower, |cap: first letter up): a PII field
+# (uppercase), decoy or macro (lowercase), `@term`; `{>pool}` / `{>pool?}`: a sentence of the
+# genre's pool (optional).
+FIELD_RE = re.compile(r"\{(@?>?[A-Za-z_]+)(\?)?(?::(\d))?(?:\|(upper|lower|cap))?\}")
+
+# Locales whose people and addresses appear in the texts of other languages: (street number
+# before or after the street, postcode before or after the city, family name first).
+FOREIGN_LOCALES: dict[str, tuple[str, str, bool]] = {
+    "en_US": ("first", "after", False), "en_GB": ("first", "after", False), "de_DE": ("last", "before", False),
+    "fr_FR": ("first", "before", False), "it_IT": ("last", "before", False), "es_ES": ("last", "before", False),
+    "nl_NL": ("last", "before", False), "pl_PL": ("last", "before", False), "tr_TR": ("last", "before", False),
+    "pt_BR": ("last", "after", False), "pt_PT": ("last", "before", False), "sv_SE": ("last", "before", False),
+    "cs_CZ": ("last", "before", False), "da_DK": ("last", "before", False), "ro_RO": ("last", "before", False),
+    "hu_HU": ("last", "before", True), "ru_RU": ("last", "before", False), "uk_UA": ("last", "before", False),
+    "el_GR": ("last", "before", False), "zh_CN": ("last", "before", True), "ja_JP": ("last", "before", True),
+    "ko_KR": ("last", "before", True), "vi_VN": ("last", "after", True), "fa_IR": ("last", "after", False),
+    "hi_IN": ("last", "after", False),
+}
 
 # ---------------------------------------------------------------------------------------------
 # Locale-specific value formats (only where Faker has no provider, or a wrong one for the locale)
@@ -272,12 +289,14 @@ def _load(name: str) -> dict:
 
 
 _COMMON = _load("common")
-_BY_LANGUAGE = {lang: _load(lang) for lang in LANGUAGES}
-MONTHS: dict[str, list[str]] = {lang: d["months"] for lang, d in _BY_LANGUAGE.items()}
-TEXTS: dict[str, dict[str, list[str]]] = {lang: d["texts"] for lang, d in _BY_LANGUAGE.items()}
-FIELDS: dict[str, dict[str, list[str]]] = {lang: d["fields"] for lang, d in _BY_LANGUAGE.items()}
-LOCALE_TEXT: dict[str, dict[str, str]] = {loc: words for d in _BY_LANGUAGE.values() for loc, words in d["locales"].items()}
-KINDS: dict[str, float] = _COMMON["kinds"]  # text kind -> share of PII records
+LANGUAGE_TEXT = {lang: _load(lang) for lang in LANGUAGES}
+MONTHS: dict[str, list[str]] = {lang: d["months"] for lang, d in LANGUAGE_TEXT.items()}
+TEXTS: dict[str, dict[str, list[str]]] = {lang: d["texts"] for lang, d in LANGUAGE_TEXT.items()}
+FIELDS: dict[str, dict[str, list[str]]] = {lang: d["fields"] for lang, d in LANGUAGE_TEXT.items()}
+LOCALE_TEXT: dict[str, dict[str, str]] = {loc: words for d in LANGUAGE_TEXT.values() for loc, words in d["locales"].items()}
+# genre -> {"frames": [...], "pools": {...}, "style": ...} per language (genres written as text)
+GENRES: dict[str, dict[str, dict]] = {lang: d.get("genres", {}) for lang, d in LANGUAGE_TEXT.items()}
+KINDS: dict[str, float] = _COMMON["genres"]  # genre -> share of PII records
 LABELS_IN_FORM_ORDER: list[str] = _COMMON["labels_in_form_order"]
 DECOY_FIELDS: list[str] = _COMMON["decoy_fields"]
 JSON_KEYS: dict[str, str] = _COMMON["json_keys"]
@@ -297,86 +316,121 @@ class Generated:
     entities: list[Entity]  # true spans of `source`, in order, numbered like the response
     language: str
     locale: str
-    kind: str
+    kind: str      # the genre
+    template: str  # the template family: "lang/genre" or "lang/genre/frame"
 
     def to_json(self) -> dict[str, Any]:
-        """The seed's prompt/response record, plus the exact spans and the language."""
-        return {"prompt": build_prompt(self.source), "response": self.response,
-                "entities": [[e.start, e.end, e.label] for e in self.entities], "language": self.language}
+        """The seed's prompt/response record, plus its template family ("lang/genre/frame": what
+        prepare_data.py can hold out as unseen; language and genre are read from it) and, where
+        the redaction alone does not pin them down (`labels.align` would read it otherwise),
+        the exact spans: the file stays small, and every record's spans are the inserted ones."""
+        record: dict[str, Any] = {"prompt": build_prompt(self.source), "response": self.response,
+                                  "template": self.template}
+        if align(self.source, self.response) != self.entities:
+            record["entities"] = [[e.start, e.end, e.label] for e in self.entities]
+        return record
 
 
 Segment = tuple[str | None, str]  # (label, value) for PII, (None, text) for literal text
 
 
 @dataclass
+class Person:
+    """Someone a text mentions: where they are from (their names, phone and address follow that
+    locale), their gender (names, honorifics and pronouns agree with it) and the values drawn."""
+
+    locale: str
+    gender: str  # "female" or "male"
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class _Draft:
     """Values of one record being drawn: people's PII fields and decoys, each drawn once."""
 
-    fake: Faker
+    fakers: dict[str, Faker]
     rng: random.Random
     locale: str
-    people: dict[int, dict[str, str]] = field(default_factory=dict)
+    people: dict[int, Person] = field(default_factory=dict)
     decoys: dict[tuple[str, int], str] = field(default_factory=dict)
     clock: int | None = None  # current log timestamp, seconds after LOG_EPOCH
+    used: set = field(default_factory=set)  # pool sentences already in this text
 
     @property
     def language(self) -> str:
         return self.locale[:2]
 
-    def pii(self, label: str, person: int) -> str:
-        fields = self.people.setdefault(person, {})
-        if label not in fields:
-            fields[label] = self._draw_pii(label, fields)
-        return fields[label]
+    @property
+    def fake(self) -> Faker:
+        return self.fakers[self.locale]
 
-    def _draw_pii(self, label: str, fields: dict[str, str]) -> str:
-        fake, rng = self.fake, self.rng
-        if label in LOCALE_VALUES[self.locale]:
-            return LOCALE_VALUES[self.locale][label](fake, rng)
+    def person(self, index: int) -> Person:
+        if index not in self.people:
+            rng = self.rng
+            foreign = rng.random() < FOREIGN_SHARE
+            locale = rng.choice([loc for loc in FOREIGN_LOCALES if loc[:2] != self.language]) if foreign else self.locale
+            self.people[index] = Person(locale, rng.choice(["female", "male"]))
+        return self.people[index]
+
+    def pii(self, label: str, person: int) -> str:
+        who = self.person(person)
+        if label not in who.fields:
+            who.fields[label] = self._draw_pii(label, who)
+        return who.fields[label]
+
+    def _draw_pii(self, label: str, who: Person) -> str:
+        # Documents, accounts and cards follow the text's country; names, phones and addresses
+        # follow the person's.
+        rng = self.rng
+        locale = who.locale if label in PERSONAL_FIELDS else self.locale
+        fake = self.fakers[locale]
+        if label in LOCALE_VALUES.get(locale, {}):
+            return LOCALE_VALUES[locale][label](fake, rng)
         if label == "EMAIL":
-            if rng.random() < 0.6:  # most personal addresses are made from the name
-                given, surname = _handle(fields.get("GIVENNAME") or fake.first_name(),
-                                         fields.get("SURNAME") or fake.last_name())
+            given, surname = _handle(self.pii("GIVENNAME", _index(self, who)), self.pii("SURNAME", _index(self, who)))
+            if rng.random() < 0.6 and given and surname:  # most personal addresses are made from the name
                 local = rng.choice([f"{given}.{surname}", f"{given[:1]}{surname}", f"{given}{rng.randint(1, 99)}",
                                     f"{surname}.{given}"])
-                return f"{local}@{fake.free_email_domain()}"
-            return f"{fake.user_name()}@{fake.free_email_domain()}"
+                return f"{local}@{self.fake.free_email_domain()}"
+            return f"{self.fake.user_name()}@{self.fake.free_email_domain()}"
         if label == "USERNAME":
             roll = rng.random()
+            given, surname = _handle(self.fake.first_name(), self.fake.last_name())
             if roll < 0.5:
-                return fake.user_name()
+                return self.fake.user_name()
             if roll < 0.8:
-                given, surname = _handle(fake.first_name(), fake.last_name())
                 return f"{given}{rng.choice(['', '.', '_'])}{surname[:rng.randint(1, 6)]}{rng.randint(1, 999)}"
             # random handles like the seed's "faozzsd379223"
             return _chars(rng, string.ascii_lowercase, rng.randint(5, 8)) + _chars(rng, DIGITS, rng.randint(2, 6))
         if label == "PASSWORD":
             if rng.random() < 0.6:
-                return fake.password(length=rng.randint(8, 16))
-            return f"{_ascii(fake.first_name()).capitalize()}{rng.randint(1950, 2024)}{rng.choice('!?#$%*')}"
+                return self.fake.password(length=rng.randint(8, 16))
+            return f"{_ascii(self.fake.first_name()).capitalize()}{rng.randint(1950, 2024)}{rng.choice('!?#$%*')}"
         if label == "DATEOFBIRTH":
             return _format_date(_random_date(rng, date(1940, 1, 1), date(2006, 12, 31)), self.locale, rng)
         if label == "CREDITCARDNUMBER":
-            return _credit_card(fake, rng)
+            return _credit_card(self.fake, rng)
         if label in ("GIVENNAME", "SURNAME", "STREET"):
-            return self._name(label)
+            return self._name(label, who)
         return {
             "TELEPHONENUM": fake.phone_number, "BUILDINGNUM": fake.building_number, "CITY": fake.city,
             "ZIPCODE": fake.postcode,
         }[label]()
 
-    def _name(self, label: str) -> str:
-        """Given names, surnames and streets as the locale writes them: compound given names
-        ("Jean-Pierre", "María José"), double surnames ("García López"), multi-word streets
+    def _name(self, label: str, who: Person) -> str:
+        """Given names, surnames and streets as the person's locale writes them: compound given
+        names ("Jean-Pierre", "María José"), double surnames ("García López"), multi-word streets
         ("Am Markt", "Lange Gerritsingel"), at the shares the locale's `names` entry gives."""
-        fake, rng, shares = self.fake, self.rng, LOCALE_TEXT[self.locale].get("names", {})
+        fake, rng = self.fakers[who.locale], self.rng
+        shares = LOCALE_TEXT.get(who.locale, {}).get("names", {})
         if label == "GIVENNAME":
+            first = fake.first_name_female if who.gender == "female" else fake.first_name_male
             roll = rng.random()
             if roll < shares.get("compound_given", 0):
-                return f"{fake.first_name()} {fake.first_name()}"
+                return f"{first()} {first()}"
             if roll < shares.get("compound_given", 0) + shares.get("hyphenated_given", 0):
-                return f"{fake.first_name()}-{fake.first_name()}"
-            return fake.first_name()
+                return f"{first()}-{first()}"
+            return first()
         if label == "SURNAME":
             return f"{fake.last_name()} {fake.last_name()}" if rng.random() < shares.get("double_surname", 0) \
                 else fake.last_name()
@@ -391,6 +445,12 @@ class _Draft:
             step = self.rng.randrange(4 * 365 * 86400) if self.clock is None else self.rng.randint(0, 90)
             self.clock = (self.clock or 0) + step
             return (LOG_EPOCH + timedelta(seconds=self.clock)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if name in ("title", "pronoun"):  # agree with the person's gender
+            words = LANGUAGE_TEXT[self.language][f"{name}s"][self.person(person).gender]
+            key = (name, person)
+            if key not in self.decoys:
+                self.decoys[key] = self.rng.choice(words)
+            return self.decoys[key]
         if (name, person) not in self.decoys:
             self.decoys[(name, person)] = self._draw_decoy(name)
         return self.decoys[(name, person)]
@@ -409,7 +469,8 @@ class _Draft:
         if name == "policy":  # like the seed's "M.UE.227995"
             return f"{rng.choice(UPPER)}.{_chars(rng, UPPER, 2)}.{_chars(rng, DIGITS, 6)}"
         if name == "product":
-            return f"SKU-{_chars(rng, UPPER, 2)}{_chars(rng, DIGITS, 4)}"
+            return rng.choice([f"SKU-{_chars(rng, UPPER, 2)}{_chars(rng, DIGITS, 4)}",
+                               f"{_chars(rng, UPPER, 3)}-{rng.randint(100, 9999)}", f"{rng.choice(UPPER)}{rng.randint(10, 990)}"])
         if name == "price":
             amount = rng.randint(1, 250_000) / 100
             if self.locale == "en_US":
@@ -417,41 +478,88 @@ class _Draft:
             if self.locale == "en_GB":
                 return f"£{amount:,.2f}"
             euro = f"{amount:,.2f}".replace(",", " ").replace(".", ",")
-            return rng.choice([f"{euro} €", f"€ {euro}", f"EUR {euro}"])
+            return rng.choice([f"{euro} €", f"€ {euro}", f"EUR {euro}", f"{euro}€"])
         if name == "time":
             return f"{rng.randint(7, 19):02d}:{rng.choice(['00', '15', '30', '45'])}"
         if name == "date":  # appointments and due dates: never a birth date
             return _format_date(_random_date(rng, date(2023, 1, 1), date(2026, 12, 31)), self.locale, rng)
+        if name == "age":
+            return str(rng.randint(18, 94))
+        if name == "year":
+            return str(rng.randint(1985, 2026))
+        if name == "count":
+            return str(rng.randint(2, 48))
+        if name == "percent":
+            return f"{rng.randint(1, 99)}%"
         if name == "ms":
             return str(rng.randint(3, 900))
         if name == "ip":
             return f"{rng.randint(11, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
         if name == "state":
             return fake.state_abbr()
-        return {"company": fake.company, "country": fake.country, "url": fake.url}[name]()
+        return {"company": fake.company, "org": fake.company, "country": fake.country, "url": fake.url,
+                "job": fake.job}[name]()
 
-    def render(self, template: str, person: int = 1) -> list[Segment]:
-        """Template -> segments; `{X}` fields refer to `person` unless they name one (`{X:2}`)."""
+    def render(self, template: str, person: int = 1, pools: dict[str, list[str]] | None = None) -> list[Segment]:
+        """Template -> segments; `{X}` fields refer to `person` unless they name one (`{X:2}`);
+        `{>pool}` draws a sentence of `pools` not used yet in this text."""
         segments: list[Segment] = []
         last = 0
         for m in FIELD_RE.finditer(template):
             segments.append((None, template[last:m.start()]))
-            name, who = m.group(1), int(m.group(2)) if m.group(2) else person
-            if name in LABELS:
-                segments.append((name, self.pii(name, who)))
-            elif name == "name":
-                segments += self.render("{GIVENNAME} {SURNAME}", who)
-            elif name.startswith("@") or name in ("address", "address_block"):
-                layout = LOCALE_TEXT[self.locale][name]  # a layout, or a list of them to pick from
-                segments += self.render(layout if isinstance(layout, str) else self.rng.choice(layout), who)
-            else:
-                segments.append((None, self.decoy(name, who)))
+            name, optional, who, case = m.group(1), m.group(2), int(m.group(3)) if m.group(3) else person, m.group(4)
             last = m.end()
+            if name.startswith(">"):
+                choices = [t for t in (pools or {})[name[1:]] if (name, t) not in self.used]
+                if choices and not (optional and self.rng.random() < 0.5):
+                    sentence = self.rng.choice(choices)
+                    self.used.add((name, sentence))
+                    segments += self.render(sentence, person, pools)
+                elif segments and segments[-1][0] is None:  # left out: so is the space before it
+                    segments[-1] = (None, segments[-1][1].rstrip(" "))
+                continue
+            if name in LABELS:
+                part = [(name, self.pii(name, who))]
+            elif name == "name":
+                order = "{SURNAME} {GIVENNAME}" if FOREIGN_LOCALES.get(self.person(who).locale, ("", "", False))[2] \
+                    else "{GIVENNAME} {SURNAME}"
+                part = self.render(order, who)
+            elif name in ("address", "address_block"):
+                part = self.render(self._address_layout(name, who), who)
+            elif name.startswith("@"):
+                part = self.render(LOCALE_TEXT[self.locale][name], who)
+            else:
+                part = [(None, self.decoy(name, who))]
+            segments += [(label, _cased(text, case)) for label, text in part] if case else part
         segments.append((None, template[last:]))
         return segments
 
+    def _address_layout(self, name: str, who: int) -> str:
+        """The text locale's address layout for its own people; a foreign person's address is
+        written the way their country writes it (number before or after the street, postcode
+        before or after the city)."""
+        locale = self.person(who).locale
+        if locale == self.locale:
+            layout = LOCALE_TEXT[self.locale][name]  # a layout, or a list of them to pick from
+            return layout if isinstance(layout, str) else self.rng.choice(layout)
+        number, postcode, _ = FOREIGN_LOCALES[locale]
+        street = "{BUILDINGNUM} {STREET}" if number == "first" else "{STREET} {BUILDINGNUM}"
+        town = "{ZIPCODE} {CITY}" if postcode == "before" else "{CITY} {ZIPCODE}"
+        return f"{street}\n{town}" if name == "address_block" else f"{street}, {town}"
+
     def field_name(self, key: str) -> str:
         return "".join(text for _, text in self.render(self.rng.choice(FIELDS[self.language][key])))
+
+
+def _cased(text: str, case: str) -> str:
+    return text.upper() if case == "upper" else text.lower() if case == "lower" else text[:1].upper() + text[1:]
+
+
+def _index(draft: _Draft, who: Person) -> int:
+    return next(i for i, p in draft.people.items() if p is who)
+
+
+PERSONAL_FIELDS = frozenset({"GIVENNAME", "SURNAME", "TELEPHONENUM", "STREET", "BUILDINGNUM", "CITY", "ZIPCODE"})
 
 
 def _joined(parts: list[list[Segment]], sep: str) -> list[Segment]:
@@ -554,24 +662,56 @@ PROSE = {"email": _email, "chat": _chat, "ticket": _ticket, "letter": _letter, "
 STRUCTURED = {"form": _form, "html": _html, "json": _json, "csv": _csv}
 
 
-def _compose(draft: _Draft, kind: str, has_pii: bool) -> list[Segment]:
-    """The segments of one text of `kind`; with `has_pii=False`, decoy sentences only."""
+def _compose(draft: _Draft, kind: str, has_pii: bool) -> tuple[list[Segment], str]:
+    """The segments of one text of genre `kind`, and the template it came from ("lang/genre" for
+    the genres composed in code, "lang/genre/frame" for the ones written in synth_data/); with
+    `has_pii=False`, decoy sentences only."""
     rng = draft.rng
     if not has_pii:
         body = _joined(_sentences(draft, ("decoy",), 1, 4), rng.choice([" ", "\n"]))
         frame = rng.random()
         if frame < 0.4:
-            return _joined([_pick(draft, "hello"), body, _pick(draft, "bye")], "\n\n")
+            return _joined([_pick(draft, "hello"), body, _pick(draft, "bye")], "\n\n"), f"{draft.language}/plain"
         if frame < 0.6:
-            return [(None, "<p>")] + body + [(None, "</p>")]
-        return body
+            return [(None, "<p>")] + body + [(None, "</p>")], f"{draft.language}/plain"
+        return body, f"{draft.language}/plain"
+    template = f"{draft.language}/{kind}"
+    if kind not in PROSE and kind not in STRUCTURED:
+        genre = GENRES[draft.language][kind]
+        index = rng.randrange(len(genre["frames"]))
+        segments = draft.render(genre["frames"][index], pools=genre.get("pools", {}))
+        return _styled(segments, genre.get("style"), rng), f"{template}/{index}"
     body_pools = ("body",) if rng.random() < 0.7 else ("body", "decoy")
     if kind in PROSE:
-        return PROSE[kind](draft, body_pools)
+        return PROSE[kind](draft, body_pools), template
     # a few PII fields in the usual order, maybe a decoy field or two
     keys = sorted(rng.sample(LABELS_IN_FORM_ORDER, rng.randint(2, 7)), key=LABELS_IN_FORM_ORDER.index)
     keys += rng.sample(DECOY_FIELDS, rng.randint(0, 2))
-    return STRUCTURED[kind](draft, keys, body_pools)
+    return STRUCTURED[kind](draft, keys, body_pools), template
+
+
+_WORD = re.compile(r"[^\W\d_]{4,}")
+
+
+def _styled(segments: list[Segment], style: str | None, rng: random.Random) -> list[Segment]:
+    """`style: sms`: typed in a hurry: often all lowercase (values too, as people type them),
+    now and then two letters swapped in a word that is not PII, no final full stop."""
+    if style != "sms":
+        return segments
+    lower = rng.random() < 0.6
+
+    def typo(match: re.Match) -> str:
+        word = match.group(0)
+        if rng.random() >= 0.06:
+            return word
+        k = rng.randrange(len(word) - 1)
+        return word[:k] + word[k + 1] + word[k] + word[k + 2:]
+
+    out = [(label, text.lower() if lower else text) if label else
+           (None, _WORD.sub(typo, text.lower() if lower else text)) for label, text in segments]
+    while out and out[-1][0] is None and out[-1][1].endswith("."):
+        out[-1] = (None, out[-1][1][:-1])
+    return out
 
 
 def _redact(segments: list[Segment]) -> tuple[str, str, list[Entity]]:
@@ -613,11 +753,10 @@ class Generator:
         self.languages = tuple(languages)
         self.rng = random.Random(seed)
         self.fakers: dict[str, Faker] = {}
-        for lang in self.languages:
-            for locale in LOCALES[lang]:
-                fake = Faker(locale)
-                fake.seed_instance(f"{seed}:{locale}")  # str seeds hash stably (sha512), unlike hash()
-                self.fakers[locale] = fake
+        for locale in sorted({loc for lang in self.languages for loc in LOCALES[lang]} | set(FOREIGN_LOCALES)):
+            fake = Faker(locale)
+            fake.seed_instance(f"{seed}:{locale}")  # str seeds hash stably (sha512), unlike hash()
+            self.fakers[locale] = fake
         self.redraws = 0  # records drawn again because a check failed (reported by the CLI)
 
     def record(self) -> Generated:
@@ -625,12 +764,14 @@ class Generator:
         lang = rng.choice(self.languages)
         locale = rng.choice(LOCALES[lang])
         has_pii = rng.random() >= NO_PII_SHARE
-        kind = rng.choices(list(KINDS), weights=list(KINDS.values()))[0] if has_pii else "plain"
+        kinds = [k for k in KINDS if k in PROSE or k in STRUCTURED or k in GENRES[lang]]
+        kind = rng.choices(kinds, weights=[KINDS[k] for k in kinds])[0] if has_pii else "plain"
         for _ in range(MAX_ATTEMPTS):
-            draft = _Draft(self.fakers[locale], rng, locale)
-            source, response, entities = _redact(_compose(draft, kind, has_pii))
+            draft = _Draft(self.fakers, rng, locale)
+            segments, template = _compose(draft, kind, has_pii)
+            source, response, entities = _redact(segments)
             if _valid(source, response, entities):
-                return Generated(source, response, entities, lang, locale, kind)
+                return Generated(source, response, entities, lang, locale, kind, template)
             self.redraws += 1
         raise RuntimeError(f"no valid {locale} {kind} record in {MAX_ATTEMPTS} draws")
 

@@ -281,6 +281,21 @@ def release_memory_callback():
     return ReleaseMemory()
 
 
+def _memory_gib() -> float | None:
+    """Peak GPU memory allocated, or on a CPU the process's resident size (Linux), in GiB."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    try:
+        with open("/proc/self/statm") as f:
+            return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30, 2)
+    except (OSError, ValueError):
+        return None
+
+
 def log_callback(log_path: Path):
     from tqdm.auto import tqdm
     from transformers import TrainerCallback
@@ -313,6 +328,9 @@ def log_callback(log_path: Path):
             if "loss" in logs and tokens > self.last_tokens and now > self.last_time:
                 record["tokens_per_s"] = round((tokens - self.last_tokens) / (now - self.last_time), 1)
                 self.last_time, self.last_tokens = now, tokens
+            memory = _memory_gib()
+            if memory is not None:
+                record["memory_gib"] = memory
             with open(log_path, "a", encoding="utf-8") as f:
                 f.write(dumps_line(record))
             parts = [f"step {state.global_step}/{state.max_steps}"]
@@ -324,6 +342,8 @@ def log_callback(log_path: Path):
                 parts.append(f"lr {logs['learning_rate']:.2e}")
             if "tokens_per_s" in record:
                 parts.append(f"{record['tokens_per_s']:,.0f} tok/s")
+            if "memory_gib" in record:
+                parts.append(f"{record['memory_gib']:.1f} GiB")
                 self.bar.set_postfix_str(f"{record['tokens_per_s']:,.0f} tok/s")
             if len(parts) > 1:
                 self.bar.write(" | ".join(parts))

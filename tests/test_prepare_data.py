@@ -68,7 +68,7 @@ def test_writes_conversational_splits_and_report(tmp_path, run_prepare):
     out = tmp_path / "out"
     lines = {s: split_records(out, s) for s in prepare.SPLITS}
     assert sum(map(len, lines.values())) == len(records) == report["counts"]["records_out"]
-    assert all(lines.values()), "every split gets records"
+    assert all(lines[s] for s in ("train", "val", "test")) and not lines["unseen"], "every split gets records"
 
     line = lines["train"][0]
     original = records[line["origin"]["index"]]
@@ -132,7 +132,7 @@ def test_invalid_records_are_dropped_and_counted_by_reason(tmp_path, run_prepare
         assert drops[reason]["examples"][0]["index"] == i, reason
     assert drops["wrong_type"]["count"] == 2  # the response of 42 and the list
     assert report["counts"] == {"records_in": 8, "records_out": 1, "dropped": 7,
-                                "train_records": 1, "val_records": 0, "test_records": 0}
+                                "train_records": 1, "val_records": 0, "test_records": 0, "unseen_records": 0}
 
 
 @pytest.mark.parametrize("reason", list(BAD))
@@ -257,3 +257,20 @@ def test_exact_spans_are_kept_and_checked(tmp_path, run_prepare):
     [first, second] = data.read_samples(tmp_path / "out" / "train.jsonl", prepared=True)
     assert [e.value for e in second.entities] == ["María José", "Pérez"]
     assert [e.value for e in first.entities] == ["Via Giuseppe Verdi", "12"]
+
+
+def test_held_out_genres_and_template_families_go_to_the_unseen_split(tmp_path, run_prepare):
+    records = [{**r, "genre": genre, "template": f"en/{genre}/{k % 7}"}
+               for k, r in enumerate(templated(60, 2)) for genre in [("news", "review", "cv")[k % 3]]]
+    code, err, report = run_prepare(write_json(tmp_path / "in.json", records),
+                                    extra=("--holdout-genres", "review", "--holdout-templates", "0.3"))
+    assert code == 0, err
+    out = tmp_path / "out"
+    unseen = split_records(out, "unseen")
+    seen = [r for s in ("train", "val", "test") for r in split_records(out, s)]
+    assert unseen and seen and len(unseen) + len(seen) == len(records)
+    assert all(r["genre"] == "review" for r in unseen if r["genre"] == "review")
+    assert not any(r["genre"] == "review" for r in seen)  # the whole genre is held out
+    unseen_templates = {r["template"] for r in unseen if r["genre"] != "review"}
+    assert unseen_templates and not unseen_templates & {r["template"] for r in seen}  # whole families
+    assert report["splits"]["unseen"]["genres"]["review"] == sum(r["genre"] == "review" for r in records)
