@@ -145,7 +145,7 @@ class SplitStats:
         self.lengths.append(num_tokens)
 
     def summary(self) -> dict[str, Any]:
-        return {"records": self.records, "templates": len(self.groups),
+        return {"records": self.records, "masked_texts": len(self.groups),
                 "labels": dict(sorted(self.labels.items())),
                 "missing_labels": [lab for lab in labels.LABELS if not self.labels[lab]],
                 "languages": dict(self.languages.most_common()), "genres": dict(self.genres.most_common()),
@@ -316,11 +316,11 @@ def print_summary(report: dict[str, Any], output_dir: str) -> None:
         console.print(table)
 
     table = Table(title="splits")
-    for col in ("split", "records", "templates", "tokens p50", "p90", "p99", "max", "languages"):
+    for col in ("split", "records", "masked texts", "tokens p50", "p90", "p99", "max", "languages"):
         table.add_column(col, justify="left" if col in ("split", "languages") else "right")
     for s, st in report["splits"].items():
         t = st["tokens"]
-        table.add_row(s, str(st["records"]), str(st["templates"]),
+        table.add_row(s, str(st["records"]), str(st["masked_texts"]),
                       *(str(t.get(k, "-")) for k in ("p50", "p90", "p99", "max")),
                       ", ".join(f"{k} {v}" for k, v in st["languages"].items()))
     console.print(table)

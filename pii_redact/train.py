@@ -342,9 +342,9 @@ def log_callback(log_path: Path):
                 parts.append(f"lr {logs['learning_rate']:.2e}")
             if "tokens_per_s" in record:
                 parts.append(f"{record['tokens_per_s']:,.0f} tok/s")
+                self.bar.set_postfix_str(f"{record['tokens_per_s']:,.0f} tok/s")
             if "memory_gib" in record:
                 parts.append(f"{record['memory_gib']:.1f} GiB")
-                self.bar.set_postfix_str(f"{record['tokens_per_s']:,.0f} tok/s")
             if len(parts) > 1:
                 self.bar.write(" | ".join(parts))
 
