@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--gradient-checkpointing", choices=["auto", "on", "off"], default="auto",
                         help="auto: finetune.py's default (on on a CPU)")
+    parser.add_argument("--pad-to-multiple-of", type=int, default=0,
+                        help="pad every batch to a multiple of N tokens (fewer distinct shapes; 0: as finetune.py)")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="skip finetune.py's end-of-step malloc_trim (to measure what it saves)")
     parser.add_argument("--output", help="write the rows as JSON here")
@@ -72,11 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         trainer, model, _, _ = build_trainer(config, Path(args.data_dir) / "train.jsonl", None, Path(tmp),
                                              callbacks=[Recorder()], release_memory=not args.keep_freed_memory)
+        if args.pad_to_multiple_of:
+            trainer.data_collator.pad_to_multiple_of = args.pad_to_multiple_of
         loaded = rss_gib()
         trainer.train()
     chunked = bool(getattr(model.get_base_model(), "_unsloth_cpu_chunked_ce", False))
     after_warmup = [r["rss_gib"] for r in rows[2:]] or [r["rss_gib"] for r in rows]  # from step 3 on
     summary = {"chunked_loss": chunked, "gradient_checkpointing": args.gradient_checkpointing,
+               "pad_to_multiple_of": args.pad_to_multiple_of,
                "release_memory": not args.keep_freed_memory, "batch_size": args.batch_size, "rss_after_load_gib": round(loaded, 2),
                "rss_peak_gib": max(r["rss_gib"] for r in rows),
                "rss_growth_after_step_3_gib": round(after_warmup[-1] - after_warmup[0], 2),

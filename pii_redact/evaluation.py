@@ -112,33 +112,42 @@ def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir:
     done = dict(kept)
     if not todo:
         return [done[i] for i in range(len(samples))]
-    prompts, sources = [samples[i].prompt for i in todo], [samples[i].source for i in todo]
     backend = config.backend
     if backend == "auto":  # vLLM cannot constrain decoding the way `faithful` does
         backend = "vllm" if config.decoding == "free" and generate.vllm_usable() else "transformers"
-    stream = None
-    if backend == "vllm":
-        try:
+
+    def engine(name: str, indices: list[int]):
+        """(sample index, prediction, finish reason) from `name` for these samples."""
+        prompts, sources = [samples[i].prompt for i in indices], [samples[i].source for i in indices]
+        if name == "vllm":
             llm, tokenizer = generate.load_vllm(model_dir)
             stream = generate.generate_vllm(llm, tokenizer, prompts, sources, config.max_new_tokens)
-        except Exception as exc:  # vLLM pins its own transformers/torch; a mismatch must not end the run
-            if config.backend == "vllm":
-                raise UserError(f"--backend vllm: cannot start vLLM ({type(exc).__name__}: {exc})") from None
-            print(f"warning: vLLM failed to start ({type(exc).__name__}: {exc}); using transformers")
-            backend = "transformers"
-    if stream is None:
-        model, tokenizer = generate.load_for_generation(model_dir)
-        stream = generate.generate_transformers(model, tokenizer, prompts, sources, config.batch_size,
-                                                config.max_new_tokens, config.decoding, config.speculation == "on")
+        else:
+            model, tokenizer = generate.load_for_generation(model_dir)
+            stream = generate.generate_transformers(model, tokenizer, prompts, sources, config.batch_size,
+                                                    config.max_new_tokens, config.decoding, config.speculation == "on")
+        for j, prediction, reason in stream:
+            yield indices[j], prediction, reason
+
     print(f"generating {len(todo)} redactions with {backend} ({config.decoding} decoding) from {model_dir}")
     with open(path, "a", encoding="utf-8") as f, tqdm(total=len(todo), unit="sample") as bar:
-        for j, prediction, reason in stream:
-            i = todo[j]
-            row = {**_record(i, samples[i]), "prediction": prediction, "finish_reason": reason}
-            f.write(dumps_line(row))
-            f.flush()
-            done[i] = row
-            bar.update(1)
+        def write(stream) -> None:
+            for i, prediction, reason in stream:
+                row = {**_record(i, samples[i]), "prediction": prediction, "finish_reason": reason}
+                f.write(dumps_line(row))
+                f.flush()
+                done[i] = row
+                bar.update(1)
+
+        try:
+            write(engine(backend, todo))
+        except Exception as exc:  # vLLM pins its own transformers/torch: a mismatch must not end the run
+            if backend != "vllm":
+                raise
+            if config.backend == "vllm":
+                raise UserError(f"--backend vllm: vLLM failed ({type(exc).__name__}: {exc})") from None
+            print(f"warning: vLLM failed ({type(exc).__name__}: {exc}); the rest with transformers")
+            write(engine("transformers", [i for i in todo if i not in done]))
     return [done[i] for i in range(len(samples))]
 
 

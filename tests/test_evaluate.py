@@ -134,7 +134,7 @@ def test_user_errors_are_one_line_without_traceback(trained, tmp_path):
         (["--model-dir", str(tmp_path / "nowhere")], "does not exist"),
         (["--runs-dir", str(tmp_path / "empty")], "run finetune.py first"),
         (["--backend", "vllm", "--decoding", "free", "--limit", "1", "--output-dir", str(tmp_path / "v")],
-         "cannot start vLLM"),
+         "--backend vllm: vLLM failed"),
         (["--backend", "vllm", "--limit", "1"], "--backend vllm decodes freely only"),
     ]
     for args, message in cases:
