@@ -159,6 +159,7 @@ class Sample:
     entities: list[Entity] | None  # exact reference spans, where the data carries them
     template: str | None = None
     genre: str | None = None
+    language: str | None = None
 
 
 def _by_role(messages: Any, where: str) -> tuple[str, str]:
@@ -189,7 +190,9 @@ def _sample(obj: Any, where: str) -> Sample:
             if isinstance(checked, str):
                 raise UserError(f"{where}: {checked}")
             entities = checked
-        return Sample(prompt, response, source, entities, obj.get("template"), obj.get("genre"))
+        tags = (obj.get(k) if isinstance(obj.get(k), str) and obj.get(k) else None
+                for k in ("template", "genre", "language"))
+        return Sample(prompt, response, source, entities, *tags)
     record = to_record(obj, "", 0, where)
     if isinstance(record, Invalid):
         if record.reason in ("inconsistent_response", "unknown_label"):
@@ -200,7 +203,7 @@ def _sample(obj: Any, where: str) -> Sample:
                 return Sample(prompt, response, source, None)
         raise UserError(f"{where}: {record.detail}")
     return Sample(record.prompt, record.response, record.source,
-                  record.entities if record.exact_spans else None, record.template, record.genre)
+                  record.entities if record.exact_spans else None, record.template, record.genre, record.language)
 
 
 def read_samples(path: str | Path, limit: int = 0, *, prepared: bool = False) -> list[Sample]:

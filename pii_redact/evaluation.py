@@ -91,7 +91,8 @@ def _record(i: int, sample: Sample) -> dict[str, Any]:
     row = {"index": i, "prompt": sample.prompt, "source": sample.source, "response": sample.response}
     if sample.entities is not None:
         row["entities"] = [[e.start, e.end, e.label] for e in sample.entities]
-    row.update({k: v for k, v in (("genre", sample.genre), ("template", sample.template)) if v})
+    row.update({k: v for k, v in (("language", sample.language), ("genre", sample.genre),
+                                  ("template", sample.template)) if v})
     return row
 
 
@@ -232,8 +233,9 @@ def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
         records, added = apply_safety_net(records)
     scores, per_sample = metrics.score(records)
     scores["safety_net"] = {"enabled": config.safety_net and not config.baseline, "added_entities": added}
-    if any("genre" in r for r in records):
-        scores["by_genre"] = metrics.by_group(per_sample, [r.get("genre", "none") for r in records])
+    for key in ("language", "genre"):  # where the data says, to see which kinds of text fail
+        if any(key in r for r in records):
+            scores[f"by_{key}"] = metrics.by_group(per_sample, [r.get(key) or "none" for r in records])
     report.write_report(scores, per_sample, records, out_dir, title=title, worst=config.worst)
     report.print_summary(scores)
     print(f"report: {out_dir / 'report.md'}  metrics: {out_dir / 'metrics.json'}")

@@ -31,8 +31,8 @@ def trained(tmp_path_factory, tiny_model_dir):
     from pii_redact.train import finetune
 
     work = tmp_path_factory.mktemp("evaluate")
-    raw = [{"prompt": chat.build_prompt(s + f" Ref {k}."), "response": r + f" Ref {k}."}
-           for k in range(6) for s, r in SAMPLES]
+    raw = [{"prompt": chat.build_prompt(s + f" Ref {k}."), "response": r + f" Ref {k}.",
+            "language": "en", "genre": ("chat", "note")[k % 2]} for k in range(6) for s, r in SAMPLES]
     (work / "raw.json").write_text(json.dumps(raw))
     prepare.prepare(DataConfig(input=[str(work / "raw.json")], output_dir=str(work / "data"),
                             model=str(tiny_model_dir), val_fraction=0.2, test_fraction=0.2, seed=2))
@@ -67,6 +67,9 @@ def test_evaluate_with_no_arguments_scores_the_newest_run(trained):
 
     netted, added = apply_safety_net(sorted(predictions, key=lambda p: p["index"]))
     assert metrics.pop("safety_net") == {"enabled": True, "added_entities": added}
+    assert [p["genre"] for p in sorted(predictions, key=lambda p: p["index"])] == [r["genre"] for r in test_rows]
+    assert sum(g["n_samples"] for g in metrics.pop("by_genre").values()) == len(test_rows)
+    assert metrics.pop("by_language")["en"]["n_samples"] == len(test_rows)
     assert metrics == json.loads(json.dumps(score(netted)[0]))
     assert metrics["unfinished_rate"] == sum(p["finish_reason"] == "length" for p in predictions) / len(predictions)
     assert [p["prompt"] for p in sorted(predictions, key=lambda p: p["index"])] == \
@@ -103,6 +106,8 @@ def test_baselines_predictions_file_fail_under_and_compare(trained):
     metrics = json.loads((work / "identity" / "metrics.json").read_text())
     assert metrics["entity"]["recall"] == 0.0 and metrics["text_fidelity"] == 1.0
     assert metrics["leak_rate"] > 0.9  # nothing is masked
+    assert set(metrics["by_language"]) == {"en"} and set(metrics["by_genre"]) == {"chat", "note"}
+    assert sum(g["n_samples"] for g in metrics["by_genre"].values()) == metrics["n_samples"]
 
     regex = evaluate("--baseline", "regex", "--output-dir", "regex", "--fail-under", "entity.recall=0.01", cwd=work)
     assert regex.returncode == 0, regex.stderr
