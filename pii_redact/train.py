@@ -544,7 +544,9 @@ def finetune(config: TrainConfig, extra_callbacks: Iterable = (), config_path: s
     artifacts.write_model_card(run_dir, replace(config, model=model_path), summary)
     print(f"done: {summary['steps']} steps in {train_seconds:.0f}s ({summary['step_seconds']:.0f}s in optimizer "
           f"steps, {summary['tokens_per_s']:,.0f} tok/s), "
-          f"train loss {summary['train_loss']}, val loss {summary['val_loss']} -> {run_dir}")
+          f"train loss {summary['train_loss']}, "
+          + (f"val loss {summary['val_loss']}" if summary["val_loss"] is not None else "no val loss")
+          + f" -> {run_dir}")
     return summary
 
 
