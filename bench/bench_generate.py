@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 MODES = {  # name -> (decoding, speculation)
-    "free-plain": ("free", False), "free-speculative": ("free", True),
-    "faithful-plain": ("faithful", False), "faithful-speculative": ("faithful", True),
+    "free-plain": ("free", "off"), "free-speculative": ("free", "on"),
+    "faithful-plain": ("faithful", "off"), "faithful-speculative": ("faithful", "on"),
 }
 
 

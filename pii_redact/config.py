@@ -169,9 +169,9 @@ class EvalConfig:
     decoding: Literal["faithful", "free"] = option(
         "faithful", "faithful: outputs can only be the source with spans replaced by placeholders; free: unconstrained")
     safety_net: bool = option(True, "mask e-mails, IBANs, card and +phone numbers a prediction left in clear (high-precision rules)")
-    speculation: Literal["on", "off"] = option(
-        "on", "on: draft from the source and verify drafts in one pass (the same output, fewer passes); "
-              "off: plain greedy decoding")
+    speculation: Literal["auto", "on", "off"] = option(
+        "auto", "on: draft from the source and verify drafts in one pass (the same output, fewer passes); "
+                "off: plain greedy decoding; auto: on for a batch of one sample only (where it measured faster)")
     fail_under: list[str] = option([], "METRIC=VALUE: exit non-zero if the metric is below VALUE (e.g. entity.f1=0.9)")
     worst: int = option(10, "worst examples shown in report.md", check=non_negative)
     overwrite: bool = option(False, "replace predictions in OUTPUT_DIR made by another model, data or setting")
@@ -197,8 +197,9 @@ class RedactConfig:
     decoding: Literal["faithful", "free"] = option(
         "faithful", "faithful: the output is the text with spans replaced by placeholders, nothing else changed")
     safety_net: bool = option(True, "also mask e-mails, IBANs, card and +phone numbers the model left in clear")
-    speculation: Literal["on", "off"] = option(
-        "on", "on: draft from the text and verify drafts in one pass (the same output, fewer passes); off: plain greedy")
+    speculation: Literal["auto", "on", "off"] = option(
+        "auto", "on: draft from the text and verify drafts in one pass (the same output, fewer passes); "
+                "off: plain greedy; auto: on for a batch of one piece only (where it measured faster)")
     overwrite: bool = option(False, "replace files that already exist in --output-dir")
 
     def __post_init__(self) -> None:

@@ -126,7 +126,7 @@ def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir:
         else:
             model, tokenizer = generate.load_for_generation(model_dir)
             stream = generate.generate_transformers(model, tokenizer, prompts, sources, config.batch_size,
-                                                    config.max_new_tokens, config.decoding, config.speculation == "on")
+                                                    config.max_new_tokens, config.decoding, config.speculation)
         for j, prediction, reason in stream:
             yield indices[j], prediction, reason
 

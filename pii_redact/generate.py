@@ -71,14 +71,15 @@ def _left_padded(tokenizer, rows: list[list[int]]):
 
 
 def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Sequence[str], batch_size: int,
-                          max_new_tokens: int = 0, decoding: str = "faithful", speculation: bool = True,
+                          max_new_tokens: int = 0, decoding: str = "faithful", speculation: str = "auto",
                           stats: dict | None = None) -> Iterator[tuple[int, str, str]]:
     """Yield (index, prediction, finish_reason) for each prompt, batch by batch (longest first).
 
     decoding="faithful" constrains every output to a redaction of its source (`faithful`); an
     output that runs out of tokens is completed faithfully and reported as "length".
-    speculation=True drafts from the source (`speculative`): the same tokens in fewer forward
-    passes; False runs transformers' own `generate`. `stats` receives forward passes and tokens."""
+    speculation="on" drafts from the source (`speculative`): the same tokens in fewer forward
+    passes; "off" runs transformers' own `generate`; "auto" speculates for a batch of one only.
+    `stats` receives forward passes and tokens."""
     from . import chat, faithful
 
     stops = chat.stop_token_ids(tokenizer)
@@ -92,7 +93,10 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
         # the model saw each text trimmed (the chat template trims contents): it redacts that
         decoder = faithful.Decoder(vocab, [sources[i].strip() for i in batch], stops) if vocab else None
         prompt_ids, batch_budgets = [encoded[i] for i in batch], [budgets[i] for i in batch]
-        if speculation:
+        # Verifying a draft costs a forward pass over all its tokens. With one sample that pass is
+        # overhead-bound and speculation wins (1.2x on a 2-core CPU); with 16 it is compute-bound
+        # and drafts that fail cost more than the passes they save (1.7x slower): BENCHMARKS.md.
+        if speculation == "on" or (speculation == "auto" and len(batch) == 1):
             from .speculative import decode
 
             generated = decode(model, prompt_ids, batch_budgets, stops, tokenizer.pad_token_id, decoder, stats)

@@ -125,7 +125,7 @@ def redact_texts(texts: list[Text], config: RedactConfig, model, tokenizer) -> N
     sources = [text.pieces[k][1] for text, k in jobs]
     stream = generate.generate_transformers(model, tokenizer, [chat.build_prompt(s) for s in sources], sources,
                                             config.batch_size, config.max_new_tokens, config.decoding,
-                                            config.speculation == "on")
+                                            config.speculation)
     with tqdm(total=len(jobs), unit="piece", desc="redacting", disable=None) as bar:
         for j, prediction, _ in stream:
             text, k = jobs[j]

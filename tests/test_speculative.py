@@ -69,3 +69,22 @@ def test_drafts_come_from_the_prompt_after_the_outputs_last_tokens():
     assert speculative.propose(row) == []             # nothing like it in the prompt: a plain step
     row.tokens, row.budget = [5, 6], 4
     assert speculative.propose(row) == [1]            # never past the token budget
+
+
+def test_auto_speculates_for_a_batch_of_one_only(tiny):
+    """--speculation auto: speculative for single-sample batches, plain greedy for larger ones
+    (BENCHMARKS.md: on a CPU it wins at batch 1 and loses at batch 16). Same outputs either way."""
+    model, tokenizer = tiny
+    sources = [SOURCES[4], SOURCES[0]]
+    prompts = [chat.build_prompt(s) for s in sources]
+
+    def run(batch_size, speculation):
+        stats: dict = {}
+        out = list(generate.generate_transformers(model, tokenizer, prompts, sources, batch_size,
+                                                  decoding="faithful", speculation=speculation, stats=stats))
+        return sorted(out), stats["forward_passes"]
+
+    on, off = run(1, "on"), run(1, "off")
+    assert on[0] == off[0] and on[1] < off[1]  # the same redactions in fewer passes: the modes differ
+    assert run(1, "auto") == on
+    assert run(2, "auto") == run(2, "off")
