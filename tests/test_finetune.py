@@ -218,8 +218,14 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_model_dir, data_dir, tmp_pa
                 os.kill(os.getpid(), signal.SIGINT)  # what the terminal sends
 
     config = make_config(tiny_model_dir, data_dir, tmp_path, eval_steps=0, save_steps=100)
-    with pytest.raises(KeyboardInterrupt):
-        finetune(config, extra_callbacks=[CtrlCAtStep3()])
+    # as in a terminal: a shell without job control (`cmd &`) starts its children with SIGINT ignored
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            finetune(config, extra_callbacks=[CtrlCAtStep3()])
+        restored = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, outer)
     run = tmp_path / "outputs" / "run"
     # the signal lands after step 3's checks: step 4 finishes, then a full checkpoint is saved
     # although save_steps is 100
@@ -228,7 +234,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_model_dir, data_dir, tmp_pa
         assert (checkpoint / name).is_file(), name
     out = capsys.readouterr().out
     assert f"checkpoint saved to {checkpoint}" in out and "--resume --run-name run" in out
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
+    assert restored is signal.default_int_handler  # the handler is restored
 
     summary = finetune(make_config(tiny_model_dir, data_dir, tmp_path, eval_steps=0, save_steps=100, resume=True))
     assert summary["steps"] == 8
