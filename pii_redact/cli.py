@@ -171,8 +171,19 @@ def config_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def quiet_startup_warnings() -> None:
+    """Silence start-up warnings nobody can act on: torch's deprecation notes about enums that
+    Unsloth and torchao register, and bitsandbytes asking for an optional kernels package (not
+    used: no 4-bit on CPU). Loggers only, so real warnings from our own code still show."""
+    import logging
+
+    for name in ("torch.utils._pytree", "bitsandbytes.backends.cpu.ops"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
     """Run a script's main: user errors become one line on stderr and exit 2, Ctrl-C exits 130."""
+    quiet_startup_warnings()
     try:
         return int(main(argv) or 0)
     except KeyboardInterrupt:

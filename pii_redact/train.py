@@ -40,12 +40,9 @@ class NonFiniteLoss(RuntimeError):
 def import_unsloth() -> None:
     """Unsloth patches transformers, TRL and PEFT when it is imported, so it must come first:
     the one place that rule lives (finetune, the benchmark and the tests all call this)."""
-    import logging
+    from .cli import quiet_startup_warnings
 
-    # Start-up warnings nobody can act on: torch's deprecation notes about enums Unsloth registers,
-    # and bitsandbytes asking for an optional kernels package (it is not used: no 4-bit on CPU).
-    for name in ("torch.utils._pytree", "bitsandbytes.backends.cpu.ops"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_startup_warnings()  # the scripts do it too; the benchmarks and tests come through here
     import unsloth  # noqa: F401
 
 
