@@ -492,8 +492,8 @@ def finetune(config: TrainConfig, extra_callbacks: Iterable = (), config_path: s
 
     run_dir = plan_run_dir(config)  # cheap checks first: a wrong flag fails before the slow imports
     model_path = locate(config.model)  # in seconds, also without a model hub
+    import_unsloth()  # before anything imports transformers (check_names does), or Unsloth cannot patch it
     check_names(config)
-    import_unsloth()
     train_path, val_path = ensure_data(config, config_path, model_path)
     data_hashes = {p.name: sha256_file(p) for p in (train_path, val_path)}
     resume_from = check_resume(run_dir, config, data_hashes, model_path) if config.resume else None

@@ -263,6 +263,11 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, tiny_model_dir, dat
     result = run_script("--model", str(tiny_model_dir), "--data-dir", str(data_dir), "--padding-free",
                         "--output-dir", str(tmp_path / "o"), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "needs a GPU" in result.stderr
+    assert "should be imported before" not in result.stderr  # Unsloth came first, so it patched everything
+
+    result = run_script("--model", str(tiny_model_dir), "--data-dir", str(data_dir), "--optim", "sgdx",
+                        "--output-dir", str(tmp_path / "o"), cwd=tmp_path)
+    assert result.returncode == 2 and "--optim 'sgdx' is not one of" in result.stderr
 
     result = run_script("--lora-r", "eight")
     assert result.returncode == 2 and "--lora-r" in result.stderr
