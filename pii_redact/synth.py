@@ -375,19 +375,19 @@ class _Draft:
     def pii(self, label: str, person: int) -> str:
         who = self.person(person)
         if label not in who.fields:
-            who.fields[label] = self._draw_pii(label, who)
+            who.fields[label] = self._draw_pii(label, person)
         return who.fields[label]
 
-    def _draw_pii(self, label: str, who: Person) -> str:
+    def _draw_pii(self, label: str, person: int) -> str:
         # Documents, accounts and cards follow the text's country; names, phones and addresses
         # follow the person's.
-        rng = self.rng
+        rng, who = self.rng, self.people[person]
         locale = who.locale if label in PERSONAL_FIELDS else self.locale
         fake = self.fakers[locale]
         if label in LOCALE_VALUES.get(locale, {}):
             return LOCALE_VALUES[locale][label](fake, rng)
         if label == "EMAIL":
-            given, surname = _handle(self.pii("GIVENNAME", _index(self, who)), self.pii("SURNAME", _index(self, who)))
+            given, surname = _handle(self.pii("GIVENNAME", person), self.pii("SURNAME", person))
             if rng.random() < 0.6 and given and surname:  # most personal addresses are made from the name
                 local = rng.choice([f"{given}.{surname}", f"{given[:1]}{surname}", f"{given}{rng.randint(1, 99)}",
                                     f"{surname}.{given}"])
@@ -553,10 +553,6 @@ class _Draft:
 
 def _cased(text: str, case: str) -> str:
     return text.upper() if case == "upper" else text.lower() if case == "lower" else text[:1].upper() + text[1:]
-
-
-def _index(draft: _Draft, who: Person) -> int:
-    return next(i for i, p in draft.people.items() if p is who)
 
 
 PERSONAL_FIELDS = frozenset({"GIVENNAME", "SURNAME", "TELEPHONENUM", "STREET", "BUILDINGNUM", "CITY", "ZIPCODE"})
