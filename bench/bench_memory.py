@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -19,11 +18,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def rss_gib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="write the rows as JSON here")
     args = parser.parse_args(argv)
 
-    from pii_redact.train import import_unsloth
+    from pii_redact.train import import_unsloth, rss_gib
 
     import_unsloth()
     from transformers import TrainerCallback

@@ -100,6 +100,11 @@ def to_record(obj: Any, file: str, index: int, where: str | None = None) -> Reco
     return result
 
 
+def _tags(obj: dict, *keys: str) -> list[str | None]:
+    """A record's optional descriptive fields (language, template, genre): non-empty strings or None."""
+    return [obj[k] if isinstance(obj.get(k), str) and obj[k] else None for k in keys]
+
+
 def _validated(obj: Any, file: str, index: int, where: str) -> Record | Invalid:
     if not isinstance(obj, dict):
         return Invalid("wrong_type", f"a record must be a JSON object, got {type(obj).__name__}", where)
@@ -132,8 +137,7 @@ def _validated(obj: Any, file: str, index: int, where: str) -> Record | Invalid:
         if entities is None:
             return Invalid("inconsistent_response", "the response is not the source text with PII replaced "
                            "(non-PII text differs)", where)
-    language, template, genre = (obj.get(k) if isinstance(obj.get(k), str) and obj.get(k) else None
-                                 for k in ("language", "template", "genre"))
+    language, template, genre = _tags(obj, "language", "template", "genre")
     if template and template.count("/") >= 1:  # the generator's "lang/genre[/frame]"
         language, genre = language or template.split("/")[0], genre or template.split("/")[1]
     return Record(prompt, response, source, entities, given is not None, file, index, language, template, genre)
@@ -190,9 +194,7 @@ def _sample(obj: Any, where: str) -> Sample:
             if isinstance(checked, str):
                 raise UserError(f"{where}: {checked}")
             entities = checked
-        tags = (obj.get(k) if isinstance(obj.get(k), str) and obj.get(k) else None
-                for k in ("template", "genre", "language"))
-        return Sample(prompt, response, source, entities, *tags)
+        return Sample(prompt, response, source, entities, *_tags(obj, "template", "genre", "language"))
     record = to_record(obj, "", 0, where)
     if isinstance(record, Invalid):
         if record.reason in ("inconsistent_response", "unknown_label"):

@@ -278,19 +278,23 @@ def release_memory_callback():
     return ReleaseMemory()
 
 
-def _memory_gib() -> float | None:
-    """Peak GPU memory allocated, or on a CPU the process's resident size (Linux), in GiB."""
-    import os
+def rss_gib() -> float | None:
+    """The process's resident set size in GiB (Linux; None elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+    except (OSError, ValueError):
+        return None
 
+
+def _memory_gib() -> float | None:
+    """Peak GPU memory allocated, or on a CPU the process's resident size, in GiB."""
     import torch
 
     if torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    try:
-        with open("/proc/self/statm") as f:
-            return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30, 2)
-    except (OSError, ValueError):
-        return None
+    rss = rss_gib()
+    return round(rss, 2) if rss is not None else None
 
 
 def log_callback(log_path: Path):
