@@ -8,7 +8,13 @@ Each variant builds its trainer with `pii_redact.train.build_trainer`, the code 
 times `--steps` optimizer steps after `--warmup` untimed ones, and reports training tokens/s (real,
 non-pad tokens), model FLOP utilisation against a matmul ceiling measured on the same device, peak GPU
 memory and the implied time per epoch of the train split. Then it times greedy generation (samples/s)
-with transformers and, when installed with a GPU, vLLM. Ratios to the reference are printed side by side.
+with transformers and, when installed with a GPU, vLLM, in a fresh process that does not import
+Unsloth (as evaluate.py runs it). Ratios to the reference are printed side by side.
+
+With --random-270m the texts are still tokenized as the real model would if --tokenizer names the
+real Gemma 3 tokenizer; without it the test tokenizer's pieces make sequences several times longer.
+Random weights also never stop early, so their generation row is the worst case: every sample runs
+its whole token budget.
 """
 from __future__ import annotations
 
@@ -29,6 +35,10 @@ VARIANTS = {
     "suite-padded": ({"padding_free": False}, False),
     # the reference notebook/script: batch 8, r=128, loss on prompt + response, padded batches
     "labspace": ({"batch_size": 8, "lora_r": 128, "lora_alpha": 128, "padding_free": False}, True),
+    # larger batches: a 270M model leaves a big GPU mostly idle at 16 (throughput only; the lr
+    # would need retuning before such a run is a recipe)
+    "suite-b64": ({"batch_size": 64}, False),
+    "suite-padded-b64": ({"batch_size": 64, "padding_free": False}, False),
 }
 
 
@@ -109,6 +119,21 @@ def train_variant(name: str, args, base_config, data_dir: Path, peak_tflops: flo
     return row
 
 
+def generation_rows_in_subprocess(args, model_dir: Path, data_dir: Path) -> list[dict]:
+    """generation_rows() in a fresh interpreter: this process imported Unsloth, which patches
+    transformers; evaluate.py generates without it, and that is what the row must time."""
+    import subprocess
+
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = [sys.executable, __file__, "--generation-only", str(model_dir), "--data-dir", str(data_dir),
+               "--eval-samples", str(args.eval_samples), "--eval-batch-size", str(args.eval_batch_size),
+               "--max-new-tokens", str(args.max_new_tokens), "--output", out.name]
+        done = subprocess.run(cmd)
+        if done.returncode != 0:
+            return [{"engine": "transformers", "error": f"generation subprocess exited {done.returncode}"}]
+        return json.loads(Path(out.name).read_text())
+
+
 def generation_rows(args, model_dir: Path, data_dir: Path) -> list[dict]:
     from pii_redact import generate
     from pii_redact.data import read_samples
@@ -144,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--model", help="local Hugging Face model directory")
     source.add_argument("--random-270m", action="store_true", help="Gemma 3 270M shape with random weights")
     source.add_argument("--tiny", action="store_true", help="a tiny random model (smoke test of this script)")
+    source.add_argument("--generation-only", metavar="MODEL_DIR", help=argparse.SUPPRESS)  # see generation_rows_in_subprocess
+    parser.add_argument("--tokenizer", help="with --random-270m/--tiny: the tokenizer directory to use "
+                        "(the real Gemma 3 one gives real sequence lengths)")
     parser.add_argument("--data-dir", default="data", help="prepare_data.py output (train/test .jsonl)")
     parser.add_argument("--variants", default="suite,labspace", help=f"comma list of {', '.join(VARIANTS)}")
     parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps per variant")
@@ -153,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=0, help="0: the per-sample budget evaluate.py uses")
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args(argv)
+    if args.generation_only:  # the child of generation_rows_in_subprocess: no Unsloth here
+        from pii_redact.cli import quiet_startup_warnings
+
+        quiet_startup_warnings()
+        rows = generation_rows(args, Path(args.generation_only), Path(args.data_dir))
+        Path(args.output).write_text(json.dumps(rows))
+        return 0
 
     from pii_redact.train import import_unsloth, library_versions
 
@@ -187,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             from pii_redact.tiny_model import build_model
 
             model_dir = build_model(Path(tmp) / "model", shape="tiny" if args.tiny else "gemma-3-270m",
-                                    dtype="bfloat16" if device == "cuda" else "float32")
+                                    dtype="bfloat16" if device == "cuda" else "float32", tokenizer_dir=args.tokenizer)
         if not (data_dir / "train.jsonl").exists():
             raise SystemExit(f"error: {data_dir}/train.jsonl not found: run prepare_data.py --model {model_dir}")
         base = TrainConfig(model=str(model_dir))  # finetune.py's defaults
@@ -196,14 +231,30 @@ def main(argv: list[str] | None = None) -> int:
               f"measured matmul ceiling {peak:.3g} TFLOP/s")
         try:
             for name in args.variants.split(","):
-                train_rows.append(train_variant(name, args, base, data_dir, peak))
+                try:
+                    train_rows.append(train_variant(name, args, base, data_dir, peak))
+                except UserError:
+                    raise
+                except Exception as exc:  # one variant failing (out of memory, say) must not cost the others
+                    import traceback
+
+                    traceback.print_exc()
+                    train_rows.append({"variant": name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+                    if device == "cuda":
+                        torch.cuda.empty_cache()
                 save()
             if args.eval_samples:
-                gen_rows.extend(generation_rows(args, model_dir, data_dir))
+                gen_rows.extend(generation_rows_in_subprocess(args, model_dir, data_dir))
                 save()
         except UserError as exc:
             raise SystemExit(f"error: {exc}") from None
 
+    failed = [r for r in train_rows if "error" in r]
+    train_rows = [r for r in train_rows if "error" not in r]
+    for r in failed:
+        print(f"variant {r['variant']} failed: {r['error']}")
+    if not train_rows:
+        return 1
     reference = next((r for r in train_rows if r["variant"] == "labspace"), train_rows[0])
     print(f"\n{'variant':<14}{'batch':>6}{'r':>5}{'loss on':>12}{'pad-free':>9}{'tok/s':>12}{'vs ref':>8}"
           f"{'MFU':>7}{'epoch s':>9}{'peak GiB':>9}")

@@ -58,17 +58,21 @@ def build_tokenizer(vocab_size: int = 512):
     return hf
 
 
-def build_model(out_dir: str | Path, *, shape: str = "tiny", seed: int = 0, dtype: str = "float32") -> Path:
+def build_model(out_dir: str | Path, *, shape: str = "tiny", seed: int = 0, dtype: str = "float32",
+                tokenizer_dir: str | Path | None = None) -> Path:
     """Write a randomly initialised Gemma 3 causal LM (+ tokenizer) to `out_dir`; return the path.
 
     shape="tiny": ~50k parameters, trains in well under a second a step on a CPU.
     shape="gemma-3-270m": the real architecture and 262k vocabulary, random weights.
+    `tokenizer_dir`: use the tokenizer saved there (the real Gemma 3 one, say) instead of the
+    in-process BPE, so that texts split into as many tokens as with the real model: what a
+    throughput benchmark in tokens per second and seconds per epoch needs.
     """
     import torch
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, GenerationConfig
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig, GenerationConfig
 
     torch.manual_seed(seed)
-    tokenizer = build_tokenizer()
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else build_tokenizer()
     dims = dict(TINY) if shape == "tiny" else dict(GEMMA3_270M)
     dims.setdefault("vocab_size", len(tokenizer))
     config = Gemma3TextConfig(
