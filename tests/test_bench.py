@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -50,3 +51,40 @@ def test_bench_train_measures_every_variant(tiny_model_dir, tmp_path):
     assert (result["train"][0]["batch_size"], result["train"][0]["loss_on"]) == (16, "response")
     assert (result["train"][1]["batch_size"], result["train"][1]["loss_on"]) == (8, "whole text")
     assert result["generation"][0]["engine"] == "transformers" and result["generation"][0]["samples"] == 4
+
+
+def test_random_model_can_take_another_tokenizer(tmp_path):
+    """The throughput model splits text exactly as the tokenizer it is given (the real one on a
+    GPU run), not as the built-in test tokenizer, and its vocabulary is sized to match."""
+    from transformers import AutoTokenizer
+
+    from pii_redact.tiny_model import build_model, build_tokenizer
+
+    small = build_tokenizer(vocab_size=300)
+    small.save_pretrained(tmp_path / "tok")
+    model_dir = build_model(tmp_path / "model", tokenizer_dir=tmp_path / "tok")
+    built = AutoTokenizer.from_pretrained(model_dir)
+    text = "Dear Anna Müller, call +49 30 1234567."
+    assert built(text).input_ids == small(text).input_ids
+    assert built(text).input_ids != build_tokenizer()(text).input_ids  # the default would differ
+    assert json.loads((model_dir / "config.json").read_text())["vocab_size"] == len(small)
+
+
+def test_padding_free_check_runs_and_agrees_on_cpu(tiny_model_dir, tmp_path, capsys):
+    """On a CPU padding-free is never on: the check reports that, and both collations of the same
+    samples (here both padded) give the same loss."""
+    import check_padding_free
+
+    from pii_redact import prepare
+
+    raw = [{"prompt": chat.build_prompt(f"Row {k}: Jan Kowalski, jan{k}@example.org"),
+            "response": f"Row {k}: [GIVENNAME_1] [SURNAME_1], [EMAIL_1]"} for k in range(30)]
+    (tmp_path / "raw.json").write_text(json.dumps(raw))
+    prepare.prepare(DataConfig(input=[str(tmp_path / "raw.json")], output_dir=str(tmp_path / "data"),
+                            model=str(tiny_model_dir), val_fraction=0.1, test_fraction=0.1))
+    assert check_padding_free.main(["--model", str(tiny_model_dir), "--data-dir", str(tmp_path / "data"),
+                                    "--samples", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "padding-free batching: off (device: cpu)" in out
+    losses = [float(x) for x in re.findall(r"^loss (?:as trained|padded) +(\d+\.\d+)", out, re.M)]
+    assert len(losses) == 2 and losses[0] == losses[1] and losses[0] > 0
