@@ -97,10 +97,13 @@ def _record(i: int, sample: Sample) -> dict[str, Any]:
 
 
 def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir: Path,
-            keep: bool) -> list[dict[str, Any]]:
+            keep: bool, timing: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """A prediction per sample, appended to predictions.jsonl as each is made; those an
     interrupted run with the same provenance already wrote (`keep`) are not made again. Rows of
-    samples past --limit stay in the file."""
+    samples past --limit stay in the file. `timing` receives how many predictions this call made
+    and the seconds spent loading the model and generating."""
+    import time
+
     from tqdm.auto import tqdm
 
     from . import generate
@@ -117,9 +120,12 @@ def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir:
     if backend == "auto":  # vLLM cannot constrain decoding the way `faithful` does
         backend = "vllm" if config.decoding == "free" and generate.vllm_usable() else "transformers"
 
+    clock = {"load_s": 0.0, "generate_s": 0.0}
+
     def engine(name: str, indices: list[int]):
         """(sample index, prediction, finish reason) from `name` for these samples."""
         prompts, sources = [samples[i].prompt for i in indices], [samples[i].source for i in indices]
+        start = time.perf_counter()
         if name == "vllm":
             llm, tokenizer = generate.load_vllm(model_dir)
             stream = generate.generate_vllm(llm, tokenizer, prompts, sources, config.max_new_tokens)
@@ -127,6 +133,7 @@ def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir:
             model, tokenizer = generate.load_for_generation(model_dir)
             stream = generate.generate_transformers(model, tokenizer, prompts, sources, config.batch_size,
                                                     config.max_new_tokens, config.decoding, config.speculation)
+        clock["load_s"] += time.perf_counter() - start
         for j, prediction, reason in stream:
             yield indices[j], prediction, reason
 
@@ -140,6 +147,7 @@ def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir:
                 done[i] = row
                 bar.update(1)
 
+        start = time.perf_counter()
         try:
             write(engine(backend, todo))
         except Exception as exc:  # vLLM pins its own transformers/torch: a mismatch must not end the run
@@ -149,6 +157,12 @@ def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir:
                 raise UserError(f"--backend vllm: vLLM failed ({type(exc).__name__}: {exc})") from None
             print(f"warning: vLLM failed ({type(exc).__name__}: {exc}); the rest with transformers")
             write(engine("transformers", [i for i in todo if i not in done]))
+        finally:
+            clock["generate_s"] = time.perf_counter() - start - clock["load_s"]
+    if timing is not None:
+        timing.update(backend=backend, decoding=config.decoding, batch_size=config.batch_size, samples=len(todo),
+                      load_s=round(clock["load_s"], 2), generate_s=round(clock["generate_s"], 2),
+                      samples_per_s=round(len(todo) / clock["generate_s"], 3) if clock["generate_s"] > 0 else None)
     return [done[i] for i in range(len(samples))]
 
 
@@ -180,6 +194,7 @@ def _same_file(a: Path, b: Path) -> bool:
 def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
     from . import metrics, report
 
+    timing: dict[str, Any] = {}  # filled when this call generates predictions
     if not config.predictions and not Path(config.data).is_file():
         raise UserError(f"--data {config.data}: no such file (make the splits with prepare_data.py first)")
 
@@ -209,7 +224,7 @@ def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
         aside = None if keep else _move_aside(out_dir)
         try:
             write_json(out_dir / PROVENANCE_FILE, provenance)
-            records = predict(config, samples, model_dir, out_dir, keep)
+            records = predict(config, samples, model_dir, out_dir, keep, timing)
         except BaseException:
             if aside is not None:  # --overwrite failed: the old predictions come back
                 for name in (PREDICTIONS_FILE, PROVENANCE_FILE):
@@ -233,11 +248,17 @@ def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
         records, added = apply_safety_net(records)
     scores, per_sample = metrics.score(records)
     scores["safety_net"] = {"enabled": config.safety_net and not config.baseline, "added_entities": added}
+    if timing.get("samples"):  # the speed of this call's generation (a resumed run: of what it added)
+        scores["generation"] = timing
     for key in ("language", "genre"):  # where the data says, to see which kinds of text fail
         if any(key in r for r in records):
             scores[f"by_{key}"] = metrics.by_group(per_sample, [r.get(key) or "none" for r in records])
     report.write_report(scores, per_sample, records, out_dir, title=title, worst=config.worst)
     report.print_summary(scores)
+    if timing.get("samples"):
+        print(f"generated {timing['samples']} redactions in {timing['generate_s']:.1f} s "
+              f"({timing['samples_per_s']} samples/s, {timing['backend']}, batch {timing['batch_size']}; "
+              f"model loaded in {timing['load_s']:.1f} s)")
     print(f"report: {out_dir / 'report.md'}  metrics: {out_dir / 'metrics.json'}")
     return scores, out_dir
 

@@ -68,6 +68,10 @@ def test_evaluate_with_no_arguments_scores_the_newest_run(trained):
 
     netted, added = apply_safety_net(sorted(predictions, key=lambda p: p["index"]))
     assert metrics.pop("safety_net") == {"enabled": True, "added_entities": added}
+    speed = metrics.pop("generation")  # how fast this call generated them
+    assert (speed["samples"], speed["backend"], speed["batch_size"]) == (len(test_rows), "transformers", 4)
+    assert speed["samples_per_s"] == pytest.approx(speed["samples"] / speed["generate_s"], rel=0.02)
+    assert f"generated {len(test_rows)} redactions in" in result.stdout
     assert [p["genre"] for p in sorted(predictions, key=lambda p: p["index"])] == [r["genre"] for r in test_rows]
     assert sum(g["n_samples"] for g in metrics.pop("by_genre").values()) == len(test_rows)
     assert metrics.pop("by_language")["en"]["n_samples"] == len(test_rows)
@@ -98,6 +102,8 @@ def test_interrupted_evaluation_resumes_without_regenerating(trained):
     assert sorted(r["index"] for r in again) == sorted(r["index"] for r in rows)
     by_index = {r["index"]: r for r in again}
     assert all(by_index[r["index"]]["prediction"].startswith("KEPT ") for r in kept)
+    # the speed recorded is that of the two predictions this call made, not of the kept ones
+    assert json.loads((out / "metrics.json").read_text())["generation"]["samples"] == 2
 
 
 def test_baselines_predictions_file_fail_under_and_compare(trained):
@@ -107,6 +113,7 @@ def test_baselines_predictions_file_fail_under_and_compare(trained):
     metrics = json.loads((work / "identity" / "metrics.json").read_text())
     assert metrics["entity"]["recall"] == 0.0 and metrics["text_fidelity"] == 1.0
     assert metrics["leak_rate"] > 0.9  # nothing is masked
+    assert "generation" not in metrics  # no model generated anything: no speed to report
     assert set(metrics["by_language"]) == {"en"} and set(metrics["by_genre"]) == {"chat", "note"}
     assert sum(g["n_samples"] for g in metrics["by_genre"].values()) == metrics["n_samples"]
 
