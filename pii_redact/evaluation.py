@@ -161,7 +161,7 @@ def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir:
             clock["generate_s"] = time.perf_counter() - start - clock["load_s"]
     if timing is not None:
         timing.update(backend=backend, decoding=config.decoding, batch_size=config.batch_size, samples=len(todo),
-                      load_s=round(clock["load_s"], 2), generate_s=round(clock["generate_s"], 2),
+                      load_s=round(clock["load_s"], 3), generate_s=round(clock["generate_s"], 3),
                       samples_per_s=round(len(todo) / clock["generate_s"], 3) if clock["generate_s"] > 0 else None)
     return [done[i] for i in range(len(samples))]
 

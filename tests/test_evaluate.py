@@ -70,7 +70,7 @@ def test_evaluate_with_no_arguments_scores_the_newest_run(trained):
     assert metrics.pop("safety_net") == {"enabled": True, "added_entities": added}
     speed = metrics.pop("generation")  # how fast this call generated them
     assert (speed["samples"], speed["backend"], speed["batch_size"]) == (len(test_rows), "transformers", 4)
-    assert speed["samples_per_s"] == pytest.approx(speed["samples"] / speed["generate_s"], rel=0.02)
+    assert speed["samples_per_s"] == pytest.approx(speed["samples"] / speed["generate_s"], rel=0.02, abs=0.01)
     assert f"generated {len(test_rows)} redactions in" in result.stdout
     assert [p["genre"] for p in sorted(predictions, key=lambda p: p["index"])] == [r["genre"] for r in test_rows]
     assert sum(g["n_samples"] for g in metrics.pop("by_genre").values()) == len(test_rows)
