@@ -163,6 +163,15 @@ def checkpointing(config: TrainConfig) -> bool:
     return config.gradient_checkpointing if config.gradient_checkpointing is not None else not torch.cuda.is_available()
 
 
+def validation_samples(config: TrainConfig) -> int:
+    """--val-samples, resolved: unset means 500 on a GPU, 64 on a CPU (see TrainConfig)."""
+    import torch
+
+    if config.val_samples is not None:
+        return config.val_samples
+    return 500 if torch.cuda.is_available() else 64
+
+
 def load_base_model(config: TrainConfig):
     """Unsloth FastModel in bf16 (fp32 where bf16 is unsupported: Gemma 3 overflows in fp16)."""
     import torch
@@ -414,7 +423,7 @@ def build_trainer(config: TrainConfig, train_path: Path, val_path: Path | None, 
     # the splits are read (and checked) first: a bad file fails before the model loads
     train_samples = data.read_samples(train_path, prepared=True)
     evaluate = val_path is not None and config.eval_steps > 0
-    val_samples = data.read_samples(val_path, config.val_samples, prepared=True) if evaluate else None
+    val_samples = data.read_samples(val_path, validation_samples(config), prepared=True) if evaluate else None
     model, tokenizer, dtype = load_base_model(config)
     chat.ensure_chat_template(tokenizer)
     vocab_size = len(tokenizer)

@@ -301,3 +301,23 @@ def test_an_incomplete_data_directory_is_never_replaced(tiny_model_dir, tmp_path
         finetune(make_config(tiny_model_dir, partial, tmp_path))
     assert (partial / "train.jsonl").read_text() == "my own file\n"
     assert sorted(p.name for p in partial.iterdir()) == ["train.jsonl"]
+
+
+def test_validation_uses_fewer_samples_on_a_cpu_unless_told(tiny_model_dir, tmp_path):
+    """An unset --val-samples validates on 64 samples on a CPU (500 there cost ~10 minutes per
+    evaluation with the real model); a value given is used as it is, 0 meaning all."""
+    from pii_redact import prepare
+    from pii_redact.train import build_trainer
+
+    raw = [{"prompt": chat.build_prompt(f"Ticket {k}: call Eva Lind on 040 {k:05d}."),
+            "response": f"Ticket {k}: call [GIVENNAME_1] [SURNAME_1] on [TELEPHONENUM_1]."} for k in range(100)]
+    (tmp_path / "raw.json").write_text(json.dumps(raw))
+    prepare.prepare(DataConfig(input=[str(tmp_path / "raw.json")], output_dir=str(tmp_path / "data"),
+                            model=str(tiny_model_dir), val_fraction=0.05, test_fraction=0.05))
+    train = tmp_path / "data" / "train.jsonl"
+    n_rows = len(train.read_text().splitlines())
+    assert n_rows > 64
+    for val_samples, expected in ((None, 64), (10, 10), (0, n_rows)):
+        config = TrainConfig(model=str(tiny_model_dir), eval_steps=5, val_samples=val_samples)
+        trainer, *_ = build_trainer(config, train, train, tmp_path / f"out-{val_samples}")  # train rows as val
+        assert len(trainer.eval_dataset) == expected
