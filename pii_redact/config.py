@@ -115,7 +115,7 @@ class TrainConfig:
     model: str = option(DEFAULT_MODEL, "base model id or local directory (offline: a local directory)")
     data_dir: str = option("data", "directory with train.jsonl / val.jsonl (prepared first if missing)")
     output_dir: str = option("outputs", "runs are written to OUTPUT_DIR/RUN_NAME")
-    run_name: Optional[str] = option(None, "run directory name (default: <model>-<timestamp>)", check=plain_name)
+    run_name: Optional[str] = option(None, "run directory name (default: <model trained>-<timestamp>)", check=plain_name)
     max_seq_length: int = option(1024, "longest sample in tokens; matches prepare_data's limit", check=positive)
     load_in_4bit: bool = option(False, "QLoRA: 4-bit base weights (GPU only; pointless for a 270M model)")
     lora_r: int = option(128, "LoRA rank (Unsloth's Gemma 3 270M notebook uses 128: the model is tiny)", check=positive)

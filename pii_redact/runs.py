@@ -57,9 +57,11 @@ def newest_run(output_dir: Path, *, with_model: bool = False) -> Path | None:
     return max(runs)[2] if runs else None
 
 
-def plan_run_dir(config: TrainConfig) -> Path:
+def plan_run_dir(config: TrainConfig, model_path: str | None = None) -> Path:
     """Where this run goes; refuses (before anything is loaded or written) when that would
-    clobber a run without --overwrite, or resume something that is not a run."""
+    clobber a run without --overwrite, or resume something that is not a run. A run without
+    --run-name is named after `model_path`, the model actually trained (the PyPI base where it
+    stands in for the default), else after --model."""
     output_dir = Path(config.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"--output-dir {output_dir} is a file, not a directory")
@@ -68,7 +70,7 @@ def plan_run_dir(config: TrainConfig) -> Path:
         if run is None:
             raise UserError(f"--resume: no run found in {output_dir}/; pass --run-name")
         return run
-    name = config.run_name or f"{Path(config.model.rstrip('/')).name}-{datetime.now():%Y%m%d-%H%M%S}"
+    name = config.run_name or f"{Path((model_path or config.model).rstrip('/')).name}-{datetime.now():%Y%m%d-%H%M%S}"
     run_dir = output_dir / name
     if config.resume:
         if not (run_dir / RUN_FILE).is_file():

@@ -503,8 +503,9 @@ def finetune(config: TrainConfig, extra_callbacks: Iterable = (), config_path: s
     """Train, save and summarise one run; returns the summary (also written to run.json)."""
     from .models import locate
 
-    run_dir = plan_run_dir(config)  # cheap checks first: a wrong flag fails before the slow imports
+    # cheap checks first: a wrong flag fails before the slow imports
     model_path = locate(config.model)  # in seconds, also without a model hub
+    run_dir = plan_run_dir(config, model_path)
     import_unsloth()  # before anything imports transformers (check_names does), or Unsloth cannot patch it
     check_names(config)
     train_path, val_path = ensure_data(config, config_path, model_path)

