@@ -55,12 +55,14 @@ export TQDM_DISABLE=${TQDM_DISABLE:-1}  # logs of one line per step, not of prog
 export PII_REDACT_CACHE="$WORK/cache"
 
 say() { printf '\n=== %s  %s\n' "$(date +%H:%M:%S)" "$*"; }
-pack() {  # everything small under $WORK (no model weights) -> $OUT/results.tar.gz, atomically
+pack() {  # what is small under $WORK (no weights, tokenizers, checkpoints) -> $OUT/results.tar.gz, atomically
     tar czf "$OUT/.results.tar.gz" -C "$WORK" --exclude='*.safetensors' --exclude='*.bin' --exclude='*.pt' \
-        --exclude='*.pth' --exclude='*.gguf' --exclude='cache' --exclude='models' --exclude='tokenizer' \
-        --exclude='train.json' --exclude='slice.json' --exclude='./data' --exclude='./smoke-data' . 2>/dev/null
+        --exclude='*.pth' --exclude='*.gguf' --exclude='tokenizer.json' --exclude='checkpoints' --exclude='cache' \
+        --exclude='models' --exclude='tokenizer' \
+        --exclude='train.json' --exclude='slice.json' --exclude='./data' --exclude='./smoke-data' --exclude='./out' . 2>/dev/null
     mv "$OUT/.results.tar.gz" "$OUT/results.tar.gz"
 }
+FAILED=()
 run() {  # run NAME CMD...: log to $WORK/logs/NAME.log and the terminal; record the exit status
     local name=$1; shift
     say "$name: $*"
@@ -69,6 +71,7 @@ run() {  # run NAME CMD...: log to $WORK/logs/NAME.log and the terminal; record 
     "$@" 2>&1 | tee "$WORK/logs/$name.log" | tee -a "$OUT/run.log"
     local rc=${PIPESTATUS[0]}
     echo "$name rc=$rc seconds=$((SECONDS - start))" | tee -a "$WORK/steps.txt"
+    ((rc == 0)) || FAILED+=("$name")
     pack
     return "$rc"
 }
@@ -133,6 +136,7 @@ torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
             --output-dir "$WORK/outputs" --run-name smoke --max-steps 30 --logging-steps 5 --eval-steps 0 --overwrite
         if grep -E -i "$PADDING_OFF" "$WORK/logs/smoke-finetune.log"; then
             echo "SMOKE FAIL: Unsloth turned padding-free batching off (line above)" | tee -a "$WORK/steps.txt"
+            FAILED+=(padding-free)
         fi
         run smoke-evaluate "$PYTHON" evaluate.py --model-dir "$WORK/outputs/smoke" --data "$WORK/smoke-data/test.jsonl" \
             --limit 16 --overwrite ;;
@@ -179,3 +183,4 @@ torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
 done
 say done
 cat "$WORK/steps.txt" 2>/dev/null
+if ((${#FAILED[@]})); then echo "failed: ${FAILED[*]}"; exit 1; fi

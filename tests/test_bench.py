@@ -88,3 +88,24 @@ def test_padding_free_check_runs_and_agrees_on_cpu(tiny_model_dir, tmp_path, cap
     assert "padding-free batching: off (device: cpu)" in out
     losses = [float(x) for x in re.findall(r"^loss (?:as trained|padded) +(\d+\.\d+)", out, re.M)]
     assert len(losses) == 2 and losses[0] == losses[1] and losses[0] > 0
+
+
+def test_gpu_run_script_refuses_unknown_stages_and_runs_detached(tmp_path):
+    """bench/gpu_run.sh: an unknown stage is refused by name; a stage started with --background
+    outlives its command, and `wait` collects its log and results into $OUT."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"), "SITE": str(tmp_path / "site"),
+           "STAGE_DIR": str(tmp_path / "no-stage"), "PYTHON": sys.executable}
+    script = str(ROOT / "bench" / "gpu_run.sh")
+    bad = subprocess.run(["bash", script, "bogus"], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown stage bogus" in bad.stdout
+
+    started = subprocess.run(["bash", script, "--background", "env"], env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0 and "running in the background" in started.stdout
+    waited = subprocess.run(["bash", script, "wait"], env={**env, "WAIT_SECONDS": "120"}, capture_output=True,
+                            text=True, timeout=180)
+    assert waited.returncode == 0 and "background run finished" in waited.stdout
+    assert "unsloth" in (tmp_path / "work" / "logs" / "env.log").read_text()  # the library versions
+    assert (tmp_path / "out" / "results.tar.gz").is_file()
