@@ -181,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=0, help="0: the per-sample budget evaluate.py uses")
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args(argv)
+    if args.steps < 1 or args.warmup < 1:  # tokens/s is measured from the end of the last warm-up step
+        parser.error("--steps and --warmup must be at least 1")
+    if args.eval_samples < 0 or args.eval_batch_size < 1 or args.max_new_tokens < 0:
+        parser.error("--eval-samples and --max-new-tokens must be 0 or more, --eval-batch-size at least 1")
     if args.generation_only:  # the child of generation_rows_in_subprocess: no Unsloth here
         from pii_redact.cli import quiet_startup_warnings
 

@@ -13,6 +13,7 @@ through the code.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=8, help="samples in the batch compared")
     parser.add_argument("--tolerance", type=float, default=1e-2, help="largest relative loss difference accepted")
     args = parser.parse_args(argv)
+    if args.samples < 1:
+        parser.error("--samples must be at least 1")
+    if not (math.isfinite(args.tolerance) and args.tolerance > 0):  # nan would pass every comparison
+        parser.error("--tolerance must be a positive number")
 
     from pii_redact.train import build_trainer, import_unsloth
 
@@ -36,10 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from pii_redact.config import TrainConfig
+    from pii_redact.errors import UserError
 
     config = TrainConfig(model=args.model, eval_steps=0, max_steps=1)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer, model, tokenizer, _ = build_trainer(config, Path(args.data_dir) / "train.jsonl", None, Path(tmp))
+        try:
+            trainer, model, tokenizer, _ = build_trainer(config, Path(args.data_dir) / "train.jsonl", None, Path(tmp))
+        except UserError as exc:
+            raise SystemExit(f"error: {exc}") from None
         padding_free = bool(getattr(trainer.args, "padding_free", False))
         print(f"padding-free batching: {'on' if padding_free else 'off'} "
               f"(device: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'})")

@@ -503,8 +503,10 @@ def finetune(config: TrainConfig, extra_callbacks: Iterable = (), config_path: s
     """Train, save and summarise one run; returns the summary (also written to run.json)."""
     from .models import locate
 
-    # cheap checks first: a wrong flag fails before the slow imports
-    model_path = locate(config.model)  # in seconds, also without a model hub
+    # Cheap checks first, so a wrong flag fails before the slow imports. The model is located
+    # before the run directory is planned, which is named after it: seconds without a hub, except
+    # a first use of the PyPI model, which builds it (needed for the run anyway).
+    model_path = locate(config.model)
     run_dir = plan_run_dir(config, model_path)
     import_unsloth()  # before anything imports transformers (check_names does), or Unsloth cannot patch it
     check_names(config)

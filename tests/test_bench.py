@@ -109,3 +109,21 @@ def test_gpu_run_script_refuses_unknown_stages_and_runs_detached(tmp_path):
     assert waited.returncode == 0 and "background run finished" in waited.stdout
     assert "unsloth" in (tmp_path / "work" / "logs" / "env.log").read_text()  # the library versions
     assert (tmp_path / "out" / "results.tar.gz").is_file()
+
+
+@pytest.mark.parametrize("argv", [["--steps", "0"], ["--warmup", "0"], ["--eval-samples", "-1"]])
+def test_bench_train_refuses_flags_it_cannot_measure_with(argv, capsys):
+    import bench_train
+
+    with pytest.raises(SystemExit) as refused:
+        bench_train.main(["--tiny", *argv])
+    assert refused.value.code == 2 and "must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--samples", "0"], ["--tolerance", "nan"], ["--tolerance", "0"]])
+def test_padding_free_check_refuses_a_tolerance_or_batch_that_would_pass_anything(argv, capsys):
+    import check_padding_free
+
+    with pytest.raises(SystemExit) as refused:
+        check_padding_free.main(["--model", "unused", *argv])
+    assert refused.value.code == 2 and "must be" in capsys.readouterr().err
