@@ -202,7 +202,10 @@ class RedactConfig:
     speculation: Literal["auto", "on", "off"] = option(
         "auto", "on: draft from the text and verify drafts in one pass (the same output, fewer passes); "
                 "off: plain greedy; auto: on for a batch of one piece only (where it measured faster)")
-    overwrite: bool = option(False, "replace files that already exist in --output-dir")
+    allow_unfinished: bool = option(
+        False, "write a redaction that ran out of its token budget, its rest masked as [UNFINISHED] "
+               "(without this flag it is not written and the exit status is 1)")
+    overwrite: bool = option(False, "replace files that already exist (in --output-dir, or --entities)")
 
     def __post_init__(self) -> None:
         validate(self)

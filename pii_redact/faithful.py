@@ -12,13 +12,18 @@ What a placeholder may stand for is designed, not left open, because a constrain
 model that wants to hallucinate turns hallucinations into placeholders swallowing ordinary words:
   * entity-like spans only: no line break, no sentence end inside, not starting or ending with
     whitespace, at most a few words (3 for a given name, 4 for a surname...), no digits in a name;
-  * copying may resume only where an entity can end (`labels.boundary_faults`): at whitespace,
-    the end of the text or a separator, never inside a word or a dotted, hyphenated or @-joined
-    string, so a stray "." after `[TELEPHONENUM_1]` cannot resume copying inside the number;
+  * a placeholder may open only where an entity can begin, and copying may resume only where
+    one can end (`labels.can_start`, `labels.can_end`): at whitespace, the ends of the text or a
+    separator, never inside a word or a dotted, hyphenated or @-joined string, so a stray "."
+    after `[TELEPHONENUM_1]` cannot resume copying inside the number and `Pat[ZIPCODE_1]` cannot
+    be written at all;
   * two placeholders need source text between them (no `[A][B]` splitting a word).
-When a sample's token budget runs out, its text is completed faithfully, masking rather than
+
+So the output is bounded by its source: every placeholder ends at its own place where an entity
+can end, every other byte is copied (`max_output_tokens`). A budget of that size always finishes.
+If a smaller budget (`--max-new-tokens`) runs out, the text is completed by masking, never by
 copying: an open placeholder is closed and covers up to the next place an entity can end, and
-the rest of the source is copied. Such outputs are marked unfinished.
+the rest of the source becomes `labels.UNFINISHED`, line by line. Such outputs are marked unfinished.
 
 The constraint works on bytes, so tokens that are partial UTF-8 (byte fallback, byte-level BPE)
 are handled; the vocabulary's byte strings are computed once and kept sorted, and each step walks
@@ -30,7 +35,7 @@ import re
 from bisect import bisect_left, bisect_right
 from functools import lru_cache
 
-from .labels import LABELS, can_end
+from .labels import LABELS, can_end, can_start, mask_rest
 
 MAX_NUMBER_DIGITS = 3
 MAX_COVER_BYTES = 120
@@ -39,6 +44,16 @@ DEFAULT_MAX_WORDS = 7
 NO_DIGITS = frozenset({"GIVENNAME", "SURNAME", "CITY"})
 _SENTENCE_END = re.compile(r"[.!?]\s+\S")
 _LABEL_BYTES = tuple(label.encode() for label in LABELS)
+# The longest placeholder the constraint lets a model write: `[CREDITCARDNUMBER_999]`.
+MAX_PLACEHOLDER_BYTES = max(map(len, _LABEL_BYTES)) + 3 + MAX_NUMBER_DIGITS
+
+
+def max_output_tokens(source: str) -> int:
+    """The most tokens a faithful redaction of `source` can take, its stop token included: each
+    placeholder ends at a distinct place where an entity can end, every other byte is copied, and
+    every token writes at least one byte. With this budget faithful decoding always finishes."""
+    ends = sum(can_end(source, i) for i in range(len(source) + 1))
+    return len(source.encode()) + MAX_PLACEHOLDER_BYTES * ends + 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,7 +161,7 @@ class Constraint:
         module docstring). The checks only get stricter as the cover grows, so the scan stops at
         the first one that fails."""
         start = self.char_at[pos]
-        if start is None or start >= len(self.text) or self.text[start].isspace():
+        if start is None or start >= len(self.text) or self.text[start].isspace() or not can_start(self.text, start):
             return ()
         max_words, no_digits = MAX_WORDS.get(label, DEFAULT_MAX_WORDS), label in NO_DIGITS
         out = []
@@ -203,11 +218,12 @@ class Constraint:
                    for state in states)
 
     def complete(self, states: frozenset) -> bytes:
-        """The bytes that finish a cut-off output faithfully, masking rather than copying: an open
-        placeholder is closed and covers to the first place copying may resume."""
+        """The bytes that finish a cut-off output, masking rather than copying: an open placeholder
+        is closed and covers to the first place copying may resume; the rest of the source
+        becomes UNFINISHED, line by line."""
         kind, pos, *rest = max(states, key=lambda state: (state[1], state[0] == "C"))
         if kind == "C":
-            return self.source[pos:]
+            return self._masked_from(pos)
         closing, label = b"", rest[0]
         if kind == "P":
             name, sep, number = rest[0][1:].partition(b"_")
@@ -215,7 +231,14 @@ class Constraint:
             closing = full[len(name):] + (b"" if sep else b"_") + (b"" if number else b"1") + b"]"
             label = full.decode()
         points = self._resume(pos, label)
-        return closing + self.source[points[0] if points else len(self.source):]
+        return closing + self._masked_from(points[0] if points else len(self.source))
+
+    def _masked_from(self, pos: int) -> bytes:
+        """source[pos:] masked; a character cut in two by a byte-level token is finished first."""
+        end = pos
+        while self.char_at[end] is None:
+            end += 1
+        return self.source[pos:end] + mask_rest(self.source[end:].decode("utf-8")).encode()
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,6 +302,8 @@ class Decoder:
             for b in piece:
                 states = self._next_bytes(row, states)[b]
             data += piece
+        if self.constraints[row].may_end(states):  # the budget ran out just before the stop token
+            return data.decode("utf-8"), False
         return (data + self.constraints[row].complete(states)).decode("utf-8"), True
 
 

@@ -148,16 +148,54 @@ def dumps_line(record: Any) -> str:
 
 @contextmanager
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[Any]:
-    """Open a temporary file beside `path`; rename it over `path` only if the block succeeds."""
+    """Open a temporary file beside `path`; rename it over `path` only if the block succeeds.
+    The file is readable by its owner only (outputs hold personal data); errors name `path`,
+    never the temporary file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
             yield f
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def open_private_append(path: str | Path):
+    """`path` opened for appending text, created (or kept) readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "a", encoding="utf-8", newline="\n")
+
+
+def check_can_write(path: str | Path, flag: str, *, directory: bool = False) -> None:
+    """Before any work: a UserError naming `flag` if `path` could not be written at the end (its
+    folder is missing or read-only, or it is a folder where a file goes, or the reverse).
+    A directory that does not exist yet is fine where its nearest existing parent is writable."""
+    path = Path(path)
+    if path.exists():
+        if directory and not path.is_dir():
+            raise UserError(f"{flag} {path} is a file, not a directory")
+        if not directory and path.is_dir():
+            raise UserError(f"{flag} {path} is a directory, not a file")
+        where = path if directory else path.parent
+    else:
+        where = path.parent
+        if not directory and not where.is_dir():
+            raise UserError(f"{flag} {path}: the folder {where} does not exist")
+        while not where.exists():
+            where = where.parent
+        if not where.is_dir():
+            raise UserError(f"{flag} {path}: {where} is a file, not a directory")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: {where} is not writable")
 
 
 def write_text(path: str | Path, text: str) -> None:

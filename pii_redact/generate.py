@@ -1,8 +1,10 @@
 """Batched greedy redaction with a trained model: transformers everywhere, vLLM where it can run.
 
 Prompts go through `chat.encode_prompt`, the same renderer training used. Generation is greedy, stops
-on `<eos>` or `<end_of_turn>`, and each sample gets a token budget from its own length, so a model
-that never stops is caught (`finish_reason == "length"`) instead of running to a global cap.
+on `<eos>` or `<end_of_turn>`, and each sample gets a token budget from its own source: with
+faithful decoding the most a faithful redaction of it can take (so it always finishes), with free
+decoding an estimate, so a model that never stops is caught (`finish_reason == "length"`) instead
+of running to a global cap.
 """
 from __future__ import annotations
 
@@ -13,13 +15,27 @@ from typing import Iterator, Sequence
 from .errors import UserError
 
 # A redaction is about as long as its source; placeholders can be longer than the values they
-# replace ("[DATEOFBIRTH_1]" vs "5/8/61"), hence the margin.
-BUDGET_FACTOR, BUDGET_MARGIN = 1.5, 32
+# replace ("[DATEOFBIRTH_1]" vs "5/8/61"), hence the margin. An estimate, not a bound: a text
+# dense with short values ("Anna, Bo, Li, ...") takes more.
+ESTIMATE_FACTOR, ESTIMATE_MARGIN = 1.5, 32
 
 
-def token_budget(tokenizer, source: str) -> int:
+def estimated_output_tokens(tokenizer, source: str) -> int:
+    """About how many tokens a redaction of `source` takes: what a text must leave room for in
+    the model's context (`redact.py` cuts long texts by it)."""
     ids = tokenizer(source, add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"]
-    return math.ceil(len(ids) * BUDGET_FACTOR) + BUDGET_MARGIN
+    return math.ceil(len(ids) * ESTIMATE_FACTOR) + ESTIMATE_MARGIN
+
+
+def token_budget(tokenizer, source: str, decoding: str) -> int:
+    """The generation budget of one sample: for faithful decoding the bound on any faithful
+    redaction of it (`faithful.max_output_tokens`: it never runs out), for free decoding, which
+    has no bound, the estimate."""
+    from . import faithful
+
+    if decoding == "faithful":
+        return faithful.max_output_tokens(source.strip())
+    return estimated_output_tokens(tokenizer, source)
 
 
 def vllm_usable() -> bool:
@@ -84,7 +100,10 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
 
     stops = chat.stop_token_ids(tokenizer)
     encoded = chat.encode_prompts(tokenizer, prompts)
-    budgets = [max_new_tokens or token_budget(tokenizer, s) for s in sources]
+    # never past the model's positions (a bound for a long faithful text can be tens of thousands)
+    positions = getattr(model.config.get_text_config(), "max_position_embeddings", None) or 10**9
+    budgets = [max(1, min(max_new_tokens or token_budget(tokenizer, s, decoding), positions - len(ids)))
+               for s, ids in zip(sources, encoded)]
     vocab = faithful.Vocabulary(tokenizer) if decoding == "faithful" else None
     # Similar lengths together: less left padding, and the slowest batches come first (honest ETA).
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
@@ -165,7 +184,7 @@ def generate_vllm(llm, tokenizer, prompts: Sequence[str], sources: Sequence[str]
     stops = chat.stop_token_ids(tokenizer)
     for start in range(0, len(prompts), chunk):
         indices = range(start, min(start + chunk, len(prompts)))
-        params = [SamplingParams(temperature=0.0, max_tokens=max_new_tokens or token_budget(tokenizer, sources[i]),
+        params = [SamplingParams(temperature=0.0, max_tokens=max_new_tokens or token_budget(tokenizer, sources[i], "free"),
                                  stop_token_ids=stops, skip_special_tokens=True) for i in indices]
         requests = [TokensPrompt(prompt_token_ids=ids)
                     for ids in chat.encode_prompts(tokenizer, [prompts[i] for i in indices])]

@@ -28,6 +28,9 @@ PLACEHOLDER_RE = re.compile(r"\[(" + "|".join(LABELS) + r")(?:_(\d+))?\]")
 # Anything shaped like a placeholder, known label or not (`[PERSON]`, `[CREDIT_CARD_1]`).
 # Text like `[INFO]` in a log line has this shape too, so callers compare against the source.
 PLACEHOLDER_LIKE_RE = re.compile(r"\[([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*)\]")
+# What stands for the rest of a text whose redaction ran out of its token budget: masked, never
+# copied, and not a claim that the text there is PII (scoring counts it as neither entity nor text).
+UNFINISHED = "[UNFINISHED]"
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,13 @@ def unknown_placeholders(source: str, text: str) -> list[str]:
     literally in `source` (so `[INFO]` copied from a log line is fine, `[PERSON]` is not)."""
     return [
         m.group(0) for m in PLACEHOLDER_LIKE_RE.finditer(text)
-        if placeholder_label(m.group(1)) not in LABELS and m.group(0) not in source
+        if placeholder_label(m.group(1)) not in LABELS and m.group(0) not in source and m.group(0) != UNFINISHED
     ]
+
+
+def mask_rest(text: str) -> str:
+    """`text` with the content of each of its lines replaced by UNFINISHED (line breaks kept)."""
+    return re.sub(r"[^\r\n]*\S[^\r\n]*", UNFINISHED, text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,7 +109,7 @@ def shape_faults(label: str, value: str) -> int:
 
 # Characters next to which an entity may begin or end, and escapes that stand for them in
 # JSON, URLs and HTML (`\n`, `%20`, `&amp;`): a value glued to them is still a separate word.
-_SEPARATOR = r"""\s=:;,()\[\]{}<>"'|!?"""
+_SEPARATOR = r"""\s=:;,()\[\]{}<>"'|!?“”‘’«»„‚¿¡—–…·•"""
 _ESCAPE = r"\\[nrtbf\"'/\\]|\\u[0-9A-Fa-f]{4}|%[0-9A-Fa-f]{2}|&#?\w+;"
 _END_OK = re.compile(rf"(?:$|[{_SEPARATOR}]|{_ESCAPE}|[.\-/@_+#*~^]+(?:$|[{_SEPARATOR}]|{_ESCAPE}))")
 _START_OK = re.compile(rf"(?:^|[{_SEPARATOR}]|{_ESCAPE}|(?:^|[{_SEPARATOR}]|{_ESCAPE})[.\-/@_+#*~^]+)$")
@@ -109,9 +117,11 @@ _START_OK = re.compile(rf"(?:^|[{_SEPARATOR}]|{_ESCAPE}|(?:^|[{_SEPARATOR}]|{_ES
 
 def can_start(text: str, i: int) -> bool:
     """Whether an entity may begin at `text[i]`: not inside a word or a dotted, hyphenated or
-    @-joined string (`anna@x.|io`, `Rossi-|Bianchi`)."""
+    @-joined string (`anna@x.|io`, `Rossi-|Bianchi`), but after the `/` of a URL path
+    (`linkedin.com/in/|jdoe`)."""
     # what decides lies within a few characters (a joiner run, an escape): look no further
-    return _START_OK.search(text, max(0, i - 16), i) is not None
+    return (i > 0 and text[i - 1] == "/" and text[i:i + 1] != "/") or \
+        _START_OK.search(text, max(0, i - 16), i) is not None
 
 
 def can_end(text: str, i: int) -> bool:
@@ -221,7 +231,20 @@ MAX_READINGS_WORK = 200_000  # (previous end, end) pairs weighed before settling
 def alignment(source: str, redacted: str, prefer: list[Entity] | None = None) -> Alignment | None:
     """The entities `redacted` replaces, or None if it is not `source` with some non-empty spans
     replaced (it changed non-PII text). Of the readings of an ambiguous redaction: the one with the
-    most spans in `prefer`, then the fewest shape and boundary faults, then the earliest."""
+    most spans in `prefer`, then the fewest shape and boundary faults, then the earliest. A
+    placeholder over the very same text in the source (`[EMAIL_1]` written in the input) is that
+    text copied, not an entity."""
+    found = _alignment(source, redacted, prefer)
+    if found is not None:
+        found.entities = [e for e in found.entities if e.value != _placeholder_text(e)]
+    return found
+
+
+def _placeholder_text(entity: Entity) -> str:
+    return f"[{entity.label}]" if entity.index is None else f"[{entity.label}_{entity.index}]"
+
+
+def _alignment(source: str, redacted: str, prefer: list[Entity] | None) -> Alignment | None:
     pieces, tags = _parse(redacted)
     if not tags:
         return Alignment([]) if source == redacted else None

@@ -66,7 +66,9 @@ Metrics (`score`; micro-averaged over all samples unless said otherwise)
                        exact `[LABEL]` / `[LABEL_n]` and does not occur in the source, e.g.
                        `[email_1]`, `[ EMAIL ]`, `[EMAIL_1` or a cut-off `[EMAIL_`. An empty
                        prediction is format-valid (it scores 0 recall and 0 fidelity instead).
-    unfinished_rate    records with finish_reason == "length".
+    unfinished_rate    records with finish_reason == "length". Where such a redaction was completed
+                       by masking, `[UNFINISHED]` stands for the rest of each line: its text is
+                       neither preserved (fidelity drops) nor a predicted entity, nor a leak.
     per_label          per known label: precision, recall, f1 (null where the label has neither
                        reference nor predicted entities), support (reference entities), predicted.
     confusions         "REF->PRED": count of span matches whose label differs, most frequent first.
@@ -89,7 +91,7 @@ from typing import Any, Callable, Iterable, Iterator
 from .chat import TEXT_MARKER, source_from_prompt
 from .errors import UserError
 from .labels import (
-    LABELS, PLACEHOLDER_LIKE_RE, PLACEHOLDER_RE, Entity, alignment, boundary_faults, occurrences,
+    LABELS, PLACEHOLDER_LIKE_RE, PLACEHOLDER_RE, UNFINISHED, Entity, alignment, boundary_faults, occurrences,
     placeholder_label, renumber, shape_faults, unknown_placeholders,
 )
 
@@ -412,6 +414,8 @@ def score_sample(source: str, reference: str, prediction: str, *, unfinished: bo
     exact_alignment = found is not None
     if found is None:
         pred_entities, matched, inserted = align_robust(source, prediction)
+        # what UNFINISHED masks is not matched (fidelity pays for it) and not a claimed entity
+        pred_entities = [e for e in pred_entities if e.label != UNFINISHED[1:-1]]
     else:  # a faithful redaction keeps every character outside its entities
         pred_entities, inserted = found.entities, 0
         matched = _complement([(e.start, e.end) for e in pred_entities], len(source))

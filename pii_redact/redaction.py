@@ -5,11 +5,15 @@ is redacted, the other fields are kept) or standard input. Every text is cut at 
 line boundaries into pieces that fit the model's context with room for the answer, redacted in
 batches (faithful decoding and the safety net by default, as evaluate.py), and joined back with
 the separators it had: with faithful decoding, every character outside a placeholder is the
-input's, byte for byte, line endings included.
+input's, byte for byte, line endings and a leading byte-order mark included.
+
+It fails closed. Every output path is checked before the model loads; a redaction that did not
+finish within its token budget has its rest masked as `[UNFINISHED]`, never copied, and is not
+written at all unless `--allow-unfinished` (exit 1 otherwise); nothing of the input's text is
+ever printed in a message, only file, record, line and length.
 """
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +22,12 @@ from typing import Any
 from .cli import parse_config
 from .config import RedactConfig
 from .errors import UserError
-from .files import BadRecord, dumps_line, iter_records, write_text
+from .files import BadRecord, check_can_write, dumps_line, iter_records, write_text
+from .labels import UNFINISHED
 from .runs import trained_model
 
 PROMPT_OVERHEAD = 48  # tokens of the chat template and instruction beyond the text (Gemma's: 43)
+BOM = "\ufeff"
 
 
 @dataclass
@@ -30,15 +36,31 @@ class Text:
 
     input: str
     record: int | None  # line index in a JSONL input, None for a plain text
-    text: str
+    text: str           # without a leading byte-order mark, which `bom` remembers
+    obj: dict | None = None  # the JSONL object the text came from
+    bom: bool = False
     pieces: list[tuple[int, str]] = field(default_factory=list)  # (offset in text, piece)
     redacted: list[str] = field(default_factory=list)
+    unfinished: list[bool] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        return self.input if self.record is None else f"{self.input}:{self.record + 1}"
+
+    def output(self) -> str:
+        return (BOM if self.bom else "") + "".join(self.redacted)
+
+
+class LineTooLong(Exception):
+    def __init__(self, line: int, text: str):
+        super().__init__(line)
+        self.line, self.text = line, text  # 0-based line index, and the line (never printed)
 
 
 def split(text: str, fits) -> list[tuple[int, str]]:
     """(offset, piece) for consecutive pieces of `text` that each `fits`: as many whole lines as
     fit, cut after the last blank line among them (a paragraph break) where there is one. Joined,
-    the pieces are `text` again. UserError if a single line does not fit."""
+    the pieces are `text` again. LineTooLong if a single line does not fit."""
     lines, offset = [], 0
     for line in text.splitlines(keepends=True) or [text]:
         lines.append((offset, line))
@@ -50,9 +72,7 @@ def split(text: str, fits) -> list[tuple[int, str]]:
             chunk += lines[j][1]
             j += 1
         if j == i:
-            start = lines[i][1].strip()[:60]
-            raise UserError(f"a line is too long for the model's context even on its own (it starts "
-                            f"{start!r}); break it into shorter lines")
+            raise LineTooLong(i, lines[i][1])
         blank = [k for k in range(i + 1, j) if not lines[k][1].strip()]
         if j < len(lines) and blank:
             j = blank[-1] + 1
@@ -61,30 +81,40 @@ def split(text: str, fits) -> list[tuple[int, str]]:
     return pieces
 
 
+# --------------------------------------------------------------------------------------------
+# reading
+
 def read_texts(config: RedactConfig) -> list[Text]:
-    """Every text of every input, checked: readable UTF-8, not empty."""
+    """Every text of every input, checked: an existing file, readable UTF-8, not empty."""
     texts: list[Text] = []
     for name in config.inputs:
         if name == "-":
-            data = sys.stdin.buffer.read()
-            path = "<stdin>"
+            data, path = sys.stdin.buffer.read(), "<stdin>"
         else:
             path = name
-            try:
-                data = Path(name).read_bytes()
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                raise UserError(f"{name}: no such file") from None
-            if name.endswith(".jsonl"):
+            if Path(name).is_dir():
+                raise UserError(f"{name}: is a directory, not a file")
+            if is_jsonl(name):
                 texts += _jsonl_texts(Path(name), config.text_field)
                 continue
+            try:
+                data = Path(name).read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
+                raise UserError(f"{name}: no such file") from None
         try:
-            text = data.decode("utf-8-sig")
+            text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        bom = text.startswith(BOM)
+        text = text[len(BOM):] if bom else text
         if not text.strip():
             raise UserError(f"{path}: empty input, nothing to redact")
-        texts.append(Text(path, None, text))
+        texts.append(Text(path, None, text, bom=bom))
     return texts
+
+
+def is_jsonl(name: str) -> bool:
+    return name.lower().endswith(".jsonl")
 
 
 def _jsonl_texts(path: Path, text_field: str) -> list[Text]:
@@ -95,24 +125,36 @@ def _jsonl_texts(path: Path, text_field: str) -> list[Text]:
         if not isinstance(obj, dict) or not isinstance(obj.get(text_field), str):
             raise UserError(f"{path}:{index + 1}: expected an object with a string '{text_field}' field "
                             "(choose the field with --text-field)")
-        texts.append(Text(str(path), index, obj[text_field]))
+        texts.append(Text(str(path), index, obj[text_field], obj=obj))
     if not texts:
         raise UserError(f"{path}: empty input, nothing to redact")
     return texts
 
 
-def cut_into_pieces(texts: list[Text], tokenizer, config: RedactConfig, max_seq_length: int) -> None:
-    """Split every text into pieces whose prompt and answer fit in `max_seq_length` tokens."""
-    from .generate import token_budget
+def cut_into_pieces(texts: list[Text], tokenizer, max_seq_length: int) -> None:
+    """Split every text into pieces whose prompt and expected answer fit in `max_seq_length`
+    tokens (the context the model was trained with)."""
+    from .generate import estimated_output_tokens
+
+    def n_tokens(piece: str) -> int:
+        return len(tokenizer(piece, add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"])
 
     def fits(piece: str) -> bool:
-        n = len(tokenizer(piece, add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"])
-        return n + PROMPT_OVERHEAD + (config.max_new_tokens or token_budget(tokenizer, piece)) <= max_seq_length
+        return n_tokens(piece) + PROMPT_OVERHEAD + estimated_output_tokens(tokenizer, piece) <= max_seq_length
 
     for text in texts:
-        text.pieces = split(text.text, fits)
+        try:
+            text.pieces = split(text.text, fits)
+        except LineTooLong as exc:
+            raise UserError(f"{text.where}: line {exc.line + 1} is {n_tokens(exc.text)} tokens, too long for the "
+                            f"model's context of {max_seq_length} tokens even on its own (with room for its "
+                            "redaction); break it into shorter lines") from None
         text.redacted = [piece if not piece.strip() else "" for _, piece in text.pieces]
+        text.unfinished = [False] * len(text.pieces)
 
+
+# --------------------------------------------------------------------------------------------
+# redacting
 
 def redact_texts(texts: list[Text], config: RedactConfig, model, tokenizer) -> None:
     """Fill in each text's redacted pieces, all texts' pieces batched together."""
@@ -127,67 +169,117 @@ def redact_texts(texts: list[Text], config: RedactConfig, model, tokenizer) -> N
                                             config.batch_size, config.max_new_tokens, config.decoding,
                                             config.speculation)
     with tqdm(total=len(jobs), unit="piece", desc="redacting", disable=None) as bar:
-        for j, prediction, _ in stream:
+        for j, prediction, reason in stream:
             text, k = jobs[j]
+            if reason == "length" and UNFINISHED not in prediction:
+                prediction += UNFINISHED  # free decoding was cut off: the rest of the piece is not there
             text.redacted[k] = safety_net(sources[j], prediction)[0] if config.safety_net else prediction
+            text.unfinished[k] = reason == "length"
             bar.update(1)
 
 
 def entities_of(text: Text) -> list[dict[str, Any]]:
-    """The entities of a redacted text, as character offsets into the original."""
+    """The entities of a redacted text, as character offsets into the input (a byte-order mark
+    counts as its first character). What an unfinished redaction masked is a row labelled
+    UNFINISHED."""
     from .labels import align
     from .metrics import align_robust
 
     out = []
+    shift = len(BOM) if text.bom else 0
     for (offset, piece), redacted in zip(text.pieces, text.redacted):
         found = align(piece, redacted)
         for e in found if found is not None else align_robust(piece, redacted)[0]:
             if e.value:
-                out.append({"input": text.input, "record": text.record, "start": offset + e.start,
-                            "end": offset + e.end, "label": e.label, "text": e.value})
+                out.append({"input": text.input, "record": text.record, "start": shift + offset + e.start,
+                            "end": shift + offset + e.end, "label": e.label, "text": e.value})
     return out
 
 
-def write_outputs(texts: list[Text], config: RedactConfig) -> None:
+# --------------------------------------------------------------------------------------------
+# writing
+
+def check_outputs(config: RedactConfig) -> None:
+    """Refuse, before any work, what could not be written at the end, or would write over an
+    input, another output or (without --overwrite) an existing file."""
+    inputs = [Path(i) for i in config.inputs if i != "-"]
+    targets: list[Path] = []
+    if config.output_dir is None:
+        if len(config.inputs) > 1:
+            raise UserError("several inputs: pass --output-dir to write each one's redaction there")
+    else:
+        if "-" in config.inputs:
+            raise UserError("standard input has no name to write under --output-dir: omit --output-dir")
+        out = Path(config.output_dir)
+        check_can_write(out, "--output-dir", directory=True)
+        names = [p.name for p in inputs]
+        if len(set(names)) != len(names):
+            raise UserError("two inputs have the same file name: they would be written to one file in --output-dir")
+        for path in inputs:
+            target = out / path.name
+            if _same(target, path):
+                raise UserError(f"--output-dir {out}: writing there would overwrite the input {path}")
+            if target.exists() and not config.overwrite:
+                raise UserError(f"{target} already exists: pass --overwrite to replace it, or another --output-dir")
+            targets.append(target)
+    if config.entities:
+        entities = Path(config.entities)
+        if any(_same(entities, p) for p in inputs):
+            raise UserError(f"--entities {entities} is one of the inputs")
+        if any(_same(entities, t) or entities.absolute() == t.absolute() for t in targets):
+            raise UserError(f"--entities {entities} is where a redacted input is written")
+        if not (config.output_dir and entities.parent.absolute() == Path(config.output_dir).absolute()):
+            check_can_write(entities, "--entities")  # (--output-dir, checked above, is made at the end)
+        elif entities.is_dir():
+            raise UserError(f"--entities {entities} is a directory, not a file")
+        if entities.exists() and not config.overwrite:
+            raise UserError(f"--entities {entities} already exists: pass --overwrite to replace it, or another file")
+
+
+def _same(a: Path, b: Path) -> bool:
+    return a.exists() and b.exists() and a.resolve() == b.resolve()
+
+
+def write_outputs(texts: list[Text], config: RedactConfig) -> list[str]:
+    """Write the redaction of every input whose texts all finished (all of them with
+    --allow-unfinished), and the entities of what was written. Returns the inputs not written."""
     by_input: dict[str, list[Text]] = {}
     for text in texts:
         by_input.setdefault(text.input, []).append(text)
+    held_back = [name for name, group in by_input.items()
+                 if not config.allow_unfinished and any(any(t.unfinished) for t in group)]
+    written = [t for t in texts if t.input not in held_back]
+    if config.output_dir is not None and by_input.keys() - set(held_back):
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     for name, group in by_input.items():
+        if name in held_back:
+            continue
         if group[0].record is None:
-            output = "".join(group[0].redacted)
+            output = group[0].output()
         else:
-            objects = [obj for _, obj in iter_records(name)]
-            output = "".join(dumps_line({**objects[t.record], config.text_field: "".join(t.redacted)}) for t in group)
+            output = "".join(dumps_line({**t.obj, config.text_field: t.output()}) for t in group)
         if config.output_dir is None:
             sys.stdout.write(output)
         else:
             write_text(Path(config.output_dir) / Path(name).name, output)
-    if config.entities:
-        write_text(config.entities, "".join(dumps_line(e) for text in texts for e in entities_of(text)))
+    if config.entities and written:
+        write_text(config.entities, "".join(dumps_line(e) for text in written for e in entities_of(text)))
+    return held_back
 
 
-def _check_outputs(config: RedactConfig) -> None:
-    """Refuse, before any work, to write over an input or an existing file."""
-    if config.output_dir is None:
-        if len(config.inputs) > 1:
-            raise UserError("several inputs: pass --output-dir to write each one's redaction there")
-        return
-    out = Path(config.output_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--output-dir {out} is a file, not a directory")
-    names = [Path(i).name for i in config.inputs if i != "-"]
-    if "-" in config.inputs:
-        raise UserError("standard input has no name to write under --output-dir: omit --output-dir")
-    if len(set(names)) != len(names):
-        raise UserError("two inputs have the same file name: they would be written to one file in --output-dir")
-    for name in config.inputs:
-        target = out / Path(name).name
-        if target.exists() and Path(name).exists() and target.resolve() == Path(name).resolve():
-            raise UserError(f"--output-dir {out}: writing there would overwrite the input {name}")
-        if target.exists() and not config.overwrite:
-            raise UserError(f"{target} already exists: pass --overwrite to replace it, or another --output-dir")
-    if config.entities and any(Path(config.entities).resolve() == Path(i).resolve() for i in config.inputs if i != "-"):
-        raise UserError(f"--entities {config.entities} is one of the inputs")
+def report_unfinished(texts: list[Text], held_back: list[str], config: RedactConfig) -> None:
+    """One stderr line per input with unfinished pieces: where, how many, and what was done."""
+    for name in dict.fromkeys(t.input for t in texts if any(t.unfinished)):
+        group = [t for t in texts if t.input == name and any(t.unfinished)]
+        pieces = sum(sum(t.unfinished) for t in group)
+        records = f" (records on lines {', '.join(str(t.record + 1) for t in group)})" if group[0].record is not None else ""
+        done = "not written" if name in held_back else f"written with the rest masked as {UNFINISHED}"
+        print(f"{'error' if name in held_back else 'warning'}: {name}: {pieces} piece(s){records} did not finish "
+              f"within the token budget (--max-new-tokens {config.max_new_tokens or 'derived'}, "
+              f"--decoding {config.decoding}); {done}", file=sys.stderr)
+    if held_back:
+        print("  raise --max-new-tokens (0 derives a budget that faithful decoding always finishes within), "
+              "or pass --allow-unfinished to write them masked", file=sys.stderr)
 
 
 DESCRIPTION = "Redact PII in your own texts with a model trained by finetune.py."
@@ -199,7 +291,11 @@ EPILOG = """examples:
   python redact.py tickets.jsonl --text-field body --entities found.jsonl
 
 Long texts are cut at paragraph and line breaks into pieces that fit the model and joined back
-unchanged. With the default faithful decoding, only placeholders differ from the input."""
+unchanged. With the default faithful decoding, only placeholders differ from the input, and the
+default token budget always suffices. A redaction that runs out of budget anyway (a small
+--max-new-tokens, or --decoding free) is not written unless --allow-unfinished, and then its rest
+is masked as [UNFINISHED], never copied. Exit status: 0 done, 1 something was not written
+(unfinished), 2 bad input or flags."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     config, _ = parse_config(RedactConfig, "redact", argv, prog="redact.py", description=DESCRIPTION,
                              epilog=EPILOG, usage=USAGE)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _check_outputs(config)
+    check_outputs(config)
     model_dir, run_dir = trained_model(config.model_dir, config.runs_dir)
     texts = read_texts(config)
     from transformers import AutoTokenizer
@@ -216,17 +312,18 @@ def main(argv: list[str] | None = None) -> int:
     from . import generate
 
     # every input is read and cut before the model loads: bad input fails in a second
-    cut_into_pieces(texts, AutoTokenizer.from_pretrained(model_dir), config, _max_seq_length(run_dir))
+    cut_into_pieces(texts, AutoTokenizer.from_pretrained(model_dir), _max_seq_length(run_dir))
     model, tokenizer = generate.load_for_generation(model_dir)
     redact_texts(texts, config, model, tokenizer)
-    if config.output_dir:
-        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-    write_outputs(texts, config)
-    return 0
+    held_back = write_outputs(texts, config)
+    report_unfinished(texts, held_back, config)
+    return 1 if held_back else 0
 
 
 def _max_seq_length(run_dir: Path) -> int:
     """The context the model was trained with (its run's config), else finetune.py's default."""
+    import json
+
     from .config import TrainConfig
 
     try:

@@ -149,6 +149,8 @@ def trained_model(model_dir: str | None, runs_dir: str) -> tuple[Path, Path]:
         from .models import resolve
 
         run = Path(resolve(model_dir))  # a `pypi:` base model is built on first use
+        if run.exists() and not run.is_dir():
+            raise UserError(f"--model-dir {run} is a file, not a run or model directory")
         if not run.is_dir():
             raise UserError(f"--model-dir {run} does not exist")
     else:

@@ -35,7 +35,7 @@ def run_dir(tmp_path_factory, tiny_model_dir) -> Path:
 
 
 def redact(run_dir: Path, *args: str, capsys) -> tuple[int, str, str]:
-    code = cli.run(redaction.main, ["--model-dir", str(run_dir), "--max-new-tokens", "24", *args])
+    code = cli.run(redaction.main, ["--model-dir", str(run_dir), *args])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -82,7 +82,7 @@ def test_jsonl_records_keep_their_other_fields(run_dir, tmp_path, capsys):
 
 
 def test_standard_input(run_dir):
-    result = subprocess.run([sys.executable, str(ROOT / "redact.py"), "--model-dir", str(run_dir), "--max-new-tokens", "16"],
+    result = subprocess.run([sys.executable, str(ROOT / "redact.py"), "--model-dir", str(run_dir)],
                             input="Mail anna@example.com now.\n", capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert align("Mail anna@example.com now.\n", result.stdout) is not None and "anna@example.com" not in result.stdout
@@ -90,23 +90,31 @@ def test_standard_input(run_dir):
 
 @pytest.mark.parametrize("case, message", [
     ("missing", "missing.txt: no such file"),
+    ("a folder", "in.txt: is a directory, not a file"),
     ("latin-1", "not UTF-8 text"),
     ("empty", "empty input, nothing to redact"),
-    ("long line", "too long for the model's context even on its own"),
+    ("long line", "in.txt: line 2 is 15001 tokens, too long for the model's context of 1024 tokens"),
     ("bad jsonl", "expected an object with a string 'text' field"),
     ("two to stdout", "several inputs: pass --output-dir"),
 ])
 def test_bad_input_is_one_line(run_dir, tmp_path, capsys, case, message):
-    files = {"latin-1": "Grüße".encode("latin-1"), "empty": b"  \n", "long line": b"word " * 3000,
+    files = {"latin-1": "Grüße".encode("latin-1"), "empty": b"  \n", "long line": b"Anna Schmidt\n" + b"Rossi " * 3000,
              "bad jsonl": b'{"body": "x"}\n', "two to stdout": b"a"}
     name = tmp_path / ("in.jsonl" if case == "bad jsonl" else "in.txt")
     if case in files:
         name.write_bytes(files[case])
+    if case == "a folder":
+        name.mkdir()
     args = [str(tmp_path / "missing.txt")] if case == "missing" else [str(name)]
     if case == "two to stdout":
         args.append(str(name))
     code, _, err = redact(run_dir, *args, capsys=capsys)
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert "Rossi" not in err and "Anna" not in err  # no input text in a message
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_never_writes_over_an_input_or_an_existing_file(run_dir, tmp_path, capsys):
@@ -116,5 +124,90 @@ def test_never_writes_over_an_input_or_an_existing_file(run_dir, tmp_path, capsy
     assert code == 2 and "would overwrite the input" in err and path.read_text() == "Call Anna."
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "a.txt").write_text("mine")
-    code, _, err = redact(run_dir, str(path), "--output-dir", str(tmp_path / "out"), capsys=capsys)
-    assert code == 2 and "already exists" in err and (tmp_path / "out" / "a.txt").read_text() == "mine"
+    (tmp_path / "found.jsonl").write_text("my entities")
+    before = snapshot(tmp_path)
+    for args, message in (
+            (["--output-dir", str(tmp_path / "out")], "already exists"),
+            # --entities is an output like the others: never replaced without --overwrite ...
+            (["--entities", str(tmp_path / "found.jsonl")], "found.jsonl already exists: pass --overwrite"),
+            # ... and never the redacted text itself, which it would leave with the raw values
+            (["--output-dir", str(tmp_path / "new"), "--entities", str(tmp_path / "new" / "a.txt"), "--overwrite"],
+             "is where a redacted input is written"),
+            (["--entities", str(path), "--overwrite"], "is one of the inputs"),
+            # checked before any work, not after it
+            (["--entities", str(tmp_path / "missing" / "x.jsonl")], "the folder"),
+            (["--entities", str(tmp_path / "out")], "is a directory, not a file"),
+            (["--output-dir", str(path)], "is a file, not a directory")):
+        code, _, err = redact(run_dir, str(path), *args, capsys=capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, (args, err)
+        assert snapshot(tmp_path) == before, args
+
+
+def test_an_unfinished_redaction_is_never_written_as_complete(run_dir, tmp_path, capsys):
+    text = "Anna Schmidt wrote to Bo Rossi.\nCall +49 30 1234567 or Li Wu at home.\n"
+    (tmp_path / "a.txt").write_text(text)
+    (tmp_path / "b.txt").write_text("Hi.\n")
+    out = tmp_path / "out"
+    code, stdout, err = redact(run_dir, str(tmp_path / "a.txt"), "--max-new-tokens", "3", capsys=capsys)
+    assert code == 1 and stdout == "", stdout  # nothing on standard output ...
+    assert "a.txt: 1 piece(s) did not finish" in err and "not written" in err and "Anna" not in err, err
+    # ... nor in a folder, while the other input, which finished, is written
+    code, _, err = redact(run_dir, str(tmp_path / "a.txt"), str(tmp_path / "b.txt"), "--max-new-tokens", "3",
+                          "--output-dir", str(out), "--entities", str(tmp_path / "e.jsonl"), capsys=capsys)
+    assert code == 1 and not (out / "a.txt").exists()
+    assert (out / "b.txt").exists() or "b.txt" in err  # three tokens may or may not finish "Hi."
+    # opted in: written, the rest masked, never copied, and the entities mark it
+    code, stdout, err = redact(run_dir, str(tmp_path / "a.txt"), "--max-new-tokens", "3", "--allow-unfinished",
+                               "--entities", str(tmp_path / "e2.jsonl"), capsys=capsys)
+    assert code == 0 and "warning: " in err and "written with the rest masked as [UNFINISHED]" in err
+    assert stdout.count("[UNFINISHED]") == 2 and stdout.endswith("[UNFINISHED]\n"), stdout
+    assert "1234567" not in stdout and "Li Wu" not in stdout
+    rows = [json.loads(line) for line in (tmp_path / "e2.jsonl").read_text().splitlines()]
+    assert rows[-1]["label"] == "UNFINISHED" and rows[-1]["end"] == len(text) - 1
+
+
+NAMES = ", ".join(["Anna", "Bo", "Li", "Jo", "Al", "Ed", "Mia", "Ben", "Eva", "Tom",
+                   "Ida", "Max", "Uwe", "Kai", "Ola", "Ane", "Pia", "Leo", "Noa", "Ivo"]) + ".\n"
+
+
+def test_a_text_dense_with_short_values_finishes_with_the_default_budget(run_dir, tmp_path, capsys):
+    (tmp_path / "names.txt").write_text(NAMES)
+    code, out, err = redact(run_dir, str(tmp_path / "names.txt"), capsys=capsys)
+    assert code == 0 and "did not finish" not in err, err
+    assert align(NAMES, out) is not None and "[UNFINISHED]" not in out
+
+
+def test_byte_order_mark_case_blank_lines_and_literal_placeholders(run_dir, tmp_path, capsys):
+    # a BOM stays, and offsets count it as the file's first character
+    text = "\ufeffMail anna@example.com or see [EMAIL_1] in the form.\n"
+    (tmp_path / "bom.txt").write_bytes(text.encode("utf-8"))
+    code, out, err = redact(run_dir, str(tmp_path / "bom.txt"), "--entities", str(tmp_path / "e.jsonl"), capsys=capsys)
+    assert code == 0, err
+    assert out.startswith("\ufeff") and align(text[1:], out[1:]) is not None, out
+    rows = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert rows and all(text[r["start"]:r["end"]] == r["text"] for r in rows)
+    assert "[EMAIL_1]" not in [r["text"] for r in rows]  # the input's own placeholder is text, not an EMAIL
+    assert align("see [EMAIL_1] or anna@x.io", "see [EMAIL_1] or [EMAIL_2]")[0].value == "anna@x.io"
+    assert align("see [EMAIL_1] now", "see [EMAIL_1] now") == []
+    # an upper-case .JSONL is JSONL; a blank line between records loses nothing
+    rows = [{"id": 1, "text": "Write to anna@example.com."}, {"id": 2, "text": "Nothing."}]
+    (tmp_path / "t.JSONL").write_text(json.dumps(rows[0]) + "\n\n" + json.dumps(rows[1]) + "\n")
+    code, out, err = redact(run_dir, str(tmp_path / "t.JSONL"), capsys=capsys)
+    assert code == 0, err
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [1, 2]
+
+
+def test_outputs_are_readable_by_their_owner_only(run_dir, tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("Call Anna on +49 30 1234567.\n")
+    code, _, err = redact(run_dir, str(tmp_path / "a.txt"), "--output-dir", str(tmp_path / "out"),
+                          "--entities", str(tmp_path / "e.jsonl"), capsys=capsys)
+    assert code == 0, err
+    assert (tmp_path / "out" / "a.txt").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "e.jsonl").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_large_budget_is_a_cap_not_a_length(run_dir, tmp_path, capsys):
+    """--max-new-tokens bounds generation; it does not make a short line 'too long'."""
+    (tmp_path / "a.txt").write_text("Call Anna Schmidt on +49 30 1234567 about the order from last week, ok?\n")
+    code, out, err = redact(run_dir, str(tmp_path / "a.txt"), "--max-new-tokens", "2000", capsys=capsys)
+    assert code == 0, err

@@ -47,7 +47,7 @@ def test_speculative_equals_plain_greedy(tiny, faithful_decoding, rows):
     model, tokenizer = tiny
     sources = [SOURCES[r] for r in rows]
     prompts = chat.encode_prompts(tokenizer, [chat.build_prompt(s) for s in sources])
-    budgets = [generate.token_budget(tokenizer, s) for s in sources]
+    budgets = [generate.estimated_output_tokens(tokenizer, s) for s in sources]
     stops = chat.stop_token_ids(tokenizer)
     vocab = faithful.Vocabulary(tokenizer) if faithful_decoding else None
 
