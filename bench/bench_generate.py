@@ -62,15 +62,24 @@ def run(model, tokenizer, samples, mode: str, batch_size: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pii_redact.cli import positive_int, positive_ints
+    from pii_redact.errors import UserError
+    from pii_redact.files import check_can_write
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model-dir", required=True, help="a finetune.py run (or merged model) directory")
     parser.add_argument("--data", default="data/test.jsonl", help="samples to redact")
-    parser.add_argument("--limit", type=int, default=48, help="the first N samples")
-    parser.add_argument("--batch-sizes", default="1,16")
+    parser.add_argument("--limit", type=positive_int, default=48, help="the first N samples")
+    parser.add_argument("--batch-sizes", type=positive_ints, default="1,16")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
     parser.add_argument("--output", help="write the rows as JSON here")
     args = parser.parse_args(argv)
+    unknown = [m for m in args.modes.split(",") if m not in MODES]
+    if unknown:
+        raise UserError(f"--modes: unknown mode {unknown[0]!r} (known: {', '.join(MODES)})")
+    if args.output:
+        check_can_write(args.output, "--output")
 
     import torch
 
@@ -82,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer = load_for_generation(model_dir)
     samples = read_samples(args.data, args.limit)
     rows = []
-    for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+    for batch_size in args.batch_sizes:
         for mode in args.modes.split(","):
             row = run(model, tokenizer, samples, mode, batch_size)
             plain = next((r for r in rows if r["batch_size"] == batch_size
@@ -104,4 +113,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from pii_redact.cli import run as run_main
+
+    raise SystemExit(run_main(main))

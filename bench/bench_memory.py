@@ -23,18 +23,29 @@ sys.path.insert(0, str(ROOT))
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from pii_redact.cli import non_negative_int, positive_int
+    from pii_redact.errors import UserError
+    from pii_redact.files import check_can_write
+
     parser.add_argument("--model", required=True, help="local Hugging Face model directory")
     parser.add_argument("--data-dir", default="data", help="prepare_data.py output (train.jsonl)")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=positive_int, default=20)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--gradient-checkpointing", choices=["auto", "on", "off"], default="auto",
                         help="auto: finetune.py's default (on on a CPU)")
-    parser.add_argument("--pad-to-multiple-of", type=int, default=0,
+    parser.add_argument("--pad-to-multiple-of", type=non_negative_int, default=0,
                         help="pad every batch to a multiple of N tokens (fewer distinct shapes; 0: as finetune.py)")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="skip finetune.py's end-of-step malloc_trim (to measure what it saves)")
     parser.add_argument("--output", help="write the rows as JSON here")
     args = parser.parse_args(argv)
+    # everything that can be wrong is found before the 10+ s of loading
+    if not Path(args.model).is_dir():
+        raise UserError(f"--model {args.model}: no such model directory")
+    if not (Path(args.data_dir) / "train.jsonl").is_file():
+        raise UserError(f"--data-dir {args.data_dir}: no train.jsonl in it (run prepare_data.py)")
+    if args.output:
+        check_can_write(args.output, "--output")
 
     from pii_redact.train import import_unsloth, rss_gib
 
@@ -88,4 +99,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from pii_redact.cli import run
+
+    raise SystemExit(run(main))

@@ -10,7 +10,6 @@ take the robust SequenceMatcher path, which is what dominates the time.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -18,7 +17,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pii_redact.chat import source_from_prompt  # noqa: E402
 from pii_redact.labels import LABELS, align  # noqa: E402
 from pii_redact.metrics import score  # noqa: E402
 
@@ -52,11 +50,11 @@ def make_record(rng: random.Random) -> dict[str, str]:
 
 
 def load(path: str, n: int) -> list[dict[str, str]]:
-    text = Path(path).read_text(encoding="utf-8")
-    rows = json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
-    records = [{"source": row.get("source") or source_from_prompt(row["prompt"]), "response": row["response"]}
-               for row in rows[:n]]
-    return [r for r in records if r["source"] is not None and align(r["source"], r["response"]) is not None]
+    """The first `n` faithful prompt/response pairs of a data file (any shape prepare_data.py reads)."""
+    from pii_redact.data import read_samples
+
+    records = [{"source": s.source, "response": s.response} for s in read_samples(path, n)]
+    return [r for r in records if align(r["source"], r["response"]) is not None]
 
 
 def perturb(record: dict[str, str], rng: random.Random) -> str:
@@ -86,14 +84,19 @@ def perturb(record: dict[str, str], rng: random.Random) -> str:
     return reference
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    from pii_redact.cli import positive_int
+    from pii_redact.errors import UserError
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--n", type=positive_int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", help="prompt/response JSON or JSONL file (default: synthetic)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     records = load(args.data, args.n) if args.data else [make_record(rng) for _ in range(args.n)]
+    if not records:
+        raise UserError(f"--data {args.data}: none of its first {args.n} records is a faithful redaction to score")
     for record in records:
         record["prediction"] = perturb(record, rng)
     start = time.perf_counter()
@@ -105,7 +108,10 @@ def main() -> None:
     print(f"entity.f1={metrics['entity']['f1']:.3f} leak_rate={metrics['leak_rate']:.3f} "
           f"text_fidelity={metrics['text_fidelity']:.3f} "
           f"exact_alignment_rate={metrics['exact_alignment_rate']:.3f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    from pii_redact.cli import run
+
+    raise SystemExit(run(main))

@@ -185,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps and --warmup must be at least 1")
     if args.eval_samples < 0 or args.eval_batch_size < 1 or args.max_new_tokens < 0:
         parser.error("--eval-samples and --max-new-tokens must be 0 or more, --eval-batch-size at least 1")
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r} (known: {', '.join(VARIANTS)})")
     if args.generation_only:  # the child of generation_rows_in_subprocess: no Unsloth here
         from pii_redact.cli import quiet_startup_warnings
 
@@ -203,9 +206,6 @@ def main(argv: list[str] | None = None) -> int:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data_dir = Path(args.data_dir)
-    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"error: unknown variant {unknown[0]!r} (known: {', '.join(VARIANTS)})")
     train_rows: list[dict] = []
     gen_rows: list[dict] = []
     peak = 0.0

@@ -32,6 +32,13 @@
 set -uo pipefail
 SELF=$(realpath "$0")
 cd "$(dirname "$SELF")/.."
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,/^set -uo/p' "$SELF" | sed '$d; s/^# \{0,1\}//'; exit 0; fi
+for stage in "$@"; do  # a typo must fail now, not after the packages are unpacked
+    case $stage in
+        --background|install|wait|env|smoke|padcheck|bench|full) ;;
+        *) echo "error: unknown stage '$stage' (install wait env smoke padcheck bench full; --help)" >&2; exit 2 ;;
+    esac
+done
 
 OUT=${OUT:-bench/results/gpu-run}
 WORK=${WORK:-/tmp/gpu-run}

@@ -17,6 +17,11 @@
 #   tokenizer.tar.xz   the real Gemma 3 tokenizer (3.5 MB): real sequence lengths for random weights
 #   train.json.xz      the data set (2.7 MB), for calls that carry a stub pii_redaction_train.json
 set -euo pipefail
+case "${1:-}" in
+    "") ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: stage_gpu.sh takes no arguments (got '$1'); --help says what it builds" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 STAGE=.stage

@@ -32,6 +32,9 @@ GEMMA3_CHAT_TEMPLATE = (
     "{%- endfor -%}{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
 )
 END_OF_TURN = "<end_of_turn>"
+# Gemma's chat control tokens. The renderer never lets a text produce them, but a training record
+# that holds one as text teaches the model to write it: prepare_data.py refuses such records.
+CONTROL_TOKENS = ("<bos>", "<eos>", "<pad>", "<unk>", "<mask>", "<start_of_turn>", END_OF_TURN)
 # Stand-ins for the message contents while the template renders (private-use characters no text
 # of ours contains, and no whitespace, which the template would trim).
 _SLOTS = ("\ue010", "\ue011")

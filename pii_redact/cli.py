@@ -21,14 +21,39 @@ from .errors import UserError, describe
 T = TypeVar("T")
 
 
+# The sections of a --config file: one per script (finetune.py also reads `data:` when it
+# prepares the data itself).
+SECTIONS = ("data", "train", "evaluate", "redact")
+MAX_CONFIG_BYTES = 1 << 20  # a settings file is a few lines; anything near this is not one
+
+
+def _yaml_loader():
+    """PyYAML's safe loader without aliases: a settings file needs none, and an alias bomb
+    (`a: &a [*b, *b, ...]`) would otherwise expand into gigabytes."""
+    import yaml
+
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(None, None, "aliases (*name) are not supported", event.start_mark)
+            return super().compose_node(parent, index)
+
+    return NoAliases
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML config file as a mapping of sections; any problem is a UserError naming the file."""
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--config {path} is a directory, not a file")
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise UserError(f"--config {path}: {path.stat().st_size:,} bytes is too large for a settings file")
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_yaml_loader())  # noqa: S506 (a safe loader)
+    except (FileNotFoundError, NotADirectoryError):
         raise UserError(f"--config {path}: no such file") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"--config {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
@@ -40,6 +65,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(doc, dict) or not all(isinstance(v, dict) or v is None for v in doc.values()):
         raise UserError(f"--config {path}: expected sections (data:, train:, evaluate:, ...) of key: value pairs")
+    unknown = [str(k) for k in doc if k not in SECTIONS]
+    if unknown:  # a typo (`trian:`) would otherwise be ignored and another run start
+        raise UserError(f"--config {path}: unknown section '{unknown[0]}:' (known: {', '.join(SECTIONS)})")
     return doc
 
 
@@ -165,6 +193,29 @@ def parse_config(cls: type[T], section: str, argv: list[str] | None, prog: str, 
     parser = build_parser(cls, prog, description, epilog, yaml_defaults(cls, section, config_path), usage)
     args = parser.parse_args(argv)
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}), config_path
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for the benchmark scripts' counts: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_ints(text: str) -> list[int]:
+    """`1,16,32` -> [1, 16, 32], each at least 1."""
+    try:
+        return [positive_int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of whole numbers, got {text!r}") from None
 
 
 def config_dict(config: Any) -> dict[str, Any]:

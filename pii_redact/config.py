@@ -180,6 +180,12 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.baseline and self.predictions:
+            raise UserError("--baseline and --predictions contradict each other: a baseline makes its own "
+                            "predictions; pick one")
+        if self.model_dir and (self.baseline or self.predictions):
+            other = "--baseline" if self.baseline else "--predictions"
+            raise UserError(f"--model-dir and {other} contradict each other: {other} loads no model; pick one")
         if self.backend == "vllm" and self.decoding == "faithful" and not (self.baseline or self.predictions):
             raise UserError("--backend vllm decodes freely only: pass --decoding free, or --backend "
                             "transformers for faithful decoding")

@@ -19,12 +19,12 @@ from typing import Any, Iterator
 
 from . import chat, labels
 from .errors import UserError
-from .files import BadRecord, iter_records
+from .files import BadRecord, is_json_list, iter_records
 from .labels import Entity
 
 # Reasons a record is invalid: these obey --on-error (fail or drop).
 INVALID = ("invalid_json", "wrong_type", "missing_field", "empty_field", "no_text_marker",
-           "unknown_label", "inconsistent_response", "bad_entities")
+           "control_token", "unknown_label", "inconsistent_response", "bad_entities")
 
 
 @dataclass
@@ -62,25 +62,30 @@ def _strings(obj: dict, names: tuple[str, ...], where: str) -> tuple[str, ...] |
     return tuple(obj[n] for n in names)
 
 
-def _given_spans(obj: dict) -> list | None:
+def _given_spans(obj: dict) -> tuple[str, list | str] | None:
+    """(field, the record's exact spans as [start, end, LABEL] lists) where it gives them, or None."""
     if "entities" in obj:
-        return obj["entities"]
+        return "entities", obj["entities"]
     mask = obj.get("privacy_mask")
-    if isinstance(mask, list) and mask and all(isinstance(m, dict) for m in mask):
-        return [[m.get("start"), m.get("end"), m.get("label")] for m in mask]
-    return None
+    if mask is None or mask == []:  # absent or empty: the spans are found by aligning the texts
+        return None
+    if not isinstance(mask, list) or not all(isinstance(m, dict) and {"start", "end", "label"} <= m.keys() for m in mask):
+        return "privacy_mask", "'privacy_mask' must be a list of {start, end, label} objects"
+    return "privacy_mask", [[m["start"], m["end"], m["label"]] for m in mask]
 
 
-def _check_spans(source: str, response: str, spans: Any) -> list[Entity] | str:
-    """The given spans as entities, or what is wrong with them: each [start, end, LABEL] inside
-    the source, in order, not overlapping, and the response is the source with exactly these
-    spans replaced by placeholders of these labels."""
+def check_spans(source: str, response: str, spans: Any, name: str = "entities") -> list[Entity] | str:
+    """The given spans (the record's field `name`) as entities, or what is wrong with them: each
+    [start, end, LABEL] inside the source, in order, not overlapping, and the response is the
+    source with exactly these spans replaced by placeholders of these labels."""
+    if isinstance(spans, str):  # already found wrong by the reader of the field
+        return spans
     if not isinstance(spans, list) or not all(
             isinstance(s, list) and len(s) == 3 and all(isinstance(x, int) and not isinstance(x, bool) for x in s[:2])
             and isinstance(s[2], str) for s in spans):
-        return "'entities' must be a list of [start, end, LABEL]"
+        return f"'{name}' must be a list of [start, end, LABEL]"
     if any(s[2] not in labels.LABELS for s in spans):
-        return f"unknown label in 'entities': {next(s[2] for s in spans if s[2] not in labels.LABELS)}"
+        return f"unknown label in '{name}': {next(s[2] for s in spans if s[2] not in labels.LABELS)}"
     pos = 0
     for start, end, _ in spans:
         if not pos <= start < end <= len(source):
@@ -124,12 +129,15 @@ def _validated(obj: Any, file: str, index: int, where: str) -> Record | Invalid:
             return Invalid("no_text_marker", f"the prompt has no {chat.TEXT_MARKER!r} before the text to redact", where)
         if not source.strip():
             return Invalid("empty_field", f"the prompt has no text after {chat.TEXT_MARKER!r}", where)
+    control = next((t for t in chat.CONTROL_TOKENS if t in source or t in response), None)
+    if control is not None:
+        return Invalid("control_token", f"the text holds the chat control token {control}", where)
     unknown = labels.unknown_placeholders(source, response)
     if unknown:
         return Invalid("unknown_label", f"placeholder {unknown[0]} is not one of the {len(labels.LABELS)} labels", where)
     given = _given_spans(obj)
     if given is not None:
-        entities = _check_spans(source, response, given)
+        entities = check_spans(source, response, given[1], given[0])
         if isinstance(entities, str):
             return Invalid("bad_entities", entities, where)
     else:
@@ -144,12 +152,14 @@ def _validated(obj: Any, file: str, index: int, where: str) -> Record | Invalid:
 
 
 def read_input(path: Path) -> Iterator[Record | Invalid]:
-    """The records of one input file, each validated (or the reason it is invalid)."""
+    """The records of one input file, each validated (or the reason it is invalid) and named the
+    way a person finds it: `file:line` in JSONL, `file record N` in a JSON list."""
+    jsonl = not is_json_list(path) if path.is_file() else True
     for index, obj in iter_records(path):
         if isinstance(obj, BadRecord):
             yield Invalid("invalid_json", obj.problem, obj.where, index)
         else:
-            yield to_record(obj, str(path), index)
+            yield to_record(obj, str(path), index, f"{path}:{index + 1}" if jsonl else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,7 +200,7 @@ def _sample(obj: Any, where: str) -> Sample:
             raise UserError(f"{where}: the user message has no {chat.TEXT_MARKER!r} before the text to redact")
         entities = None
         if isinstance(obj.get("entities"), list):
-            checked = _check_spans(source, response, obj["entities"])
+            checked = check_spans(source, response, obj["entities"])
             if isinstance(checked, str):
                 raise UserError(f"{where}: {checked}")
             entities = checked

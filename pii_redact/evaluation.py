@@ -4,15 +4,17 @@ exact definitions and report.py for what is written.
 
 Predictions are appended to `predictions.jsonl` as they are made, so an interrupted evaluation
 resumes where it stopped. `provenance.json` beside them records what made them (the model and its
-run.json, the data file, the generation settings): a rerun into the same directory with anything
-else is refused rather than mixing two models' outputs in one score (`--overwrite` replaces them,
-keeping the old ones until the new set is complete).
+run.json, the data file, the generation settings; a baseline and its data; a predictions file).
+Before any work, an evaluation checks what it is about to write: it never writes over one of its
+inputs, and a directory holding another evaluation (other model, data, setting, a baseline, a
+rescored file, or files this command did not make) is refused rather than mixed or overwritten;
+`--overwrite` replaces it, keeping the old files until the new ones are written.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,53 +22,99 @@ from .cli import parse_config
 from .config import EvalConfig
 from .data import Sample, read_samples
 from .errors import UserError
-from .files import BadRecord, dumps_line, iter_records, read_json, sha256_file, write_json, write_jsonl
-from .runs import RUN_FILE, trained_model
+from .files import (
+    BadRecord, check_can_write, dumps_line, iter_records, open_private_append, read_json, sha256_file, write_json, write_jsonl,
+)
+from .runs import RUN_FILE, model_fingerprint, trained_model
 
 PREDICTIONS_FILE = "predictions.jsonl"
 PROVENANCE_FILE = "provenance.json"
 
 
-def model_fingerprint(model_dir: Path, run_dir: Path) -> str:
+def run_fingerprint(model_dir: Path, run_dir: Path) -> str:
     """Changes when the model does: the run's run.json (written anew by every run), else the
-    model files' names, sizes and modification times."""
+    model files' contents."""
     if (run_dir / RUN_FILE).is_file():
         return "run.json:" + sha256_file(run_dir / RUN_FILE)
-    stats = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in model_dir.iterdir() if p.is_file())
-    return "files:" + hashlib.sha256(repr(stats).encode()).hexdigest()
+    return "files:" + str(model_fingerprint(model_dir))
 
 
-def _check_provenance(out_dir: Path, provenance: dict[str, Any], overwrite: bool) -> bool:
-    """Whether the predictions already in `out_dir` may be kept (made the same way); refuses to
-    mix otherwise, unless --overwrite (then they are replaced once the new ones are complete)."""
+# Everything an evaluation writes into its output directory.
+OUTPUT_FILES = (PREDICTIONS_FILE, PROVENANCE_FILE, "metrics.json", "report.md", "per_label_f1.png")
+
+
+@dataclass
+class Plan:
+    """Where an evaluation writes and what made its predictions, settled before any work."""
+
+    out_dir: Path
+    provenance: dict[str, Any]  # what makes the predictions: model + data + settings, baseline + data, or a file
+    keep: bool                  # the predictions in out_dir were made the same way: resume or rescore them
+    replace: bool               # --overwrite: what out_dir holds is moved aside, deleted once this one is written
+    in_place: bool = False      # --predictions OUT_DIR/predictions.jsonl: rescored where it is, never rewritten
+
+
+def _describe(provenance: dict[str, Any]) -> str:
+    kind = provenance.get("kind", "model")
+    if kind == "baseline":
+        return f"the {provenance.get('baseline')} baseline on {provenance.get('data')}"
+    if kind == "predictions":
+        return f"a scoring of {provenance.get('predictions')}"
+    return f"the model {provenance.get('model')} on {provenance.get('data')}"
+
+
+def plan_outputs(config: EvalConfig, out_dir: Path, provenance: dict[str, Any], inputs: dict[str, Path]) -> Plan:
+    """Check, before any work, that this evaluation can write `out_dir` without destroying or
+    mixing anything: never over one of its inputs (`inputs`: flag -> file), and never over
+    another evaluation's files unless --overwrite (which keeps them until the new ones are
+    written). The same predictions are kept: an interrupted model evaluation resumes, a rescoring
+    rewrites only the scores."""
+    check_can_write(out_dir, "--output-dir", directory=True)
+    writes = {(out_dir / name).absolute() for name in OUTPUT_FILES}
+    in_place = provenance.get("kind") == "predictions" and _same_file(inputs["--predictions"], out_dir / PREDICTIONS_FILE)
+    for flag, path in inputs.items():
+        if path.absolute() in writes or any(_same_file(path, w) for w in writes):
+            if not (in_place and flag == "--predictions"):
+                raise UserError(f"{flag} {path} is one of the files this evaluation writes into {out_dir}; "
+                                "pass another --output-dir (or copy the input elsewhere)")
+    present = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
     path = out_dir / PROVENANCE_FILE
-    has_predictions = (out_dir / PREDICTIONS_FILE).exists()
-    if not has_predictions:
-        return False
     old = read_json(path, what="provenance file") if path.exists() else None
-    if old == provenance:
-        return True
-    if overwrite:
-        return False
-    if old is None:
-        why = f"{out_dir / PREDICTIONS_FILE} was not made by this command (no {PROVENANCE_FILE})"
-    else:
+    if in_place or not present or old == provenance:
+        return Plan(out_dir, provenance, keep=bool(present) and not in_place, replace=False, in_place=in_place)
+    if config.overwrite:
+        return Plan(out_dir, provenance, keep=False, replace=True)
+    if not isinstance(old, dict):
+        why = f"{out_dir / present[0]} was not made by this command (no {PROVENANCE_FILE} beside it)"
+    elif old.get("kind", "model") == provenance.get("kind", "model") == "model":
         changed = sorted(k for k in provenance if old.get(k) != provenance[k])
         why = f"the predictions in {out_dir} were made with another {', '.join(changed)}"
+    else:
+        why = f"{out_dir} holds {_describe(old)}, not {_describe(provenance)}"
     raise UserError(f"{why}; pass another --output-dir, or --overwrite to replace them")
 
 
-def _move_aside(out_dir: Path) -> Path | None:
-    """Move old predictions (and their provenance) into a hidden folder, or None if there are none."""
-    old = [out_dir / n for n in (PREDICTIONS_FILE, PROVENANCE_FILE) if (out_dir / n).exists()]
-    if not old:
-        return None
-    aside = out_dir / ".replaced"
-    shutil.rmtree(aside, ignore_errors=True)
-    aside.mkdir()
-    for path in old:
-        path.rename(aside / path.name)
-    return aside
+class Aside:
+    """--overwrite: an output directory's evaluation files moved into a hidden folder, deleted
+    once the new evaluation is written (`drop`), or put back if it fails (`restore`)."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.folder = out_dir / f".replaced-{os.getpid()}"
+        self.moved = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
+        self.folder.mkdir()
+        for name in self.moved:
+            (out_dir / name).rename(self.folder / name)
+
+    def restore(self) -> None:
+        for name in OUTPUT_FILES:
+            (self.out_dir / name).unlink(missing_ok=True)
+        for name in self.moved:
+            (self.folder / name).rename(self.out_dir / name)
+        shutil.rmtree(self.folder)
+
+    def drop(self) -> None:
+        shutil.rmtree(self.folder)
 
 
 def _done_predictions(path: Path, samples: list[Sample]) -> dict[int, dict[str, Any]]:
@@ -138,7 +186,7 @@ def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir:
             yield indices[j], prediction, reason
 
     print(f"generating {len(todo)} redactions with {backend} ({config.decoding} decoding) from {model_dir}")
-    with open(path, "a", encoding="utf-8") as f, tqdm(total=len(todo), unit="sample") as bar:
+    with open_private_append(path) as f, tqdm(total=len(todo), unit="sample") as bar:
         def write(stream) -> None:
             for i, prediction, reason in stream:
                 row = {**_record(i, samples[i]), "prediction": prediction, "finish_reason": reason}
@@ -191,69 +239,64 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.exists() and b.exists() and os.path.samefile(a, b)
 
 
+def _input_file(path: str, flag: str, hint: str = "") -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{flag} {p} is a directory, not a file")
+    if not p.is_file():
+        raise UserError(f"{flag} {p}: no such file{hint}")
+    return p
+
+
 def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
+    """Predictions (a model's, a baseline's or a file's), their scores and report; see the module
+    docstring. Every output path is settled before anything is generated."""
     from . import metrics, report
 
     timing: dict[str, Any] = {}  # filled when this call generates predictions
-    if not config.predictions and not Path(config.data).is_file():
-        raise UserError(f"--data {config.data}: no such file (make the splits with prepare_data.py first)")
-
     if config.predictions:
-        records = metrics.read_predictions(config.predictions)
-        if config.limit:
-            records = records[: config.limit]
-        out_dir = Path(config.output_dir) if config.output_dir else Path(config.predictions).parent
+        source = _input_file(config.predictions, "--predictions")
+        out_dir = Path(config.output_dir) if config.output_dir else source.parent
+        provenance = {"kind": "predictions", "predictions": str(source.resolve()),
+                      "predictions_sha256": sha256_file(source)}
+        plan = plan_outputs(config, out_dir, provenance, {"--predictions": source})
         title = f"predictions {config.predictions}"
-    elif config.baseline:
-        samples = read_samples(config.data, config.limit)
-        records = run_baseline(config.baseline, samples)
-        out_dir = Path(config.output_dir or Path(config.runs_dir) / f"baseline-{config.baseline}")
-        title = f"{config.baseline} baseline on {config.data}"
     else:
-        samples = read_samples(config.data, config.limit)
-        model_dir, run_dir = trained_model(config.model_dir, config.runs_dir)
-        out_dir = Path(config.output_dir) if config.output_dir else run_dir / "eval"
-        provenance = {"model": str(model_dir.resolve()), "model_fingerprint": model_fingerprint(model_dir, run_dir),
-                      "data": str(Path(config.data).resolve()), "data_sha256": sha256_file(config.data),
-                      "max_new_tokens": config.max_new_tokens, "backend": config.backend,
-                      "decoding": config.decoding}
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UserError(f"--output-dir {out_dir} is a file, not a directory")
-        keep = _check_provenance(out_dir, provenance, config.overwrite)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        aside = None if keep else _move_aside(out_dir)
-        try:
-            write_json(out_dir / PROVENANCE_FILE, provenance)
-            records = predict(config, samples, model_dir, out_dir, keep, timing)
-        except BaseException:
-            if aside is not None:  # --overwrite failed: the old predictions come back
-                for name in (PREDICTIONS_FILE, PROVENANCE_FILE):
-                    (out_dir / name).unlink(missing_ok=True)
-                    if (aside / name).exists():
-                        (aside / name).rename(out_dir / name)
-                shutil.rmtree(aside)
-            raise
-        if aside is not None:
-            shutil.rmtree(aside)
-        title = f"{run_dir.name} on {config.data}"
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--output-dir {out_dir} is a file, not a directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if config.baseline or config.predictions:
-        target = out_dir / PREDICTIONS_FILE
-        if not (config.predictions and _same_file(Path(config.predictions), target)):  # never rewrite an input
-            write_jsonl(target, records)
-    added = 0
-    if config.safety_net and not config.baseline:  # on the model's outputs, not on a baseline's
-        records, added = apply_safety_net(records)
-    scores, per_sample = metrics.score(records)
-    scores["safety_net"] = {"enabled": config.safety_net and not config.baseline, "added_entities": added}
-    if timing.get("samples"):  # the speed of this call's generation (a resumed run: of what it added)
-        scores["generation"] = timing
-    for key in ("language", "genre"):  # where the data says, to see which kinds of text fail
-        if any(key in r for r in records):
-            scores[f"by_{key}"] = metrics.by_group(per_sample, [r.get(key) or "none" for r in records])
-    report.write_report(scores, per_sample, records, out_dir, title=title, worst=config.worst)
+        data = _input_file(config.data, "--data", " (make the splits with prepare_data.py first)")
+        data_id = {"data": str(data.resolve()), "data_sha256": sha256_file(data)}
+        if config.baseline:
+            out_dir = Path(config.output_dir or Path(config.runs_dir) / f"baseline-{config.baseline}")
+            provenance = {"kind": "baseline", "baseline": config.baseline, **data_id}
+            title = f"{config.baseline} baseline on {config.data}"
+        else:
+            model_dir, run_dir = trained_model(config.model_dir, config.runs_dir)
+            out_dir = Path(config.output_dir) if config.output_dir else run_dir / "eval"
+            provenance = {"model": str(model_dir.resolve()), "model_fingerprint": run_fingerprint(model_dir, run_dir),
+                          **data_id, "max_new_tokens": config.max_new_tokens, "backend": config.backend,
+                          "decoding": config.decoding}
+            title = f"{run_dir.name} on {config.data}"
+        plan = plan_outputs(config, out_dir, provenance, {"--data": data})
+
+    aside = Aside(out_dir) if plan.replace else None
+    try:
+        records = _predictions(config, plan, timing)
+        added = 0
+        if config.safety_net and not config.baseline:  # on the model's outputs, not on a baseline's
+            records, added = apply_safety_net(records)
+        scores, per_sample = metrics.score(records)
+        scores["safety_net"] = {"enabled": config.safety_net and not config.baseline, "added_entities": added}
+        if timing.get("samples"):  # the speed of this call's generation (a resumed run: of what it added)
+            scores["generation"] = timing
+        for key in ("language", "genre"):  # where the data says, to see which kinds of text fail
+            if any(key in r for r in records):
+                scores[f"by_{key}"] = metrics.by_group(per_sample, [r.get(key) or "none" for r in records])
+        report.write_report(scores, per_sample, records, out_dir, title=title, worst=config.worst)
+    except BaseException:
+        if aside is not None:  # --overwrite failed: the old evaluation comes back
+            aside.restore()
+        raise
+    if aside is not None:
+        aside.drop()
     report.print_summary(scores)
     if timing.get("samples"):
         print(f"generated {timing['samples']} redactions in {timing['generate_s']:.1f} s "
@@ -261,6 +304,29 @@ def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
               f"model loaded in {timing['load_s']:.1f} s)")
     print(f"report: {out_dir / 'report.md'}  metrics: {out_dir / 'metrics.json'}")
     return scores, out_dir
+
+
+def _predictions(config: EvalConfig, plan: Plan, timing: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records to score, written to predictions.jsonl with their provenance (except when a
+    predictions file is rescored where it is)."""
+    from . import metrics
+
+    out_dir = plan.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.predictions:
+        records = metrics.read_predictions(config.predictions)[: config.limit or None]
+    else:
+        samples = read_samples(config.data, config.limit)
+        if config.baseline:
+            records = run_baseline(config.baseline, samples)
+        else:
+            write_json(out_dir / PROVENANCE_FILE, plan.provenance)
+            model_dir, _ = trained_model(config.model_dir, config.runs_dir)
+            return predict(config, samples, model_dir, out_dir, plan.keep, timing)
+    if not plan.in_place:
+        write_jsonl(out_dir / PREDICTIONS_FILE, records)
+        write_json(out_dir / PROVENANCE_FILE, plan.provenance)
+    return records
 
 
 DESCRIPTION = "Generate redactions for held-out text and score them (leaks, entity P/R/F1, fidelity)."
@@ -292,11 +358,13 @@ def compare_main(argv: list[str]) -> int:
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise UserError(f"not found: {', '.join(missing)}")
+    if args.output:  # checked before anything is read
+        if any(_same_file(Path(args.output), Path(p)) for p in paths):
+            raise UserError(f"--output {args.output} is one of the inputs")
+        check_can_write(args.output, "--output")
     table = report.compare(paths)
     report.print_compare(paths)
     if args.output:
-        if any(_same_file(Path(args.output), Path(p)) for p in paths):
-            raise UserError(f"--output {args.output} is one of the inputs")
         from .files import write_text
 
         write_text(args.output, table + "\n")

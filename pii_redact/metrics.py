@@ -471,13 +471,13 @@ def record_source(record: dict[str, Any]) -> str | None:
 def record_entities(record: dict[str, Any], source: str) -> list[Entity] | None:
     """The exact reference spans a record carries (`entities`: [[start, end, LABEL], ...]), or None."""
     spans = record.get("entities")
-    if not isinstance(spans, list):
+    if spans is None:
         return None
-    from .data import _check_spans
+    from .data import check_spans
 
-    checked = _check_spans(source, record["response"], spans)
+    checked = check_spans(source, record["response"], spans)
     if isinstance(checked, str):
-        raise UserError(f"record {record.get('index', '?')}: {checked}")
+        raise UserError(f"{record.get('where') or 'record ' + str(record.get('index', '?'))}: {checked}")
     return checked
 
 
@@ -516,6 +516,9 @@ def _per_label(samples: list[SampleScore]) -> dict[str, dict[str, Any]]:
     return per_label
 
 
+GROUP_METRICS = ("n_samples", "entity_f1", "leak_rate", "samples_with_leak", "exact_alignment_rate", "text_fidelity")
+
+
 def by_group(samples: list[SampleScore], groups: list[str]) -> dict[str, dict[str, float]]:
     """The headline metrics per group (e.g. per genre), largest group first."""
     members: dict[str, list[SampleScore]] = {}
@@ -525,7 +528,8 @@ def by_group(samples: list[SampleScore], groups: list[str]) -> dict[str, dict[st
     for group, subset in sorted(members.items(), key=lambda kv: -len(kv[1])):
         m = aggregate(subset)
         out[group] = {"n_samples": m["n_samples"], "entity_f1": m["entity"]["f1"], "leak_rate": m["leak_rate"],
-                      "exact_alignment_rate": m["exact_alignment_rate"], "text_fidelity": m["text_fidelity"]}
+                      "samples_with_leak": m["samples_with_leak"], "exact_alignment_rate": m["exact_alignment_rate"],
+                      "text_fidelity": m["text_fidelity"]}
     return out
 
 
@@ -589,6 +593,15 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
         if missing:
             errors.append(f"{where}: missing or non-string {', '.join(missing)}")
             continue
+        tags = [k for k in ("language", "genre", "template") if record.get(k) is not None and not isinstance(record[k], str)]
+        if tags:
+            errors.append(f"{where}: '{tags[0]}' must be a string, not {type(record[tags[0]]).__name__}")
+            continue
+        try:
+            record_entities({**record, "where": where}, source)
+        except UserError as exc:
+            errors.append(str(exc))
+            continue
         records.append({**record, "source": source})
     if errors:
         more = f" (and {len(errors) - 1} more malformed lines)" if len(errors) > 1 else ""
@@ -638,6 +651,11 @@ def check_thresholds(metrics: dict[str, Any], specs: Iterable[str], *,
         try:
             value = lookup(schema, name)
         except KeyError:
+            parts = name.split(".")
+            if len(parts) == 3 and parts[0] in ("by_language", "by_genre") and parts[2] in GROUP_METRICS:
+                if not validate_only:  # a gate on a group the data does not have fails, never passes
+                    failures.append(f"{name}: no group {parts[1]!r} in this evaluation's data")
+                continue
             value = {}  # reported just below
         # None: a per-label score with nothing to score, a metric all the same
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
@@ -646,7 +664,7 @@ def check_thresholds(metrics: dict[str, Any], specs: Iterable[str], *,
                             "entity.f1, span.f1, per_label.EMAIL.f1, ...)")
         if validate_only:
             continue
-        at_most = op == "<=" or (op == "=" and name in LOWER_IS_BETTER)
+        at_most = op == "<=" or (op == "=" and name.split(".")[-1] in LOWER_IS_BETTER)
         if value is None:
             failures.append(f"{name} is undefined (no reference or predicted entities)")
         elif (value > limit) if at_most else (value < limit):

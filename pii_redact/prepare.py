@@ -26,7 +26,7 @@ from .cli import parse_config
 from .config import DataConfig
 from .data import INVALID, Invalid, Record, read_input, split_line
 from .errors import UserError
-from .files import atomic_write, dumps_line, sha256_file, write_json
+from .files import atomic_write, check_can_write, dumps_line, sha256_file, write_json
 from .language import guess_language
 
 SPLITS = ("train", "val", "test", "unseen")  # unseen: the held-out genres and template families
@@ -214,11 +214,12 @@ def load_tokenizer(model: str):
 def _check_paths(config: DataConfig) -> list[Path]:
     inputs = [Path(p) for p in config.input]
     for path in inputs:
+        if path.is_dir():
+            raise UserError(f"--input {path} is a directory, not a file")
         if not path.is_file():
             raise UserError(f"--input {path}: no such file")
     out_dir = Path(config.output_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--output-dir {out_dir} is a file, not a directory")
+    check_can_write(out_dir, "--output-dir", directory=True)
     for path in inputs:
         if path.resolve().parent == out_dir.resolve() and path.name in {f"{s}.jsonl" for s in SPLITS} | {"report.json"}:
             raise UserError(f"--input {path} is one of the files this run writes; copy it elsewhere first")

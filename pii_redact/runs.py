@@ -17,7 +17,7 @@ from typing import Any
 
 from .config import TrainConfig
 from .errors import UserError
-from .files import read_json, write_json
+from .files import check_can_write, read_json, write_json
 
 RUN_FILE = "run.json"
 # Settings that may differ when resuming: they change how long or how loudly a run goes, not what a
@@ -63,8 +63,7 @@ def plan_run_dir(config: TrainConfig, model_path: str | None = None) -> Path:
     --run-name is named after `model_path`, the model actually trained (the PyPI base where it
     stands in for the default), else after --model."""
     output_dir = Path(config.output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise UserError(f"--output-dir {output_dir} is a file, not a directory")
+    check_can_write(output_dir, "--output-dir", directory=True)
     if config.resume and config.run_name is None:
         run = newest_run(output_dir)
         if run is None:
@@ -84,7 +83,29 @@ def plan_run_dir(config: TrainConfig, model_path: str | None = None) -> Path:
     return run_dir
 
 
-def check_resume(run_dir: Path, config: TrainConfig, data_hashes: dict[str, str], model_path: str) -> str:
+# The files that make a model what it is: weights, architecture, tokenizer.
+MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "*.safetensors", "*.bin")
+
+
+def model_fingerprint(model_dir: str | Path) -> str | None:
+    """sha256 over the names and contents of a local model's MODEL_FILES (about a second for
+    Gemma 3 270M), so a model rebuilt in place is told apart; None for a hub id."""
+    import hashlib
+
+    from .files import sha256_file
+
+    path = Path(model_dir)
+    if not path.is_dir():
+        return None
+    files = sorted({f for pattern in MODEL_FILES for f in path.glob(pattern) if f.is_file()})
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.name}\0{sha256_file(f)}\n".encode())
+    return digest.hexdigest()
+
+
+def check_resume(run_dir: Path, config: TrainConfig, data_hashes: dict[str, str], model_path: str,
+                 fingerprint: str | None) -> str:
     """The checkpoint to resume from; refuses when the run would not be the same run."""
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -97,6 +118,9 @@ def check_resume(run_dir: Path, config: TrainConfig, data_hashes: dict[str, str]
     if saved.get("model_path", model_path) != model_path:
         raise UserError(f"--resume: {run_dir.name} started from {saved['model_path']}, now {config.model} "
                         f"is {model_path}; start a new run instead")
+    if saved.get("model_fingerprint") and fingerprint and saved["model_fingerprint"] != fingerprint:
+        raise UserError(f"--resume: the model in {model_path} changed since {run_dir.name} started (its weights, "
+                        "config or tokenizer differ); start a new run instead")
     if saved.get("data_sha256") != data_hashes:
         raise UserError(f"--resume: the training data changed since {run_dir.name} started "
                         "(sha256 differs); start a new run instead")

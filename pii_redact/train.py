@@ -27,7 +27,7 @@ from .cli import config_dict, load_config, parse_config
 from .config import DataConfig, TrainConfig
 from .errors import UserError
 from .files import sha256_file, write_text
-from .runs import Replacement, check_resume, plan_run_dir, read_run, write_run
+from .runs import Replacement, check_resume, model_fingerprint, plan_run_dir, read_run, write_run
 
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 DECODED_SAMPLES = 8  # samples whose supervised tokens are also decoded and compared as text
@@ -119,7 +119,7 @@ def check_token_layout(tokenizer, samples, dataset, vocab_size: int) -> None:
         if i < DECODED_SAMPLES and not problems:
             decoded = tokenizer.decode(ids[start:])
             if decoded != samples[i].response.strip() + chat.END_OF_TURN:  # the template trims contents
-                problems.append(f"supervised text {decoded[-60:]!r} != response + {chat.END_OF_TURN}")
+                problems.append(f"the supervised tokens do not decode to the response + {chat.END_OF_TURN}")
         if problems:
             raise RuntimeError(f"token layout check failed on training sample {i}: " + "; ".join(problems))
     if len(tokenizer) != vocab_size:
@@ -512,7 +512,8 @@ def finetune(config: TrainConfig, extra_callbacks: Iterable = (), config_path: s
     check_names(config)
     train_path, val_path = ensure_data(config, config_path, model_path)
     data_hashes = {p.name: sha256_file(p) for p in (train_path, val_path)}
-    resume_from = check_resume(run_dir, config, data_hashes, model_path) if config.resume else None
+    fingerprint = model_fingerprint(model_path)
+    resume_from = check_resume(run_dir, config, data_hashes, model_path, fingerprint) if config.resume else None
 
     # Everything is checked; from here on a failure puts things back as they were (see runs).
     replacement = Replacement(run_dir)
@@ -524,7 +525,8 @@ def finetune(config: TrainConfig, extra_callbacks: Iterable = (), config_path: s
             replace(config, model=model_path), train_path, val_path, run_dir / "checkpoints",
             callbacks=[logger, stopper, *extra_callbacks])
         if not resume_from:
-            write_run(run_dir, {**new_run_info(config, data_hashes, dtype), "model_path": model_path})
+            write_run(run_dir, {**new_run_info(config, data_hashes, dtype), "model_path": model_path,
+                                "model_fingerprint": fingerprint})
         write_text(run_dir / "config.yaml", yaml_dump(config_dict(config)))
         start = time.time()
         with stopper.installed():

@@ -100,7 +100,9 @@ def test_gpu_run_script_refuses_unknown_stages_and_runs_detached(tmp_path):
            "STAGE_DIR": str(tmp_path / "no-stage"), "PYTHON": sys.executable}
     script = str(ROOT / "bench" / "gpu_run.sh")
     bad = subprocess.run(["bash", script, "bogus"], env=env, capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "unknown stage bogus" in bad.stdout
+    assert bad.returncode == 2 and "unknown stage 'bogus'" in bad.stderr and not (tmp_path / "site").exists()
+    helped = subprocess.run(["bash", script, "--help"], env=env, capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and helped.stdout.startswith("The suite on one GPU")
 
     started = subprocess.run(["bash", script, "--background", "env"], env=env, capture_output=True, text=True, timeout=60)
     assert started.returncode == 0 and "running in the background" in started.stdout
@@ -127,3 +129,38 @@ def test_padding_free_check_refuses_a_tolerance_or_batch_that_would_pass_anythin
     with pytest.raises(SystemExit) as refused:
         check_padding_free.main(["--model", "unused", *argv])
     assert refused.value.code == 2 and "must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("bench_generate.py", ["--model-dir", "nowhere"], "--model-dir nowhere does not exist"),
+    ("bench_generate.py", ["--model-dir", "x", "--limit", "0"], "--limit: must be at least 1"),
+    ("bench_generate.py", ["--model-dir", "x", "--batch-sizes", "1,a"], "--batch-sizes: expected a comma-separated"),
+    ("bench_generate.py", ["--model-dir", "x", "--batch-sizes", "0"], "--batch-sizes: must be at least 1"),
+    ("bench_generate.py", ["--model-dir", "x", "--modes", "fast"], "--modes: unknown mode 'fast'"),
+    ("bench_metrics.py", ["--n", "0"], "--n: must be at least 1"),
+    ("bench_metrics.py", ["--data", "missing.jsonl"], "missing.jsonl: no such file"),
+    ("bench_metrics.py", ["--data", "README.md"], "README.md:1"),
+    ("bench_memory.py", ["--model", "x", "--steps", "0"], "--steps: must be at least 1"),
+    ("bench_memory.py", ["--model", "nowhere"], "--model nowhere: no such model directory"),
+    ("bench_memory.py", ["--model", ".", "--data-dir", "nowhere"], "--data-dir nowhere: no train.jsonl"),
+    ("bench_memory.py", ["--model", "x", "--pad-to-multiple-of", "-1"], "must be 0 or more"),
+])
+def test_bench_scripts_refuse_bad_flags_in_one_line(script, argv, message):
+    """No traceback, and refused before anything slow is loaded."""
+    import subprocess
+
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), *argv], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(("error:", f"{script}: error:")), result.stderr
+
+
+def test_stage_script_help_stages_nothing():
+    import subprocess
+
+    script = str(ROOT / "bench" / "stage_gpu.sh")
+    helped = subprocess.run(["bash", script, "--help"], capture_output=True, text=True, timeout=30)
+    assert helped.returncode == 0 and helped.stdout.startswith("Build .stage/") and not helped.stderr
+    bad = subprocess.run(["bash", script, "now"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "takes no arguments" in bad.stderr
