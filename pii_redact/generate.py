@@ -1,10 +1,10 @@
 """Batched greedy redaction with a trained model: transformers everywhere, vLLM where it can run.
 
 Prompts go through `chat.encode_prompt`, the same renderer training used. Generation is greedy, stops
-on `<eos>` or `<end_of_turn>`, and each sample gets a token budget from its own source: with
-faithful decoding the most a faithful redaction of it can take (so it always finishes), with free
-decoding an estimate, so a model that never stops is caught (`finish_reason == "length"`) instead
-of running to a global cap.
+on `<eos>` or `<end_of_turn>`, and each sample gets a token budget from its own source: the most a
+faithful redaction of it can take. Faithful decoding always finishes within it; a free-decoding
+model that never stops is caught there (`finish_reason == "length"`) instead of running to a
+global cap.
 """
 from __future__ import annotations
 
@@ -27,15 +27,14 @@ def estimated_output_tokens(tokenizer, source: str) -> int:
     return math.ceil(len(ids) * ESTIMATE_FACTOR) + ESTIMATE_MARGIN
 
 
-def token_budget(tokenizer, source: str, decoding: str) -> int:
-    """The generation budget of one sample: for faithful decoding the bound on any faithful
-    redaction of it (`faithful.max_output_tokens`: it never runs out), for free decoding, which
-    has no bound, the estimate."""
+def token_budget(source: str) -> int:
+    """The generation budget of one sample: the most tokens any faithful redaction of it can take
+    (`faithful.max_output_tokens`). Faithful decoding always finishes within it; free decoding,
+    which has no bound of its own, gets the same room, so a correct redaction always fits and
+    only an output that rambles past every faithful one is cut off."""
     from . import faithful
 
-    if decoding == "faithful":
-        return faithful.max_output_tokens(source.strip())
-    return estimated_output_tokens(tokenizer, source)
+    return faithful.max_output_tokens(source.strip())
 
 
 def vllm_usable() -> bool:
@@ -102,7 +101,7 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
     encoded = chat.encode_prompts(tokenizer, prompts)
     # never past the model's positions (a bound for a long faithful text can be tens of thousands)
     positions = getattr(model.config.get_text_config(), "max_position_embeddings", None) or 10**9
-    budgets = [max(1, min(max_new_tokens or token_budget(tokenizer, s, decoding), positions - len(ids)))
+    budgets = [max(1, min(max_new_tokens or token_budget(s), positions - len(ids)))
                for s, ids in zip(sources, encoded)]
     vocab = faithful.Vocabulary(tokenizer) if decoding == "faithful" else None
     # Similar lengths together: less left padding, and the slowest batches come first (honest ETA).
@@ -184,7 +183,7 @@ def generate_vllm(llm, tokenizer, prompts: Sequence[str], sources: Sequence[str]
     stops = chat.stop_token_ids(tokenizer)
     for start in range(0, len(prompts), chunk):
         indices = range(start, min(start + chunk, len(prompts)))
-        params = [SamplingParams(temperature=0.0, max_tokens=max_new_tokens or token_budget(tokenizer, sources[i], "free"),
+        params = [SamplingParams(temperature=0.0, max_tokens=max_new_tokens or token_budget(sources[i]),
                                  stop_token_ids=stops, skip_special_tokens=True) for i in indices]
         requests = [TokensPrompt(prompt_token_ids=ids)
                     for ids in chat.encode_prompts(tokenizer, [prompts[i] for i in indices])]

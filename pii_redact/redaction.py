@@ -278,8 +278,11 @@ def report_unfinished(texts: list[Text], held_back: list[str], config: RedactCon
               f"within the token budget (--max-new-tokens {config.max_new_tokens or 'derived'}, "
               f"--decoding {config.decoding}); {done}", file=sys.stderr)
     if held_back:
-        print("  raise --max-new-tokens (0 derives a budget that faithful decoding always finishes within), "
-              "or pass --allow-unfinished to write them masked", file=sys.stderr)
+        fix = ("leave --max-new-tokens at 0 (a budget faithful decoding always finishes within)"
+               if config.decoding == "faithful" and config.max_new_tokens else
+               "use the default --decoding faithful, which always finishes" if config.decoding == "free" else
+               "raise --max-new-tokens")
+        print(f"  {fix}, or pass --allow-unfinished to write them masked", file=sys.stderr)
 
 
 DESCRIPTION = "Redact PII in your own texts with a model trained by finetune.py."

@@ -440,3 +440,15 @@ def test_resume_refuses_a_base_model_rebuilt_with_other_weights(work, tiny_model
     one_line_error(*run(train.main, argv + ["--resume", "--max-steps", "2"], capsys),
                    "--resume: the model in", "changed since rebuilt started")
     assert snapshot(work / "outputs" / "rebuilt") == before
+
+
+def test_a_failed_write_names_its_target_never_a_temporary_file(tmp_path):
+    from pii_redact.errors import describe
+    from pii_redact.files import write_text
+
+    target = tmp_path / "missing" / "metrics.json"
+    with pytest.raises(OSError) as failed:
+        write_text(target, "{}")
+    message = describe(failed.value)
+    assert str(target) in message and ".partial" not in message
+    assert not list(tmp_path.rglob("*.partial"))
