@@ -243,6 +243,8 @@ def _input_file(path: str, flag: str, hint: str = "") -> Path:
     p = Path(path)
     if p.is_dir():
         raise UserError(f"{flag} {p} is a directory, not a file")
+    if p.exists() and not p.is_file():
+        raise UserError(f"{flag} {p} is not a regular file")
     if not p.is_file():
         raise UserError(f"{flag} {p}: no such file{hint}")
     return p

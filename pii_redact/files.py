@@ -100,11 +100,22 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, Any]]:
         with open(path, "rb") as f:
             for index, line in enumerate(f):
                 if line.strip():
-                    yield index, _parse(line, path, index + 1)
+                    record = _parse(line, path, index + 1)
+                    if isinstance(record, BadRecord) and index == 0 and _one_object(path):
+                        raise UserError(f"{path}: one JSON object, not records (a JSON list, or JSONL: one object per line)")
+                    yield index, record
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise UserError(f"{path}: no such file") from None
     except PermissionError:
         raise UserError(f"{path}: permission denied") from None
+
+
+def _one_object(path: Path) -> bool:
+    """Whether the file is one pretty-printed JSON object (a run.json, a metrics.json): small
+    files only, so a big JSONL with a bad first line is not parsed whole."""
+    if path.stat().st_size > 1 << 20:
+        return False
+    return isinstance(_parse(path.read_bytes(), path), dict)
 
 
 def read_records(path: str | Path, *, what: str = "records") -> list[Any]:
