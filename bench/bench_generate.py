@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,46 +24,26 @@ MODES = {  # name -> (decoding, speculation)
 }
 
 
-def run(model, tokenizer, samples, mode: str, batch_size: int) -> dict:
-    from pii_redact import faithful, generate
-
+def run(redactor, samples, mode: str, batch_size: int) -> dict:
+    """Redact `samples` in one mode and batch size; the Redactor's own statistics say how fast,
+    how many forward passes per token and how much of the time the faithful constraint took.
+    The model's raw outputs (before the safety net) are kept to compare modes."""
     decoding, speculation = MODES[mode]
-    spent = {"constraint_s": 0.0}
-    originals = {name: getattr(faithful.Decoder, name) for name in ("allowed", "consume", "text")}
-
-    def timed(name):
-        def wrapper(self, *args):
-            start = time.perf_counter()
-            try:
-                return originals[name](self, *args)
-            finally:
-                spent["constraint_s"] += time.perf_counter() - start
-        return wrapper
-
-    for name in originals:
-        setattr(faithful.Decoder, name, timed(name))
-    stats: dict = {}
-    try:
-        start = time.perf_counter()
-        out = dict((i, text) for i, text, _ in generate.generate_transformers(
-            model, tokenizer, [s.prompt for s in samples], [s.source for s in samples], batch_size,
-            decoding=decoding, speculation=speculation, stats=stats))
-        elapsed = time.perf_counter() - start
-    finally:
-        for name, original in originals.items():
-            setattr(faithful.Decoder, name, original)
-    return {"mode": mode, "batch_size": batch_size, "samples": len(samples), "seconds": round(elapsed, 1),
-            "samples_per_s": round(len(samples) / elapsed, 3), "tokens": stats.get("tokens", 0),
-            "forward_passes": stats.get("forward_passes", 0),
-            "passes_per_token": round(stats.get("forward_passes", 0) / max(1, stats.get("tokens", 1)), 3),
-            "constraint_share": round(spent["constraint_s"] / elapsed, 3) if decoding == "faithful" else None,
+    timed = redactor.configured(decoding=decoding, speculation=speculation, batch_size=batch_size,
+                                backend="transformers")
+    out = {r.index: r.model_text for r in timed.redact([s.source for s in samples], [s.prompt for s in samples])}
+    stats = timed.stats
+    return {"mode": mode, "batch_size": batch_size, "samples": len(samples), "seconds": round(stats.generate_s, 1),
+            "samples_per_s": stats.samples_per_s, "tokens": stats.tokens, "forward_passes": stats.forward_passes,
+            "passes_per_token": round(stats.forward_passes / max(1, stats.tokens), 3),
+            "constraint_share": round(stats.constraint_s / stats.generate_s, 3) if decoding == "faithful" else None,
             "outputs": [out[i] for i in range(len(samples))]}
 
 
 def main(argv: list[str] | None = None) -> int:
     from pii_redact.cli import positive_int, positive_ints
-    from pii_redact.errors import UserError
-    from pii_redact.files import check_can_write
+    from pii_redact.core.errors import UserError
+    from pii_redact.core.files import check_can_write
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -83,17 +62,18 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from pii_redact.data import read_samples
-    from pii_redact.generate import load_for_generation
-    from pii_redact.runs import trained_model
+    from pii_redact.data.records import read_samples
+    from pii_redact.inference.redactor import Redactor
+    from pii_redact.training.runs import trained_model
 
     model_dir, _ = trained_model(args.model_dir, "outputs")
-    model, tokenizer = load_for_generation(model_dir)
     samples = read_samples(args.data, args.limit)
+    redactor = Redactor(model_dir)
+    list(redactor.redact([samples[0].source], [samples[0].prompt]))  # load and warm up: not timed
     rows = []
     for batch_size in args.batch_sizes:
         for mode in args.modes.split(","):
-            row = run(model, tokenizer, samples, mode, batch_size)
+            row = run(redactor, samples, mode, batch_size)
             plain = next((r for r in rows if r["batch_size"] == batch_size
                           and r["mode"] == mode.replace("speculative", "plain") != mode), None)
             if plain is not None:

@@ -4,7 +4,7 @@
     UNSLOTH_CPU_CHUNKED_CE=0 python bench/bench_memory.py --model <dir> --steps 14 \
         --gradient-checkpointing off --keep-freed-memory                      # as before the fix
 
-Trains exactly as finetune.py does (`train.build_trainer`, batch 16 unless --batch-size), and
+Trains exactly as finetune.py does (`training.finetune.setup`, batch 16 unless --batch-size), and
 after every optimizer step records the process's resident set size (RSS) and the step's time. Writes the rows as JSON with --output. Linux only (reads /proc/self/statm).
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     from pii_redact.cli import non_negative_int, positive_int
-    from pii_redact.errors import UserError
-    from pii_redact.files import check_can_write
+    from pii_redact.core.errors import UserError
+    from pii_redact.core.files import check_can_write
 
     parser.add_argument("--model", required=True, help="local Hugging Face model directory")
     parser.add_argument("--data-dir", default="data", help="prepare_data.py output (train.jsonl)")
@@ -47,13 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         check_can_write(args.output, "--output")
 
-    from pii_redact.train import import_unsloth, rss_gib
+    from pii_redact.training.device import import_unsloth, rss_gib
 
     import_unsloth()
     from transformers import TrainerCallback
 
     from pii_redact.config import TrainConfig
-    from pii_redact.train import build_trainer
+    from pii_redact.training.callbacks import ReleaseMemory
+    from pii_redact.training.finetune import setup
 
     rows: list[dict] = []
 
@@ -77,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                          eval_steps=0, save_steps=10**9, logging_steps=args.steps,
                          gradient_checkpointing={"auto": None, "on": True, "off": False}[args.gradient_checkpointing])
     with tempfile.TemporaryDirectory() as tmp:
-        trainer, model, _, _ = build_trainer(config, Path(args.data_dir) / "train.jsonl", None, Path(tmp),
-                                             callbacks=[Recorder()], release_memory=not args.keep_freed_memory)
+        trainer, model, _, _ = setup(config, Path(args.data_dir) / "train.jsonl", None, Path(tmp), [Recorder()])
+        if args.keep_freed_memory:
+            trainer.remove_callback(ReleaseMemory)
         if args.pad_to_multiple_of:
             trainer.data_collator.pad_to_multiple_of = args.pad_to_multiple_of
         loaded = rss_gib()

@@ -17,8 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pii_redact.labels import LABELS, align  # noqa: E402
-from pii_redact.metrics import score  # noqa: E402
+from pii_redact.core.alignment import align  # noqa: E402
+from pii_redact.core.labels import LABELS
+from pii_redact.evaluation.metrics import score  # noqa: E402
 
 WORDS = ("the meeting is confirmed for our client please send documents to before "
          "invoice account details were updated by team regarding your request on "
@@ -51,7 +52,7 @@ def make_record(rng: random.Random) -> dict[str, str]:
 
 def load(path: str, n: int) -> list[dict[str, str]]:
     """The first `n` faithful prompt/response pairs of a data file (any shape prepare_data.py reads)."""
-    from pii_redact.data import read_samples
+    from pii_redact.data.records import read_samples
 
     records = [{"source": s.source, "response": s.response} for s in read_samples(path, n)]
     return [r for r in records if align(r["source"], r["response"]) is not None]
@@ -86,7 +87,7 @@ def perturb(record: dict[str, str], rng: random.Random) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from pii_redact.cli import positive_int
-    from pii_redact.errors import UserError
+    from pii_redact.core.errors import UserError
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=positive_int, default=10_000)

@@ -4,7 +4,7 @@
     python bench/bench_train.py --random-270m --steps 40                 # Gemma 3 270M shape, random weights
     python bench/bench_train.py --model DIR --variants suite,labspace,suite-padded --output bench/results/h100.json
 
-Each variant builds its trainer with `pii_redact.train.build_trainer`, the code path finetune.py runs,
+Each variant builds its trainer with the recipe's own steps (`pii_redact.training.finetune`), the code path finetune.py runs,
 times `--steps` optimizer steps after `--warmup` untimed ones, and reports training tokens/s (real,
 non-pad tokens), model FLOP utilisation against a matmul ceiling measured on the same device, peak GPU
 memory and the implied time per epoch of the train split. Then it times greedy generation (samples/s)
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the package, and tests/tiny_model.py for random weights
 
 # name -> (TrainConfig overrides, loss on the whole text?)
 VARIANTS = {
@@ -76,7 +76,7 @@ def train_variant(name: str, args, base_config, data_dir: Path, peak_tflops: flo
     import torch
     from transformers import TrainerCallback
 
-    from pii_redact.train import build_trainer
+    from pii_redact.training import finetune
 
     overrides, supervise_prompt = VARIANTS[name]
     config = base_config.__class__(**{**vars(base_config), **overrides, "max_steps": args.warmup + args.steps,
@@ -95,8 +95,13 @@ def train_variant(name: str, args, base_config, data_dir: Path, peak_tflops: flo
 
     timer = Timer()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer, model, tokenizer, _ = build_trainer(config, data_dir / "train.jsonl", None, Path(tmp),
-                                                     callbacks=[timer], supervise_prompt=supervise_prompt)
+        splits = finetune.read_splits(config, data_dir / "train.jsonl", None)
+        model, tokenizer, dtype = finetune.load_model(config)
+        train_ds, _ = finetune.tokenize(config, tokenizer, splits)
+        if supervise_prompt:  # the reference's loss on the whole text, not only the response
+            train_ds = train_ds.map(lambda row: {"labels": row["input_ids"]})
+            train_ds._unsloth_truncated_to = config.max_seq_length
+        trainer = finetune.build_trainer(config, model, tokenizer, dtype, train_ds, None, Path(tmp), [timer])
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         trainer.train()
@@ -135,29 +140,30 @@ def generation_rows_in_subprocess(args, model_dir: Path, data_dir: Path) -> list
 
 
 def generation_rows(args, model_dir: Path, data_dir: Path) -> list[dict]:
-    from pii_redact import generate
-    from pii_redact.data import read_samples
+    """Samples/s of the Redactor (evaluate.py's defaults otherwise) with transformers and, where it
+    runs, vLLM with free decoding, after an untimed warm-up of two samples."""
+    from pii_redact.data.records import read_samples
+    from pii_redact.inference import generate
+    from pii_redact.inference.redactor import Redactor, Settings
 
     samples = read_samples(data_dir / "test.jsonl", args.eval_samples)
-    prompts, sources = [s.prompt for s in samples], [s.source for s in samples]
-    rows = []
-    model, tokenizer = generate.load_for_generation(model_dir)
-    list(generate.generate_transformers(model, tokenizer, prompts[:2], sources[:2], 2, args.max_new_tokens))
-    start = time.perf_counter()
-    out = list(generate.generate_transformers(model, tokenizer, prompts, sources, args.eval_batch_size,
-                                              args.max_new_tokens))
-    elapsed = time.perf_counter() - start
-    rows.append({"engine": "transformers", "samples": len(out), "samples_per_s": round(len(out) / elapsed, 2)})
-    del model
+    sources, prompts = [s.source for s in samples], [s.prompt for s in samples]
+    settings = Settings(backend="transformers", batch_size=args.eval_batch_size, max_new_tokens=args.max_new_tokens)
+    engines = [("transformers", settings)]
     if generate.vllm_usable():
+        engines.append(("vllm", Settings(backend="vllm", decoding="free", max_new_tokens=args.max_new_tokens)))
+    rows, redactor = [], None
+    for engine, engine_settings in engines:
         try:
-            llm, tokenizer = generate.load_vllm(model_dir)  # engine start-up is not timed
-            list(generate.generate_vllm(llm, tokenizer, prompts[:2], sources[:2], args.max_new_tokens))
-            start = time.perf_counter()
-            out = list(generate.generate_vllm(llm, tokenizer, prompts, sources, args.max_new_tokens))
-            elapsed = time.perf_counter() - start
-            rows.append({"engine": "vllm", "samples": len(out), "samples_per_s": round(len(out) / elapsed, 2)})
+            redactor = Redactor(model_dir, engine_settings) if redactor is None else redactor.configured(
+                **vars(engine_settings))
+            list(redactor.redact(sources[:2], prompts[:2]))  # load and warm up: not timed
+            timed = redactor.configured()
+            list(timed.redact(sources, prompts))
+            rows.append({"engine": engine, "samples": timed.stats.samples, "samples_per_s": timed.stats.samples_per_s})
         except Exception as exc:  # vLLM pins its own stack; its failure must not cost the other rows
+            if engine != "vllm":
+                raise
             rows.append({"engine": "vllm", "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
     return rows
 
@@ -196,13 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.output).write_text(json.dumps(rows))
         return 0
 
-    from pii_redact.train import import_unsloth, library_versions
+    from pii_redact.training.device import import_unsloth
+    from pii_redact.training.finetune import library_versions
 
     import_unsloth()  # before transformers and TRL, as finetune.py does
     import torch
 
     from pii_redact.config import TrainConfig
-    from pii_redact.errors import UserError
+    from pii_redact.core.errors import UserError
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data_dir = Path(args.data_dir)
@@ -223,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.model:
             model_dir = Path(args.model)
         else:
-            from pii_redact.tiny_model import build_model
+            from tiny_model import build_model
 
             model_dir = build_model(Path(tmp) / "model", shape="tiny" if args.tiny else "gemma-3-270m",
                                     dtype="bfloat16" if device == "cuda" else "float32", tokenizer_dir=args.tokenizer)

@@ -34,19 +34,20 @@ def main(argv: list[str] | None = None) -> int:
     if not (math.isfinite(args.tolerance) and args.tolerance > 0):  # nan would pass every comparison
         parser.error("--tolerance must be a positive number")
 
-    from pii_redact.train import build_trainer, import_unsloth
+    from pii_redact.training.device import import_unsloth
+    from pii_redact.training.finetune import setup
 
     import_unsloth()
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from pii_redact.config import TrainConfig
-    from pii_redact.errors import UserError
+    from pii_redact.core.errors import UserError
 
     config = TrainConfig(model=args.model, eval_steps=0, max_steps=1)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            trainer, model, tokenizer, _ = build_trainer(config, Path(args.data_dir) / "train.jsonl", None, Path(tmp))
+            trainer, model, tokenizer, _ = setup(config, Path(args.data_dir) / "train.jsonl", None, Path(tmp))
         except UserError as exc:
             raise SystemExit(f"error: {exc}") from None
         padding_free = bool(getattr(trainer.args, "padding_free", False))

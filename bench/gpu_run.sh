@@ -117,7 +117,7 @@ have_real_weights() {  # build the real model from the GGUF parts once they are 
 }
 random_270m() {  # Gemma 3 270M's shape, random weights, the real tokenizer when carried
     local dir=$WORK/models/random-$MODEL_SHAPE
-    [[ -f $dir/model.safetensors ]] || "$PYTHON" -c "import sys; from pii_redact.tiny_model import build_model; \
+    [[ -f $dir/model.safetensors ]] || PYTHONPATH="tests:$PYTHONPATH" "$PYTHON" -c "import sys; from tiny_model import build_model; \
 build_model(sys.argv[1], shape=sys.argv[2], dtype='bfloat16', tokenizer_dir=sys.argv[3] or None)" \
         "$dir" "$MODEL_SHAPE" "$TOKENIZER" >&2
     echo "$dir"
@@ -130,7 +130,7 @@ for stage in $STAGES; do
         say env
         { nvidia-smi; "$PYTHON" -c "import torch, sys; print(sys.version); print(torch.__version__, torch.version.cuda, \
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
-          "$PYTHON" -c "from pii_redact.train import library_versions; print(library_versions())"; } \
+          "$PYTHON" -c "from pii_redact.training.finetune import library_versions; print(library_versions())"; } \
             2>&1 | tee "$WORK/logs/env.log"
         pack ;;
     smoke)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, TypeVar
 
 from .config import check_values, flag, unwrap_optional
-from .errors import UserError, describe
+from .core.errors import UserError, describe
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Optional
 
-from .errors import UserError
+from .core.errors import UserError
 
 DEFAULT_MODEL = "unsloth/gemma-3-270m-it"
 

@@ -19,7 +19,7 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 # As in finetune.py: Unsloth first, so it patches transformers/TRL before any test imports them
 # (without a GPU this selects its CPU backend, the code path the tests exercise).
-from pii_redact.train import import_unsloth  # noqa: E402
+from pii_redact.training.device import import_unsloth  # noqa: E402
 
 import_unsloth()
 
@@ -27,7 +27,7 @@ import_unsloth()
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A randomly initialised tiny Gemma 3 causal LM with a Gemma-shaped tokenizer, on disk."""
-    from pii_redact.tiny_model import build_model
+    from tiny_model import build_model
 
     return build_model(tmp_path_factory.mktemp("tiny-gemma3"))
 

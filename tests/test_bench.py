@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pii_redact import chat
 from pii_redact.config import DataConfig
+from pii_redact.core import chat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 def test_bench_train_measures_every_variant(tiny_model_dir, tmp_path):
     import bench_train
 
-    from pii_redact import prepare
+    from pii_redact.data import prepare
 
     raw = [{"prompt": chat.build_prompt(f"Ticket {k}: call Anna Weber on 030 {k:04d}."),
             "response": f"Ticket {k}: call [GIVENNAME_1] [SURNAME_1] on [TELEPHONENUM_1]."} for k in range(40)]
@@ -56,9 +56,8 @@ def test_bench_train_measures_every_variant(tiny_model_dir, tmp_path):
 def test_random_model_can_take_another_tokenizer(tmp_path):
     """The throughput model splits text exactly as the tokenizer it is given (the real one on a
     GPU run), not as the built-in test tokenizer, and its vocabulary is sized to match."""
+    from tiny_model import build_model, build_tokenizer
     from transformers import AutoTokenizer
-
-    from pii_redact.tiny_model import build_model, build_tokenizer
 
     small = build_tokenizer(vocab_size=300)
     small.save_pretrained(tmp_path / "tok")
@@ -75,7 +74,7 @@ def test_padding_free_check_runs_and_agrees_on_cpu(tiny_model_dir, tmp_path, cap
     samples (here both padded) give the same loss."""
     import check_padding_free
 
-    from pii_redact import prepare
+    from pii_redact.data import prepare
 
     raw = [{"prompt": chat.build_prompt(f"Row {k}: Jan Kowalski, jan{k}@example.org"),
             "response": f"Row {k}: [GIVENNAME_1] [SURNAME_1], [EMAIL_1]"} for k in range(30)]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pii_redact import chat
 from pii_redact.config import DataConfig, TrainConfig
+from pii_redact.core import chat
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,8 +27,8 @@ SAMPLES = [
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_model_dir):
     """(workdir, run dir): splits prepared and a tiny model trained by the suite's own code."""
-    from pii_redact import prepare
-    from pii_redact.train import finetune
+    from pii_redact.data import prepare
+    from pii_redact.training.finetune import finetune
 
     work = tmp_path_factory.mktemp("evaluate")
     raw = [{"prompt": chat.build_prompt(s + f" Ref {k}."), "response": r + f" Ref {k}.",
@@ -63,8 +63,8 @@ def test_evaluate_with_no_arguments_scores_the_newest_run(trained):
     predictions = read_jsonl(out / "predictions.jsonl")
     assert sorted(p["index"] for p in predictions) == list(range(len(test_rows)))
     # metrics.json is the score of exactly these predictions, after the safety net
-    from pii_redact.evaluation import apply_safety_net
-    from pii_redact.metrics import score
+    from pii_redact.evaluation.evaluate import apply_safety_net
+    from pii_redact.evaluation.metrics import score
 
     netted, added = apply_safety_net(sorted(predictions, key=lambda p: p["index"]))
     assert metrics.pop("safety_net") == {"enabled": True, "added_entities": added}

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from pii_redact import chat, faithful, generate
-from pii_redact.labels import align
-from pii_redact.metrics import format_valid
+from pii_redact.core import chat
+from pii_redact.core.alignment import align
+from pii_redact.evaluation.metrics import format_valid
+from pii_redact.inference import faithful, generate
+from pii_redact.models.loading import load_for_generation
 
 SOURCES = [
     "Call Anna Schmidt on +49 30 1234567.",
@@ -19,7 +21,7 @@ SOURCES = [
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    return generate.load_for_generation(tiny_model_dir)
+    return load_for_generation(tiny_model_dir)
 
 
 def test_vocabulary_bytes_spell_every_text(tiny):
@@ -111,9 +113,9 @@ NAMES = ", ".join(["Anna", "Bo", "Li", "Jo", "Al", "Ed", "Mia", "Ben", "Eva", "T
 def test_the_default_budget_always_finishes_a_faithful_redaction(tmp_path, seed):
     """Whatever the weights (three random tiny models), a list of 20 short names, whose redaction
     takes several times the tokens of the text, ends by itself within the default budget."""
-    from pii_redact.tiny_model import build_model
+    from tiny_model import build_model
 
-    model, tokenizer = generate.load_for_generation(build_model(tmp_path / "m", seed=seed))
+    model, tokenizer = load_for_generation(build_model(tmp_path / "m", seed=seed))
     outputs = list(generate.generate_transformers(model, tokenizer, [chat.build_prompt(NAMES)], [NAMES], 1,
                                                   decoding="faithful", speculation="off"))
     [(_, text, reason)] = outputs

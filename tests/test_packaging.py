@@ -2,7 +2,6 @@
 dataclasses, and the CLI layer that turns dataclass + YAML + flags into a config."""
 from __future__ import annotations
 
-import dataclasses
 import re
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ from packaging.version import Version
 
 from pii_redact.cli import load_config, parse_config
 from pii_redact.config import DataConfig, EvalConfig, TrainConfig, option
-from pii_redact.errors import UserError
+from pii_redact.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

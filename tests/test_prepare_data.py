@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pii_redact import chat, cli, data, labels, prepare
-from pii_redact.errors import UserError
+from pii_redact import cli
+from pii_redact.core import chat, labels
+from pii_redact.core.errors import UserError
+from pii_redact.data import prepare, records
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -194,7 +196,7 @@ def test_ai4privacy_rows_get_the_seed_instruction(tmp_path, run_prepare):
 
 
 def test_guess_language():
-    from pii_redact.language import guess_language
+    from pii_redact.data.language import guess_language
 
     assert guess_language("Bitte senden Sie die Rechnung an die neue Adresse und nicht an mich.") == "de"
     assert guess_language("Merci de nous envoyer la facture avec votre numéro.") == "fr"
@@ -209,10 +211,10 @@ def test_encode_examples_batch_equals_one_by_one(tiny_tokenizer):
 def test_read_samples_names_the_bad_line(tmp_path):
     path = write_jsonl(tmp_path / "split.jsonl", [{"a": 1}, "{oops"])
     with pytest.raises(UserError, match=r"split\.jsonl:1: not a prepared sample"):
-        data.read_samples(path, prepared=True)
+        records.read_samples(path, prepared=True)
     path = write_jsonl(tmp_path / "split2.jsonl", ["{oops"])
     with pytest.raises(UserError, match=r"split2\.jsonl:1:2: invalid JSON"):
-        data.read_samples(path)
+        records.read_samples(path)
 
 
 def script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -254,7 +256,7 @@ def test_exact_spans_are_kept_and_checked(tmp_path, run_prepare):
     lines = split_records(tmp_path / "out", "train")
     assert [line["entities"] for line in lines] == [good["entities"], [[0, 10, "GIVENNAME"], [11, 16, "SURNAME"]]]
     # read back as samples, the spans are the references' entities
-    [first, second] = data.read_samples(tmp_path / "out" / "train.jsonl", prepared=True)
+    [first, second] = records.read_samples(tmp_path / "out" / "train.jsonl", prepared=True)
     assert [e.value for e in second.entities] == ["María José", "Pérez"]
     assert [e.value for e in first.entities] == ["Via Giuseppe Verdi", "12"]
 

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pii_redact import chat, cli, redaction
+from pii_redact import cli
 from pii_redact.config import DataConfig, TrainConfig
-from pii_redact.labels import align
+from pii_redact.core import chat
+from pii_redact.core.alignment import align
+from pii_redact.inference import redact as redaction
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = ("Dear Anna Schmidt,\r\n\r\nplease call me on +49 30 1234567 or write to anna@example.com.\r\n"
@@ -21,8 +23,8 @@ TEXT = ("Dear Anna Schmidt,\r\n\r\nplease call me on +49 30 1234567 or write to 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_model_dir) -> Path:
-    from pii_redact import prepare
-    from pii_redact.train import finetune
+    from pii_redact.data import prepare
+    from pii_redact.training.finetune import finetune
 
     work = tmp_path_factory.mktemp("redact")
     raw = [{"prompt": chat.build_prompt(f"Call Anna on 555 01{k:02d}."), "response": "Call [GIVENNAME_1] on [TELEPHONENUM_1]."}

@@ -5,9 +5,15 @@ import json
 
 import pytest
 
-from pii_redact.errors import UserError
-from pii_redact.metrics import score
-from pii_redact.report import compare, inline_diff, print_compare, print_summary, write_report
+from pii_redact.core.errors import UserError
+from pii_redact.evaluation.metrics import score
+from pii_redact.evaluation.report import (
+    compare,
+    inline_diff,
+    print_compare,
+    print_summary,
+    write_report,
+)
 
 SRC = "Anna Rossi lives in Lyon. Mail anna@x.io."
 REF = "[GIVENNAME_1] [SURNAME_1] lives in [CITY_1]. Mail [EMAIL_1]."

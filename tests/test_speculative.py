@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from pii_redact import chat, faithful, generate, speculative
+from pii_redact.core import chat
+from pii_redact.inference import faithful, generate, speculative
+from pii_redact.models.loading import load_for_generation
 
 SOURCES = [
     "Call Anna Schmidt on +49 30 1234567.",
@@ -17,7 +19,7 @@ SOURCES = [
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    return generate.load_for_generation(tiny_model_dir)
+    return load_for_generation(tiny_model_dir)
 
 
 def plain(model, tokenizer, prompts, budgets, stops, decoder=None):

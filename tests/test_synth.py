@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pii_redact.chat import build_prompt, source_from_prompt
-from pii_redact.files import sha256_file
-from pii_redact.labels import LABELS, PLACEHOLDER_RE, align, mask, occurrences
-from pii_redact.synth import LANGUAGES, Generator, main
+from pii_redact.core.alignment import align
+from pii_redact.core.chat import build_prompt, source_from_prompt
+from pii_redact.core.files import sha256_file
+from pii_redact.core.labels import LABELS, PLACEHOLDER_RE, mask, occurrences
+from pii_redact.synth.generator import LANGUAGES, Generator, main
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "pii_redaction_train.json"
@@ -134,7 +135,7 @@ def test_decoys_stay_in_clear_text(records):
 
 
 def test_every_genre_in_every_language_with_template_ids(records):
-    from pii_redact.synth import GENRES
+    from pii_redact.synth.generator import GENRES
 
     for language in LANGUAGES:
         assert set(GENRES[language]) == set(WRITTEN_GENRES), language

@@ -1,0 +1,214 @@
+"""The 17 ai4privacy PII labels and the `[LABEL_n]` placeholders that stand for them.
+
+A redaction is the source text with each PII value replaced by a placeholder, numbered per label
+by first appearance (`Numbering`, `mask`, `renumber`). What each label's values look like
+(`shape_faults`) and where an entity may begin and end (`can_start`, `can_end`) are the rules
+alignment, decoding and scoring share; `occurrences` finds a value standing as a word of its own.
+Recovering the spans a redaction replaced is `alignment`'s job.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+LABELS: tuple[str, ...] = (
+    "ACCOUNTNUM", "BUILDINGNUM", "CITY", "CREDITCARDNUMBER", "DATEOFBIRTH", "DRIVERLICENSENUM",
+    "EMAIL", "GIVENNAME", "IDCARDNUM", "PASSWORD", "SOCIALNUM", "STREET", "SURNAME", "TAXNUM",
+    "TELEPHONENUM", "USERNAME", "ZIPCODE",
+)
+
+# A placeholder for a known label, numbered (`[EMAIL_2]`, what the data uses) or not (`[EMAIL]`).
+PLACEHOLDER_RE = re.compile(r"\[(" + "|".join(LABELS) + r")(?:_(\d+))?\]")
+# Anything shaped like a placeholder, known label or not (`[PERSON]`, `[CREDIT_CARD_1]`).
+# Text like `[INFO]` in a log line has this shape too, so callers compare against the source.
+PLACEHOLDER_LIKE_RE = re.compile(r"\[([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*)\]")
+# What stands for the rest of a text whose redaction ran out of its token budget: masked, never
+# copied, and not a claim that the text there is PII (scoring counts it as neither entity nor text).
+UNFINISHED = "[UNFINISHED]"
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A PII span of the source text: `source[start:end] == value`, shown as `[label_index]`."""
+
+    start: int
+    end: int
+    label: str
+    value: str
+    index: int | None = None
+
+
+def placeholder_label(token: str) -> str:
+    """`CREDIT_CARD_12` -> `CREDIT_CARD`: the label part of a placeholder body (drops a `_n`)."""
+    return re.sub(r"_\d+$", "", token)
+
+
+def unknown_placeholders(source: str, text: str) -> list[str]:
+    """Placeholder-shaped tokens of `text` whose label is not one of LABELS and that are not
+    literally in `source` (so `[INFO]` copied from a log line is fine, `[PERSON]` is not)."""
+    return [
+        m.group(0) for m in PLACEHOLDER_LIKE_RE.finditer(text)
+        if placeholder_label(m.group(1)) not in LABELS and m.group(0) not in source and m.group(0) != UNFINISHED
+    ]
+
+
+def mask_rest(text: str) -> str:
+    """`text` with the content of each of its lines replaced by UNFINISHED (line breaks kept)."""
+    return re.sub(r"[^\r\n]*\S[^\r\n]*", UNFINISHED, text)
+
+
+# --------------------------------------------------------------------------------------------
+# What values look like, and where they may begin and end
+
+def _digits(v: str) -> int:
+    return sum(c.isdigit() for c in v)
+
+
+def _letters(v: str) -> int:
+    return sum(c.isalpha() for c in v)
+
+
+# label -> rules its values keep (each broken rule is one fault). Deliberately loose: they only
+# choose between readings of one redaction, e.g. a street before a building number.
+_NAME = [lambda v: _digits(v) == 0, lambda v: _letters(v) > 0, lambda v: "@" not in v]
+SHAPES = {
+    "GIVENNAME": _NAME + [lambda v: len(v.split()) <= 3],
+    "SURNAME": _NAME + [lambda v: len(v.split()) <= 4],
+    "CITY": _NAME + [lambda v: len(v.split()) <= 5,
+                     lambda v: not re.match(r"[A-Z]{2}\b", v)],  # "AB Den Haag": the postcode's letters
+    "STREET": [lambda v: _letters(v) > 0, lambda v: "@" not in v, lambda v: len(v.split()) <= 7,
+               lambda v: not v.split()[-1].isdigit()],  # a final number is the building's
+    "BUILDINGNUM": [lambda v: v[0].isdigit(), lambda v: len(v) <= 12, lambda v: len(v.split()) <= 2],
+    "ZIPCODE": [lambda v: _digits(v.split()[0]) > 0, lambda v: len(v.split()) <= 2, lambda v: len(v) <= 10],
+    "EMAIL": [lambda v: "@" in v, lambda v: not any(c.isspace() for c in v)],
+    "USERNAME": [lambda v: not any(c.isspace() for c in v)],
+    "PASSWORD": [lambda v: not any(c.isspace() for c in v)],
+    "DATEOFBIRTH": [lambda v: _digits(v) > 0, lambda v: len(v.split()) <= 5],
+    "TELEPHONENUM": [lambda v: _digits(v) >= 5, lambda v: _letters(v) <= 3, lambda v: v[0] in "+(0123456789"],
+    "CREDITCARDNUMBER": [lambda v: _digits(v) >= 12, lambda v: _letters(v) == 0],
+    "ACCOUNTNUM": [lambda v: _digits(v) >= 5, lambda v: "@" not in v],
+    **{label: [lambda v: _digits(v) >= 2, lambda v: len(v.split()) <= 7, lambda v: "@" not in v]
+       for label in ("SOCIALNUM", "TAXNUM", "IDCARDNUM", "DRIVERLICENSENUM")},
+}
+
+
+@lru_cache(maxsize=1 << 16)
+def shape_faults(label: str, value: str) -> int:
+    """How many of its label's shape rules `value` breaks (0 for an unknown label)."""
+    value = value.strip()
+    if not value:
+        return 1
+    return sum(not rule(value) for rule in SHAPES.get(label, ()))
+
+
+# Characters next to which an entity may begin or end, and escapes that stand for them in
+# JSON, URLs and HTML (`\n`, `%20`, `&amp;`): a value glued to them is still a separate word.
+_SEPARATOR = r"""\s=:;,()\[\]{}<>"'|!?“”‘’«»„‚¿¡—–…·•"""
+_ESCAPE = r"\\[nrtbf\"'/\\]|\\u[0-9A-Fa-f]{4}|%[0-9A-Fa-f]{2}|&#?\w+;"
+_END_OK = re.compile(rf"(?:$|[{_SEPARATOR}]|{_ESCAPE}|[.\-/@_+#*~^]+(?:$|[{_SEPARATOR}]|{_ESCAPE}))")
+_START_OK = re.compile(rf"(?:^|[{_SEPARATOR}]|{_ESCAPE}|(?:^|[{_SEPARATOR}]|{_ESCAPE})[.\-/@_+#*~^]+)$")
+
+
+def can_start(text: str, i: int) -> bool:
+    """Whether an entity may begin at `text[i]`: not inside a word or a dotted, hyphenated or
+    @-joined string (`anna@x.|io`, `Rossi-|Bianchi`), but after the `/` of a URL path
+    (`linkedin.com/in/|jdoe`)."""
+    # what decides lies within a few characters (a joiner run, an escape): look no further
+    return (i > 0 and text[i - 1] == "/" and text[i:i + 1] != "/") or \
+        _START_OK.search(text, max(0, i - 16), i) is not None
+
+
+def can_end(text: str, i: int) -> bool:
+    """Whether an entity may end just before `text[i]` (`anna@x|.io` may not, `Lyon|.` may)."""
+    return _END_OK.match(text, i, i + 16) is not None
+
+
+def boundary_faults(text: str, start: int, end: int) -> int:
+    """0, 1 or 2: how many ends of `text[start:end]` lie where an entity cannot begin or end."""
+    return (not can_start(text, start)) + (not can_end(text, end))
+
+
+def occurrences(text: str, value: str) -> int:
+    """Occurrences of `value` in `text` that stand as a word of their own: not inside a longer
+    word or number (a masked `12` does not occur in `1234`), where escapes and markup count as
+    separators (`\\nAnna`, `q=Anna%20Berg`, `<b>Anna</b>` all hold `Anna`). A scan, not a regex:
+    compiling a pattern per value costs more than the rest of the scoring."""
+    if not value:
+        return 0
+    check_left, check_right = value[0].isalnum() or value[0] == "_", value[-1].isalnum() or value[-1] == "_"
+    count, pos = 0, text.find(value)
+    while pos >= 0:
+        end = pos + len(value)
+        if (check_left and pos and not _word_break_before(text, pos)) or (
+                check_right and end < len(text) and not _word_break_after(text, end)):
+            pos = text.find(value, pos + 1)
+        else:
+            count += 1
+            pos = text.find(value, end)
+    return count
+
+
+_ESCAPE_BEFORE = re.compile(rf"(?:{_ESCAPE})$")
+_ESCAPE_AFTER = re.compile(_ESCAPE)
+
+
+def _word_break_before(text: str, pos: int) -> bool:
+    c = text[pos - 1]
+    return not (c.isalnum() or c == "_") or _ESCAPE_BEFORE.search(text, max(0, pos - 6), pos) is not None
+
+
+def _word_break_after(text: str, end: int) -> bool:
+    c = text[end]
+    return not (c.isalnum() or c == "_") or _ESCAPE_AFTER.match(text, end) is not None
+
+
+class Numbering:
+    """The data's numbering rule: per label, 1, 2, ... in order of first appearance of each
+    distinct key (a value's text, or a placeholder's original number)."""
+
+    def __init__(self) -> None:
+        self._numbers: dict[tuple[str, object], int] = {}
+        self._counts: dict[str, int] = {}
+
+    def __call__(self, label: str, key: object) -> int:
+        if (label, key) not in self._numbers:
+            self._counts[label] = self._numbers[(label, key)] = self._counts.get(label, 0) + 1
+        return self._numbers[(label, key)]
+
+
+def mask(source: str, spans: list[tuple[int, int, str]]) -> tuple[str, list[Entity]]:
+    """`source` with each (start, end, label) span replaced by `[LABEL_n]`, numbered by value
+    (the same value keeps its number); the spans must not overlap. Returns (redaction, entities)."""
+    number = Numbering()
+    out: list[str] = []
+    entities: list[Entity] = []
+    pos = 0
+    for start, end, label in sorted(spans):
+        if start < pos or end <= start:
+            raise ValueError(f"overlapping or empty span {(start, end, label)}")
+        value = source[start:end]
+        index = number(label, value)
+        out += [source[pos:start], f"[{label}_{index}]"]
+        entities.append(Entity(start, end, label, value, index))
+        pos = end
+    out.append(source[pos:])
+    return "".join(out), entities
+
+
+def unnumbered(text: str) -> str:
+    """Every placeholder without its number: `[EMAIL_2]` -> `[EMAIL]`."""
+    return PLACEHOLDER_RE.sub(lambda m: f"[{m.group(1)}]", text)
+
+
+def renumber(text: str) -> str:
+    """Canonical numbering: per label, `_1, _2, ...` by first appearance of each original tag.
+    Unnumbered placeholders stay unnumbered. Two redactions that differ only in numbering
+    become equal."""
+    number = Numbering()
+
+    def sub(m: re.Match) -> str:
+        label, n = m.group(1), m.group(2)
+        return m.group(0) if n is None else f"[{label}_{number(label, n)}]"
+
+    return PLACEHOLDER_RE.sub(sub, text)

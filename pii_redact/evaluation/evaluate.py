@@ -1,0 +1,373 @@
+"""`evaluate.py`: generate redactions for held-out text (or take a baseline's, or a predictions file)
+and score them: leaks, entity precision/recall/F1 per label, text fidelity. See metrics.py for the
+exact definitions and report.py for what is written.
+
+Predictions are appended to `predictions.jsonl` as they are made, so an interrupted evaluation
+resumes where it stopped. `provenance.json` beside them records what made them (the model and its
+run.json, the data file, the generation settings; a baseline and its data; a predictions file).
+Before any work, an evaluation checks what it is about to write: it never writes over one of its
+inputs, and a directory holding another evaluation (other model, data, setting, a baseline, a
+rescored file, or files this command did not make) is refused rather than mixed or overwritten;
+`--overwrite` replaces it, keeping the old files until the new ones are written.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..cli import parse_config
+from ..config import EvalConfig
+from ..core.errors import UserError
+from ..core.files import (
+    BadRecord,
+    check_can_write,
+    dumps_line,
+    iter_records,
+    open_private_append,
+    read_json,
+    sha256_file,
+    write_json,
+    write_jsonl,
+)
+from ..data.records import Sample, read_samples
+from ..training.runs import RUN_FILE, model_fingerprint, trained_model
+
+PREDICTIONS_FILE = "predictions.jsonl"
+PROVENANCE_FILE = "provenance.json"
+
+
+def run_fingerprint(model_dir: Path, run_dir: Path) -> str:
+    """Changes when the model does: the run's run.json (written anew by every run), else the
+    model files' contents."""
+    if (run_dir / RUN_FILE).is_file():
+        return "run.json:" + sha256_file(run_dir / RUN_FILE)
+    return "files:" + str(model_fingerprint(model_dir))
+
+
+# Everything an evaluation writes into its output directory.
+OUTPUT_FILES = (PREDICTIONS_FILE, PROVENANCE_FILE, "metrics.json", "report.md", "per_label_f1.png")
+
+
+@dataclass
+class Plan:
+    """Where an evaluation writes and what made its predictions, settled before any work."""
+
+    out_dir: Path
+    provenance: dict[str, Any]  # what makes the predictions: model + data + settings, baseline + data, or a file
+    keep: bool                  # the predictions in out_dir were made the same way: resume or rescore them
+    replace: bool               # --overwrite: what out_dir holds is moved aside, deleted once this one is written
+    in_place: bool = False      # --predictions OUT_DIR/predictions.jsonl: rescored where it is, never rewritten
+
+
+def _describe(provenance: dict[str, Any]) -> str:
+    kind = provenance.get("kind", "model")
+    if kind == "baseline":
+        return f"the {provenance.get('baseline')} baseline on {provenance.get('data')}"
+    if kind == "predictions":
+        return f"a scoring of {provenance.get('predictions')}"
+    return f"the model {provenance.get('model')} on {provenance.get('data')}"
+
+
+def plan_outputs(config: EvalConfig, out_dir: Path, provenance: dict[str, Any], inputs: dict[str, Path]) -> Plan:
+    """Check, before any work, that this evaluation can write `out_dir` without destroying or
+    mixing anything: never over one of its inputs (`inputs`: flag -> file), and never over
+    another evaluation's files unless --overwrite (which keeps them until the new ones are
+    written). The same predictions are kept: an interrupted model evaluation resumes, a rescoring
+    rewrites only the scores."""
+    check_can_write(out_dir, "--output-dir", directory=True)
+    writes = {(out_dir / name).absolute() for name in OUTPUT_FILES}
+    in_place = provenance.get("kind") == "predictions" and _same_file(inputs["--predictions"], out_dir / PREDICTIONS_FILE)
+    for flag, path in inputs.items():
+        if path.absolute() in writes or any(_same_file(path, w) for w in writes):
+            if not (in_place and flag == "--predictions"):
+                raise UserError(f"{flag} {path} is one of the files this evaluation writes into {out_dir}; "
+                                "pass another --output-dir (or copy the input elsewhere)")
+    present = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
+    path = out_dir / PROVENANCE_FILE
+    old = read_json(path, what="provenance file") if path.exists() else None
+    if in_place or not present or old == provenance:
+        return Plan(out_dir, provenance, keep=bool(present) and not in_place, replace=False, in_place=in_place)
+    if config.overwrite:
+        return Plan(out_dir, provenance, keep=False, replace=True)
+    if not isinstance(old, dict):
+        why = f"{out_dir / present[0]} was not made by this command (no {PROVENANCE_FILE} beside it)"
+    elif old.get("kind", "model") == provenance.get("kind", "model") == "model":
+        changed = sorted(k for k in provenance if old.get(k) != provenance[k])
+        why = f"the predictions in {out_dir} were made with another {', '.join(changed)}"
+    else:
+        why = f"{out_dir} holds {_describe(old)}, not {_describe(provenance)}"
+    raise UserError(f"{why}; pass another --output-dir, or --overwrite to replace them")
+
+
+class Aside:
+    """--overwrite: an output directory's evaluation files moved into a hidden folder, deleted
+    once the new evaluation is written (`drop`), or put back if it fails (`restore`)."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.folder = out_dir / f".replaced-{os.getpid()}"
+        self.moved = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
+        self.folder.mkdir()
+        for name in self.moved:
+            (out_dir / name).rename(self.folder / name)
+
+    def restore(self) -> None:
+        for name in OUTPUT_FILES:
+            (self.out_dir / name).unlink(missing_ok=True)
+        for name in self.moved:
+            (self.folder / name).rename(self.out_dir / name)
+        shutil.rmtree(self.folder)
+
+    def drop(self) -> None:
+        shutil.rmtree(self.folder)
+
+
+def _done_predictions(path: Path, samples: list[Sample]) -> dict[int, dict[str, Any]]:
+    """Predictions already written by an interrupted run, by sample index. Only the last line may
+    be cut off (the run was killed while writing it): it is dropped from the file, every other
+    row stays, those of samples past --limit included."""
+    if not path.exists():
+        return {}
+    read = list(iter_records(path))
+    bad = [i for i, (_, row) in enumerate(read) if isinstance(row, BadRecord)]
+    if bad and bad != [len(read) - 1]:
+        raise UserError(f"{read[bad[0]][1]}; pass --overwrite to make the predictions again")
+    rows = [row for _, row in read if not isinstance(row, BadRecord)]
+    if bad:
+        write_jsonl(path, rows)
+    return {row["index"]: row for row in rows
+            if isinstance(row, dict) and isinstance(row.get("index"), int) and 0 <= row["index"] < len(samples)
+            and row.get("prompt") == samples[row["index"]].prompt}
+
+
+def _record(i: int, sample: Sample) -> dict[str, Any]:
+    row = {"index": i, "prompt": sample.prompt, "source": sample.source, "response": sample.response}
+    if sample.entities is not None:
+        row["entities"] = [[e.start, e.end, e.label] for e in sample.entities]
+    row.update({k: v for k, v in (("language", sample.language), ("genre", sample.genre),
+                                  ("template", sample.template)) if v})
+    return row
+
+
+def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir: Path,
+            keep: bool, timing: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """A prediction per sample, appended to predictions.jsonl as each is made; those an
+    interrupted run with the same provenance already wrote (`keep`) are not made again. Rows of
+    samples past --limit stay in the file. `timing` receives how many predictions this call made
+    and the seconds spent loading the model and generating. The rows hold what the model wrote:
+    the safety net is applied when they are scored, so a rescoring can leave it out."""
+    from tqdm.auto import tqdm
+
+    from ..inference.redactor import Redactor, Settings
+
+    path = out_dir / PREDICTIONS_FILE
+    kept = _done_predictions(path, samples) if keep else {}
+    todo = [i for i in range(len(samples)) if i not in kept]
+    if kept:
+        print(f"resuming: {len(kept)} predictions already in {path}, {len(todo)} to go")
+    done = dict(kept)
+    if not todo:
+        return [done[i] for i in range(len(samples))]
+    redactor = Redactor(model_dir, Settings.of(config))
+    print(f"generating {len(todo)} redactions with {redactor.backend} ({config.decoding} decoding) from {model_dir}")
+    with open_private_append(path) as f, tqdm(total=len(todo), unit="sample") as bar:
+        for result in redactor.redact([samples[i].source for i in todo], [samples[i].prompt for i in todo]):
+            i = todo[result.index]
+            row = {**_record(i, samples[i]), "prediction": result.model_text,
+                   "finish_reason": "stop" if result.finished else "length"}
+            f.write(dumps_line(row))
+            f.flush()
+            done[i] = row
+            bar.update(1)
+    stats = redactor.stats
+    if timing is not None:
+        timing.update(backend=stats.backend, decoding=config.decoding, batch_size=config.batch_size,
+                      samples=stats.samples, load_s=round(stats.load_s, 3), generate_s=round(stats.generate_s, 3),
+                      samples_per_s=stats.samples_per_s)
+    return [done[i] for i in range(len(samples))]
+
+
+def run_baseline(name: str, samples: list[Sample]) -> list[dict[str, Any]]:
+    from . import baselines
+
+    redact = {"identity": baselines.identity, "regex": baselines.regex_redact}[name]
+    return [{**_record(i, s), "prediction": redact(s.source), "finish_reason": "stop"}
+            for i, s in enumerate(samples)]
+
+
+def apply_safety_net(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Records whose prediction went through what follows generation (`redactor.finish`: the
+    safety net; the model's own output stays in `model_prediction`), and how many entities that
+    added in all."""
+    from ..inference.redactor import Settings, finish
+
+    out, total = [], 0
+    for record in records:
+        prediction, added = finish(record["source"], record["prediction"], Settings(safety_net=True),
+                                   record.get("finish_reason") != "length")
+        total += added
+        changed = prediction != record["prediction"]
+        out.append({**record, "prediction": prediction, "model_prediction": record["prediction"]} if changed else record)
+    return out, total
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
+def _input_file(path: str, flag: str, hint: str = "") -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{flag} {p} is a directory, not a file")
+    if p.exists() and not p.is_file():
+        raise UserError(f"{flag} {p} is not a regular file")
+    if not p.is_file():
+        raise UserError(f"{flag} {p}: no such file{hint}")
+    return p
+
+
+def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
+    """Predictions (a model's, a baseline's or a file's), their scores and report; see the module
+    docstring. Every output path is settled before anything is generated."""
+    from . import metrics, report
+
+    timing: dict[str, Any] = {}  # filled when this call generates predictions
+    if config.predictions:
+        source = _input_file(config.predictions, "--predictions")
+        out_dir = Path(config.output_dir) if config.output_dir else source.parent
+        provenance = {"kind": "predictions", "predictions": str(source.resolve()),
+                      "predictions_sha256": sha256_file(source)}
+        plan = plan_outputs(config, out_dir, provenance, {"--predictions": source})
+        title = f"predictions {config.predictions}"
+    else:
+        data = _input_file(config.data, "--data", " (make the splits with prepare_data.py first)")
+        data_id = {"data": str(data.resolve()), "data_sha256": sha256_file(data)}
+        if config.baseline:
+            out_dir = Path(config.output_dir or Path(config.runs_dir) / f"baseline-{config.baseline}")
+            provenance = {"kind": "baseline", "baseline": config.baseline, **data_id}
+            title = f"{config.baseline} baseline on {config.data}"
+        else:
+            model_dir, run_dir = trained_model(config.model_dir, config.runs_dir)
+            out_dir = Path(config.output_dir) if config.output_dir else run_dir / "eval"
+            provenance = {"model": str(model_dir.resolve()), "model_fingerprint": run_fingerprint(model_dir, run_dir),
+                          **data_id, "max_new_tokens": config.max_new_tokens, "backend": config.backend,
+                          "decoding": config.decoding}
+            title = f"{run_dir.name} on {config.data}"
+        plan = plan_outputs(config, out_dir, provenance, {"--data": data})
+
+    aside = Aside(out_dir) if plan.replace else None
+    try:
+        records = _predictions(config, plan, timing)
+        added = 0
+        if config.safety_net and not config.baseline:  # on the model's outputs, not on a baseline's
+            records, added = apply_safety_net(records)
+        scores, per_sample = metrics.score(records)
+        scores["safety_net"] = {"enabled": config.safety_net and not config.baseline, "added_entities": added}
+        if timing.get("samples"):  # the speed of this call's generation (a resumed run: of what it added)
+            scores["generation"] = timing
+        for key in ("language", "genre"):  # where the data says, to see which kinds of text fail
+            if any(key in r for r in records):
+                scores[f"by_{key}"] = metrics.by_group(per_sample, [r.get(key) or "none" for r in records])
+        report.write_report(scores, per_sample, records, out_dir, title=title, worst=config.worst)
+    except BaseException:
+        if aside is not None:  # --overwrite failed: the old evaluation comes back
+            aside.restore()
+        raise
+    if aside is not None:
+        aside.drop()
+    report.print_summary(scores)
+    if timing.get("samples"):
+        print(f"generated {timing['samples']} redactions in {timing['generate_s']:.1f} s "
+              f"({timing['samples_per_s']} samples/s, {timing['backend']}, batch {timing['batch_size']}; "
+              f"model loaded in {timing['load_s']:.1f} s)")
+    print(f"report: {out_dir / 'report.md'}  metrics: {out_dir / 'metrics.json'}")
+    return scores, out_dir
+
+
+def _predictions(config: EvalConfig, plan: Plan, timing: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records to score, written to predictions.jsonl with their provenance (except when a
+    predictions file is rescored where it is)."""
+    from . import metrics
+
+    out_dir = plan.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.predictions:
+        records = metrics.read_predictions(config.predictions)[: config.limit or None]
+    else:
+        samples = read_samples(config.data, config.limit)
+        if config.baseline:
+            records = run_baseline(config.baseline, samples)
+        else:
+            write_json(out_dir / PROVENANCE_FILE, plan.provenance)
+            model_dir, _ = trained_model(config.model_dir, config.runs_dir)
+            return predict(config, samples, model_dir, out_dir, plan.keep, timing)
+    if not plan.in_place:
+        write_jsonl(out_dir / PREDICTIONS_FILE, records)
+        write_json(out_dir / PROVENANCE_FILE, plan.provenance)
+    return records
+
+
+DESCRIPTION = "Generate redactions for held-out text and score them (leaks, entity P/R/F1, fidelity)."
+USAGE = "evaluate.py [options]\n       evaluate.py compare METRICS [METRICS ...] [--output FILE]"
+EPILOG = """examples:
+  python evaluate.py                              # newest run in outputs/, on data/test.jsonl
+  python evaluate.py --model-dir outputs/my-run --limit 200
+  python evaluate.py --baseline regex             # score the regex baseline on the same data
+  python evaluate.py --predictions preds.jsonl    # score an existing file, no model needed
+  python evaluate.py --fail-under entity.f1=0.9 --fail-under leak_rate=0.05
+  python evaluate.py compare outputs/baseline-regex outputs/my-run/eval
+
+--fail-under takes dotted metric paths from metrics.json; for metrics where lower is better
+(leak_rate, samples_with_leak, unfinished_rate) the check is that the metric is at most VALUE.
+`compare` puts metrics.json files (or the directories holding them) side by side."""
+
+
+def compare_main(argv: list[str]) -> int:
+    import argparse
+
+    from . import report
+
+    parser = argparse.ArgumentParser(prog="evaluate.py compare",
+                                     description="Put two or more metrics.json files side by side.")
+    parser.add_argument("metrics", nargs="+", help="metrics.json files (or the directories holding them)")
+    parser.add_argument("--output", help="also write the comparison as Markdown to this file")
+    args = parser.parse_args(argv)
+    paths = [str(Path(p) / "metrics.json") if Path(p).is_dir() else p for p in args.metrics]
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise UserError(f"not found: {', '.join(missing)}")
+    if args.output:  # checked before anything is read
+        if any(_same_file(Path(args.output), Path(p)) for p in paths):
+            raise UserError(f"--output {args.output} is one of the inputs")
+        check_can_write(args.output, "--output")
+    table = report.compare(paths)
+    report.print_compare(paths)
+    if args.output:
+        from ..core.files import write_text
+
+        write_text(args.output, table + "\n")
+        print(f"written to {args.output}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["compare"]:
+        return compare_main(args[1:])
+    config, _ = parse_config(EvalConfig, "evaluate", argv, prog="evaluate.py",
+                             description=DESCRIPTION, epilog=EPILOG, usage=USAGE)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from . import metrics
+
+    if config.fail_under:
+        metrics.check_thresholds({}, config.fail_under, validate_only=True)  # bad specs fail before generating
+    scores, _ = evaluate(config)
+    failures = metrics.check_thresholds(scores, config.fail_under)
+    for failure in failures:
+        print(f"FAIL {failure}")
+    return 1 if failures else 0

@@ -1,0 +1,317 @@
+"""`redact.py`: a trained model applied to a user's own files.
+
+Inputs are plain text files (one text each), JSONL files (one object per line; its --text-field
+is redacted, the other fields are kept) or standard input. Every text is cut at paragraph, then
+line boundaries into pieces that fit the model's context with room for the answer, redacted in
+batches (faithful decoding and the safety net by default, as evaluate.py), and joined back with
+the separators it had: with faithful decoding, every character outside a placeholder is the
+input's, byte for byte, line endings and a leading byte-order mark included.
+
+It fails closed. Every output path is checked before the model loads; a redaction that did not
+finish within its token budget has its rest masked as `[UNFINISHED]`, never copied, and is not
+written at all unless `--allow-unfinished` (exit 1 otherwise); nothing of the input's text is
+ever printed in a message, only file, record, line and length.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..cli import parse_config
+from ..config import RedactConfig
+from ..core.errors import UserError
+from ..core.files import (
+    BadRecord,
+    check_can_write,
+    dumps_line,
+    iter_records,
+    write_text,
+)
+from ..core.labels import UNFINISHED
+from ..training.runs import read_run_config, trained_model
+
+PROMPT_OVERHEAD = 48  # tokens of the chat template and instruction beyond the text (Gemma's: 43)
+BOM = "\ufeff"
+
+
+@dataclass
+class Text:
+    """One text to redact: where it came from, and its pieces (filled in as they are redacted)."""
+
+    input: str
+    record: int | None  # line index in a JSONL input, None for a plain text
+    text: str           # without a leading byte-order mark, which `bom` remembers
+    obj: dict | None = None  # the JSONL object the text came from
+    bom: bool = False
+    pieces: list[tuple[int, str]] = field(default_factory=list)  # (offset in text, piece)
+    redacted: list[str] = field(default_factory=list)
+    unfinished: list[bool] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        return self.input if self.record is None else f"{self.input}:{self.record + 1}"
+
+    def output(self) -> str:
+        return (BOM if self.bom else "") + "".join(self.redacted)
+
+
+class LineTooLong(Exception):
+    def __init__(self, line: int, text: str):
+        super().__init__(line)
+        self.line, self.text = line, text  # 0-based line index, and the line (never printed)
+
+
+def split(text: str, fits) -> list[tuple[int, str]]:
+    """(offset, piece) for consecutive pieces of `text` that each `fits`: as many whole lines as
+    fit, cut after the last blank line among them (a paragraph break) where there is one. Joined,
+    the pieces are `text` again. LineTooLong if a single line does not fit."""
+    lines, offset = [], 0
+    for line in text.splitlines(keepends=True) or [text]:
+        lines.append((offset, line))
+        offset += len(line)
+    pieces, i = [], 0
+    while i < len(lines):
+        j, chunk = i, ""
+        while j < len(lines) and fits(chunk + lines[j][1]):
+            chunk += lines[j][1]
+            j += 1
+        if j == i:
+            raise LineTooLong(i, lines[i][1])
+        blank = [k for k in range(i + 1, j) if not lines[k][1].strip()]
+        if j < len(lines) and blank:
+            j = blank[-1] + 1
+        pieces.append((lines[i][0], "".join(line for _, line in lines[i:j])))
+        i = j
+    return pieces
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+def read_texts(config: RedactConfig) -> list[Text]:
+    """Every text of every input, checked: an existing file, readable UTF-8, not empty."""
+    texts: list[Text] = []
+    for name in config.inputs:
+        if name == "-":
+            data, path = sys.stdin.buffer.read(), "<stdin>"
+        else:
+            path = name
+            if Path(name).is_dir():
+                raise UserError(f"{name}: is a directory, not a file")
+            if is_jsonl(name):
+                texts += _jsonl_texts(Path(name), config.text_field)
+                continue
+            try:
+                data = Path(name).read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
+                raise UserError(f"{name}: no such file") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        bom = text.startswith(BOM)
+        text = text[len(BOM):] if bom else text
+        if not text.strip():
+            raise UserError(f"{path}: empty input, nothing to redact")
+        texts.append(Text(path, None, text, bom=bom))
+    return texts
+
+
+def is_jsonl(name: str) -> bool:
+    return name.lower().endswith(".jsonl")
+
+
+def _jsonl_texts(path: Path, text_field: str) -> list[Text]:
+    texts = []
+    for index, obj in iter_records(path):
+        if isinstance(obj, BadRecord):
+            raise UserError(str(obj))
+        if not isinstance(obj, dict) or not isinstance(obj.get(text_field), str):
+            raise UserError(f"{path}:{index + 1}: expected an object with a string '{text_field}' field "
+                            "(choose the field with --text-field)")
+        texts.append(Text(str(path), index, obj[text_field], obj=obj))
+    if not texts:
+        raise UserError(f"{path}: empty input, nothing to redact")
+    return texts
+
+
+def cut_into_pieces(texts: list[Text], tokenizer, max_seq_length: int) -> None:
+    """Split every text into pieces whose prompt and expected answer fit in `max_seq_length`
+    tokens (the context the model was trained with)."""
+    from .generate import estimated_output_tokens
+
+    def n_tokens(piece: str) -> int:
+        return len(tokenizer(piece, add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"])
+
+    def fits(piece: str) -> bool:
+        return n_tokens(piece) + PROMPT_OVERHEAD + estimated_output_tokens(tokenizer, piece) <= max_seq_length
+
+    for text in texts:
+        try:
+            text.pieces = split(text.text, fits)
+        except LineTooLong as exc:
+            raise UserError(f"{text.where}: line {exc.line + 1} is {n_tokens(exc.text)} tokens, too long for the "
+                            f"model's context of {max_seq_length} tokens even on its own (with room for its "
+                            "redaction); break it into shorter lines") from None
+        text.redacted = [piece if not piece.strip() else "" for _, piece in text.pieces]
+        text.unfinished = [False] * len(text.pieces)
+
+
+# --------------------------------------------------------------------------------------------
+# redacting
+
+def redact_texts(texts: list[Text], redactor) -> None:
+    """Fill in each text's redacted pieces, all texts' pieces batched together."""
+    from tqdm.auto import tqdm
+
+    jobs = [(text, k) for text in texts for k, (_, piece) in enumerate(text.pieces) if piece.strip()]
+    with tqdm(total=len(jobs), unit="piece", desc="redacting", disable=None) as bar:
+        for result in redactor.redact([text.pieces[k][1] for text, k in jobs]):
+            text, k = jobs[result.index]
+            text.redacted[k] = result.text
+            text.unfinished[k] = not result.finished
+            bar.update(1)
+
+
+def entities_of(text: Text) -> list[dict[str, Any]]:
+    """The entities of a redacted text, as character offsets into the input (a byte-order mark
+    counts as its first character). What an unfinished redaction masked is a row labelled
+    UNFINISHED."""
+    from ..core.alignment import align, align_robust
+
+    out = []
+    shift = len(BOM) if text.bom else 0
+    for (offset, piece), redacted in zip(text.pieces, text.redacted):
+        found = align(piece, redacted)
+        for e in found if found is not None else align_robust(piece, redacted)[0]:
+            if e.value:
+                out.append({"input": text.input, "record": text.record, "start": shift + offset + e.start,
+                            "end": shift + offset + e.end, "label": e.label, "text": e.value})
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+def check_outputs(config: RedactConfig) -> None:
+    """Refuse, before any work, what could not be written at the end, or would write over an
+    input, another output or (without --overwrite) an existing file."""
+    inputs = [Path(i) for i in config.inputs if i != "-"]
+    targets: list[Path] = []
+    if config.output_dir is None:
+        if len(config.inputs) > 1:
+            raise UserError("several inputs: pass --output-dir to write each one's redaction there")
+    else:
+        if "-" in config.inputs:
+            raise UserError("standard input has no name to write under --output-dir: omit --output-dir")
+        out = Path(config.output_dir)
+        check_can_write(out, "--output-dir", directory=True)
+        names = [p.name for p in inputs]
+        if len(set(names)) != len(names):
+            raise UserError("two inputs have the same file name: they would be written to one file in --output-dir")
+        for path in inputs:
+            target = out / path.name
+            if _same(target, path):
+                raise UserError(f"--output-dir {out}: writing there would overwrite the input {path}")
+            if target.exists() and not config.overwrite:
+                raise UserError(f"{target} already exists: pass --overwrite to replace it, or another --output-dir")
+            targets.append(target)
+    if config.entities:
+        entities = Path(config.entities)
+        if any(_same(entities, p) for p in inputs):
+            raise UserError(f"--entities {entities} is one of the inputs")
+        if any(_same(entities, t) or entities.absolute() == t.absolute() for t in targets):
+            raise UserError(f"--entities {entities} is where a redacted input is written")
+        if not (config.output_dir and entities.parent.absolute() == Path(config.output_dir).absolute()):
+            check_can_write(entities, "--entities")  # (--output-dir, checked above, is made at the end)
+        elif entities.is_dir():
+            raise UserError(f"--entities {entities} is a directory, not a file")
+        if entities.exists() and not config.overwrite:
+            raise UserError(f"--entities {entities} already exists: pass --overwrite to replace it, or another file")
+
+
+def _same(a: Path, b: Path) -> bool:
+    return a.exists() and b.exists() and a.resolve() == b.resolve()
+
+
+def write_outputs(texts: list[Text], config: RedactConfig) -> list[str]:
+    """Write the redaction of every input whose texts all finished (all of them with
+    --allow-unfinished), and the entities of what was written. Returns the inputs not written."""
+    by_input: dict[str, list[Text]] = {}
+    for text in texts:
+        by_input.setdefault(text.input, []).append(text)
+    held_back = [name for name, group in by_input.items()
+                 if not config.allow_unfinished and any(any(t.unfinished) for t in group)]
+    written = [t for t in texts if t.input not in held_back]
+    if config.output_dir is not None and by_input.keys() - set(held_back):
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    for name, group in by_input.items():
+        if name in held_back:
+            continue
+        if group[0].record is None:
+            output = group[0].output()
+        else:
+            output = "".join(dumps_line({**t.obj, config.text_field: t.output()}) for t in group)
+        if config.output_dir is None:
+            sys.stdout.write(output)
+        else:
+            write_text(Path(config.output_dir) / Path(name).name, output)
+    if config.entities and written:
+        write_text(config.entities, "".join(dumps_line(e) for text in written for e in entities_of(text)))
+    return held_back
+
+
+def report_unfinished(texts: list[Text], held_back: list[str], config: RedactConfig) -> None:
+    """One stderr line per input with unfinished pieces: where, how many, and what was done."""
+    for name in dict.fromkeys(t.input for t in texts if any(t.unfinished)):
+        group = [t for t in texts if t.input == name and any(t.unfinished)]
+        pieces = sum(sum(t.unfinished) for t in group)
+        records = f" (records on lines {', '.join(str(t.record + 1) for t in group)})" if group[0].record is not None else ""
+        done = "not written" if name in held_back else f"written with the rest masked as {UNFINISHED}"
+        print(f"{'error' if name in held_back else 'warning'}: {name}: {pieces} piece(s){records} did not finish "
+              f"within the token budget (--max-new-tokens {config.max_new_tokens or 'derived'}, "
+              f"--decoding {config.decoding}); {done}", file=sys.stderr)
+    if held_back:
+        fix = ("leave --max-new-tokens at 0 (a budget faithful decoding always finishes within)"
+               if config.decoding == "faithful" and config.max_new_tokens else
+               "use the default --decoding faithful, which always finishes" if config.decoding == "free" else
+               "raise --max-new-tokens")
+        print(f"  {fix}, or pass --allow-unfinished to write them masked", file=sys.stderr)
+
+
+DESCRIPTION = "Redact PII in your own texts with a model trained by finetune.py."
+USAGE = "redact.py [options] [INPUT ...]"
+EPILOG = """examples:
+  python redact.py notes.txt                               # newest run in outputs/, to standard output
+  cat mail.txt | python redact.py --model-dir outputs/my-run
+  python redact.py --output-dir redacted/ a.txt b.txt      # redacted/a.txt, redacted/b.txt
+  python redact.py tickets.jsonl --text-field body --entities found.jsonl
+
+Long texts are cut at paragraph and line breaks into pieces that fit the model and joined back
+unchanged. With the default faithful decoding, only placeholders differ from the input, and the
+default token budget always suffices. A redaction that runs out of budget anyway (a small
+--max-new-tokens, or --decoding free) is not written unless --allow-unfinished, and then its rest
+is masked as [UNFINISHED], never copied. Exit status: 0 done, 1 something was not written
+(unfinished), 2 bad input or flags."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    config, _ = parse_config(RedactConfig, "redact", argv, prog="redact.py", description=DESCRIPTION,
+                             epilog=EPILOG, usage=USAGE)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    check_outputs(config)
+    model_dir, run_dir = trained_model(config.model_dir, config.runs_dir)
+    texts = read_texts(config)
+    from .redactor import Redactor, Settings
+
+    redactor = Redactor(model_dir, Settings.of(config))
+    # every input is read and cut before the model loads: bad input fails in a second
+    cut_into_pieces(texts, redactor.tokenizer, read_run_config(run_dir).max_seq_length)
+    redact_texts(texts, redactor)
+    held_back = write_outputs(texts, config)
+    report_unfinished(texts, held_back, config)
+    return 1 if held_back else 0

@@ -1,0 +1,141 @@
+"""One record being drawn: the people a text mentions, their values and decoys (each drawn once,
+so a repeated field repeats its value), and templates rendered into segments.
+
+`{LABEL}` is a PII field of person 1 (`{LABEL:2}` of person 2...); lowercase names are decoys that
+stay in clear text, `{address}`/`{name}` expand to the locale's layout, `{@term}` is a
+locale-specific word, `{>pool}` / `{>pool?}` a sentence of the genre's pool (optional), and
+`|upper`, `|lower`, `|cap` change a field's case.
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from faker import Faker
+
+from ..core.labels import LABELS
+from .tables import FIELDS, FOREIGN_LOCALES, LANGUAGE_TEXT, LOCALE_TEXT
+from .values import LOG_EPOCH, draw_decoy, draw_pii
+
+FOREIGN_SHARE = 0.15  # people (and their addresses) from another country than the text's
+FIELD_RE = re.compile(r"\{(@?>?[A-Za-z_]+)(\?)?(?::(\d))?(?:\|(upper|lower|cap))?\}")
+
+
+Segment = tuple[str | None, str]  # (label, value) for PII, (None, text) for literal text
+
+
+@dataclass
+class Person:
+    """Someone a text mentions: where they are from (their names, phone and address follow that
+    locale), their gender (names, honorifics and pronouns agree with it) and the values drawn."""
+
+    locale: str
+    gender: str  # "female" or "male"
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Draft:
+    """Values of one record being drawn: people's PII fields and decoys, each drawn once."""
+
+    fakers: dict[str, Faker]
+    rng: random.Random
+    locale: str
+    people: dict[int, Person] = field(default_factory=dict)
+    decoys: dict[tuple[str, int], str] = field(default_factory=dict)
+    clock: int | None = None  # current log timestamp, seconds after LOG_EPOCH
+    used: set = field(default_factory=set)  # pool sentences already in this text
+
+    @property
+    def language(self) -> str:
+        return self.locale[:2]
+
+    @property
+    def fake(self) -> Faker:
+        return self.fakers[self.locale]
+
+    def person(self, index: int) -> Person:
+        if index not in self.people:
+            rng = self.rng
+            foreign = rng.random() < FOREIGN_SHARE
+            locale = rng.choice([loc for loc in FOREIGN_LOCALES if loc[:2] != self.language]) if foreign else self.locale
+            self.people[index] = Person(locale, rng.choice(["female", "male"]))
+        return self.people[index]
+
+    def pii(self, label: str, person: int) -> str:
+        who = self.person(person)
+        if label not in who.fields:
+            who.fields[label] = draw_pii(self, label, person)
+        return who.fields[label]
+
+    def decoy(self, name: str, person: int) -> str:
+        if name == "ts":  # each log line a little later than the one before
+            step = self.rng.randrange(4 * 365 * 86400) if self.clock is None else self.rng.randint(0, 90)
+            self.clock = (self.clock or 0) + step
+            return (LOG_EPOCH + timedelta(seconds=self.clock)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if name in ("title", "pronoun"):  # agree with the person's gender
+            words = LANGUAGE_TEXT[self.language][f"{name}s"][self.person(person).gender]
+            key = (name, person)
+            if key not in self.decoys:
+                self.decoys[key] = self.rng.choice(words)
+            return self.decoys[key]
+        if (name, person) not in self.decoys:
+            self.decoys[(name, person)] = draw_decoy(self, name)
+        return self.decoys[(name, person)]
+
+    def render(self, template: str, person: int = 1, pools: dict[str, list[str]] | None = None) -> list[Segment]:
+        """Template -> segments; `{X}` fields refer to `person` unless they name one (`{X:2}`);
+        `{>pool}` draws a sentence of `pools` not used yet in this text."""
+        segments: list[Segment] = []
+        last = 0
+        for m in FIELD_RE.finditer(template):
+            segments.append((None, template[last:m.start()]))
+            name, optional, who, case = m.group(1), m.group(2), int(m.group(3)) if m.group(3) else person, m.group(4)
+            last = m.end()
+            if name.startswith(">"):
+                choices = [t for t in (pools or {})[name[1:]] if (name, t) not in self.used]
+                if choices and not (optional and self.rng.random() < 0.5):
+                    sentence = self.rng.choice(choices)
+                    self.used.add((name, sentence))
+                    segments += self.render(sentence, person, pools)
+                elif segments and segments[-1][0] is None:  # left out: so is the space before it
+                    segments[-1] = (None, segments[-1][1].rstrip(" "))
+                continue
+            if name in LABELS:
+                part = [(name, self.pii(name, who))]
+            elif name == "name":
+                layout = FOREIGN_LOCALES.get(self.person(who).locale)
+                order = "{SURNAME} {GIVENNAME}" if layout is not None and layout.family_name_first \
+                    else "{GIVENNAME} {SURNAME}"
+                part = self.render(order, who)
+            elif name in ("address", "address_block"):
+                part = self.render(self._address_layout(name, who), who)
+            elif name.startswith("@"):
+                part = self.render(LOCALE_TEXT[self.locale][name], who)
+            else:
+                part = [(None, self.decoy(name, who))]
+            segments += [(label, _cased(text, case)) for label, text in part] if case else part
+        segments.append((None, template[last:]))
+        return segments
+
+    def _address_layout(self, name: str, who: int) -> str:
+        """The text locale's address layout for its own people; a foreign person's address is
+        written the way their country writes it (number before or after the street, postcode
+        before or after the city)."""
+        locale = self.person(who).locale
+        if locale == self.locale:
+            layout = LOCALE_TEXT[self.locale][name]  # a layout, or a list of them to pick from
+            return layout if isinstance(layout, str) else self.rng.choice(layout)
+        number, postcode, _ = FOREIGN_LOCALES[locale]  # a Layout
+        street = "{BUILDINGNUM} {STREET}" if number == "first" else "{STREET} {BUILDINGNUM}"
+        town = "{ZIPCODE} {CITY}" if postcode == "before" else "{CITY} {ZIPCODE}"
+        return f"{street}\n{town}" if name == "address_block" else f"{street}, {town}"
+
+    def field_name(self, key: str) -> str:
+        return "".join(text for _, text in self.render(self.rng.choice(FIELDS[self.language][key])))
+
+
+def _cased(text: str, case: str) -> str:
+    return text.upper() if case == "upper" else text.lower() if case == "lower" else text[:1].upper() + text[1:]

@@ -1,0 +1,157 @@
+"""Records: drawing one (genre, values, checks), the Generator over a seed, and the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faker import Faker
+
+from ..core.alignment import align
+from ..core.chat import build_prompt
+from ..core.labels import LABELS, PLACEHOLDER_RE, Entity, mask, occurrences
+from .draft import Draft, Segment
+from .genres import KINDS_IN_CODE, compose
+from .tables import FOREIGN_LOCALES, GENRES, KINDS, LANGUAGES, LOCALES
+
+NO_PII_SHARE = 0.07  # records that are all decoys: the model must learn to change nothing
+MAX_ATTEMPTS = 200   # draws per record before giving up (a template that can never pass)
+
+
+@dataclass
+class Generated:
+    """One generated text with what the generator knows about it."""
+
+    source: str
+    response: str
+    entities: list[Entity]  # true spans of `source`, in order, numbered like the response
+    language: str
+    locale: str
+    kind: str      # the genre
+    template: str  # the template family: "lang/genre" or "lang/genre/frame"
+
+    def to_json(self) -> dict[str, Any]:
+        """The seed's prompt/response record, plus its template family ("lang/genre/frame": what
+        prepare_data.py can hold out as unseen; language and genre are read from it) and, where
+        the redaction alone does not pin them down (`alignment.align` would read it otherwise),
+        the exact spans: the file stays small, and every record's spans are the inserted ones."""
+        record: dict[str, Any] = {"prompt": build_prompt(self.source), "response": self.response,
+                                  "template": self.template}
+        if align(self.source, self.response) != self.entities:
+            record["entities"] = [[e.start, e.end, e.label] for e in self.entities]
+        return record
+
+
+def _redact(segments: list[Segment]) -> tuple[str, str, list[Entity]]:
+    """Source, response and true entities, numbered as `labels.mask` numbers them."""
+    source, spans, pos = [], [], 0
+    for label, text in segments:
+        source.append(text)
+        if label is not None:
+            spans.append((pos, pos + len(text), label))
+        pos += len(text)
+    response, entities = mask("".join(source), spans)
+    return "".join(source), response, entities
+
+
+def _leaks(response: str, values: set[str]) -> bool:
+    """Whether a PII value also stands in the response's clear text, as `labels.occurrences`
+    finds words (the metrics' rule), case-insensitively. A record where a value is masked in one
+    place and in clear in another teaches inconsistent masking. Values of one or two characters
+    (building numbers) are exempt: "5" is in every price."""
+    clear = PLACEHOLDER_RE.sub("\0", response).casefold()
+    return any(len(v) >= 3 and occurrences(clear, v.casefold()) for v in values)
+
+
+def _valid(source: str, response: str, entities: list[Entity]) -> bool:
+    """Whether a drawn record is kept: the chat template would not trim it, and no value leaks
+    in clear text. Its spans are exact by construction (`_redact` masks what it inserted)."""
+    if source != source.strip() or "\r" in source:  # chat templates trim message contents
+        return False
+    return not _leaks(response, {e.value for e in entities})
+
+
+class Generator:
+    """Draws records from one seed: one seeded Faker per locale, one random.Random for choices."""
+
+    def __init__(self, seed: int, languages: tuple[str, ...] = LANGUAGES) -> None:
+        unknown = set(languages) - set(LANGUAGES)
+        if unknown or not languages:
+            raise ValueError(f"languages must be a non-empty subset of {LANGUAGES}, got {languages}")
+        self.languages = tuple(languages)
+        self.rng = random.Random(seed)
+        self.fakers: dict[str, Faker] = {}
+        for locale in sorted({loc for lang in self.languages for loc in LOCALES[lang]} | set(FOREIGN_LOCALES)):
+            fake = Faker(locale)
+            fake.seed_instance(f"{seed}:{locale}")  # str seeds hash stably (sha512), unlike hash()
+            self.fakers[locale] = fake
+        self.redraws = 0  # records drawn again because a check failed (reported by the CLI)
+
+    def record(self) -> Generated:
+        rng = self.rng
+        lang = rng.choice(self.languages)
+        locale = rng.choice(LOCALES[lang])
+        has_pii = rng.random() >= NO_PII_SHARE
+        kinds = [k for k in KINDS if k in KINDS_IN_CODE or k in GENRES[lang]]
+        kind = rng.choices(kinds, weights=[KINDS[k] for k in kinds])[0] if has_pii else "plain"
+        for _ in range(MAX_ATTEMPTS):
+            draft = Draft(self.fakers, rng, locale)
+            segments, template = compose(draft, kind, has_pii)
+            source, response, entities = _redact(segments)
+            if _valid(source, response, entities):
+                return Generated(source, response, entities, lang, locale, kind, template)
+            self.redraws += 1
+        raise RuntimeError(f"no valid {locale} {kind} record in {MAX_ATTEMPTS} draws")
+
+
+def write_json(records: list[dict[str, Any]], path: Path) -> None:
+    """A JSON list, one record per line (UTF-8, fixed layout): it regenerates byte-identically
+    and diffs line by line."""
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pii_redact.synth",
+        description="Generate the Faker-based PII redaction training set: a JSON list of "
+                    "{prompt, response} records in six languages, where the response replaces every "
+                    f"PII value with [LABEL_n] for the {len(LABELS)} labels ({', '.join(LABELS)}). "
+                    "The output is deterministic for a given --seed.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--output", "-o", type=Path, default=Path("pii_redaction_train.json"), help="JSON file to write")
+    parser.add_argument("--n", type=int, default=35_000, help="number of records")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same file)")
+    parser.add_argument("--languages", default=",".join(LANGUAGES),
+                        help=f"comma-separated subset of {','.join(LANGUAGES)}")
+    args = parser.parse_args(argv)
+    languages = tuple(lang.strip() for lang in args.languages.split(",") if lang.strip())
+    if args.n < 1:
+        parser.error("--n must be at least 1")
+    if not languages or set(languages) - set(LANGUAGES):
+        parser.error(f"--languages must be a comma-separated subset of {','.join(LANGUAGES)}")
+
+    started = time.perf_counter()
+    generator = Generator(args.seed, languages)
+    records = [generator.record() for _ in range(args.n)]
+    write_json([r.to_json() for r in records], args.output)
+
+    labels = Counter(e.label for r in records for e in r.entities)
+    shares = Counter(r.language for r in records)
+    print(f"wrote {len(records)} records to {args.output} in {time.perf_counter() - started:.1f}s "
+          f"({generator.redraws} redraws)", file=sys.stderr)
+    print("languages: " + ", ".join(f"{k} {v / len(records):.1%}" for k, v in sorted(shares.items())), file=sys.stderr)
+    print("entities:  " + ", ".join(f"{k} {labels[k]}" for k in LABELS), file=sys.stderr)
+    print(f"no-PII records: {sum(not r.entities for r in records)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Genres: how a text of each kind is composed from sentences and fields (emails, chats, tickets,
+letters, notes, logs; forms, HTML, JSON, CSV; and the genres written as frames in tables/)."""
+from __future__ import annotations
+
+import random
+import re
+
+from .draft import Draft, Segment
+from .tables import (
+    DECOY_FIELDS,
+    GENRES,
+    JSON_KEYS,
+    LABELS_IN_FORM_ORDER,
+    LOG_LINES,
+    TEXTS,
+)
+
+
+def _joined(parts: list[list[Segment]], sep: str) -> list[Segment]:
+    out: list[Segment] = []
+    for i, part in enumerate(parts):
+        out += ([(None, sep)] if i else []) + part
+    return out
+
+
+def _sentences(draft: Draft, pools: tuple[str, ...], lo: int, hi: int) -> list[list[Segment]]:
+    """Between lo and hi distinct sentences drawn from the record language's `pools`."""
+    rng, texts = draft.rng, TEXTS[draft.language]
+    pool = [t for p in pools for t in texts[p]]
+    return [draft.render(t) for t in rng.sample(pool, min(len(pool), rng.randint(lo, hi)))]
+
+
+def _pick(draft: Draft, pool: str, person: int = 1) -> list[Segment]:
+    return draft.render(draft.rng.choice(TEXTS[draft.language][pool]), person)
+
+
+# Prose kinds: (draft, the pools body sentences come from) -> segments.
+
+def _email(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+    greeting = _pick(draft, "greeting")
+    body = _joined(_sentences(draft, pools, 1, 4), draft.rng.choice([" ", "\n"]))
+    return _joined([greeting, body, _pick(draft, "closing", person=2)], "\n\n")
+
+
+def _chat(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+    rng = draft.rng
+    if rng.random() < 0.5:
+        return _joined(_sentences(draft, pools, 1, 3), " ")
+    lines = []
+    for i, sentence in enumerate(_sentences(draft, pools, 2, 4)):
+        speaker = 2 if i % 2 else 3  # speakers are people of their own, not the ones talked about
+        lines.append([(None, f"{rng.randint(7, 22):02d}:{rng.randint(0, 59):02d} ")]
+                     + draft.render("{USERNAME}: ", speaker) + sentence)
+    return _joined(lines, "\n")
+
+
+def _ticket(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+    return _joined([_pick(draft, "ticket"), _joined(_sentences(draft, pools, 1, 4), " ")], "\n")
+
+
+def _letter(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+    return _joined([draft.render("{name}\n{address_block}"), draft.render("{CITY:2}, {date}"),
+                    _pick(draft, "greeting"), _joined(_sentences(draft, pools, 1, 3), " "),
+                    _pick(draft, "closing", person=2)], "\n\n")
+
+
+def _note(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+    rng = draft.rng
+    topic = rng.randrange(3)
+    heading = TEXTS[draft.language]["notes"][topic] + rng.choice([":", " -", ""])
+    sentences = _sentences(draft, (("medical", "bank", "hr")[topic],), 1, 3) + _sentences(draft, ("body",), 0, 1)
+    return _joined([[(None, heading)], _joined(sentences, rng.choice([" ", "\n"]))], "\n")
+
+
+def _log(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+    return _joined([draft.render(t) for t in draft.rng.sample(LOG_LINES, draft.rng.randint(1, 4))], "\n")
+
+
+# Structured kinds: (draft, the fields listed, the pools prose comes from) -> segments.
+
+def _value(draft: Draft, key: str, person: int = 1) -> list[Segment]:
+    return draft.render("{" + key + "}", person)
+
+
+def _form(draft: Draft, keys: list[str], pools: tuple[str, ...]) -> list[Segment]:
+    sep = draft.rng.choice([": ", ":\t", " = "])
+    return _joined([[(None, draft.field_name(k) + sep)] + _value(draft, k) for k in keys], "\n")
+
+
+def _html(draft: Draft, keys: list[str], pools: tuple[str, ...]) -> list[Segment]:
+    style = draft.rng.random()
+    if style < 0.5:  # a paragraph of prose rather than the fields
+        return [(None, "<p>")] + _joined(_sentences(draft, pools, 1, 4), " ") + [(None, "</p>")]
+    if style < 0.8:
+        items = [[(None, f"  <li><b>{draft.field_name(k)}:</b> ")] + _value(draft, k) + [(None, "</li>")] for k in keys]
+        return _joined([[(None, "<ul>")], *items, [(None, "</ul>")]], "\n")
+    cells = _joined([[(None, "<td>")] + _value(draft, k) + [(None, "</td>")] for k in keys], "")
+    return [(None, "<tr>")] + cells + [(None, "</tr>")]
+
+
+def _json(draft: Draft, keys: list[str], pools: tuple[str, ...]) -> list[Segment]:
+    pretty = draft.rng.random() < 0.5  # pretty-printed or one line
+    sep, pad = (",\n", "  ") if pretty else (", ", "")
+    items = [[(None, f'{pad}"{JSON_KEYS[k]}": "')] + _value(draft, k) + [(None, '"')] for k in keys]
+    return [(None, "{\n" if pretty else "{")] + _joined(items, sep) + [(None, "\n}" if pretty else "}")]
+
+
+def _csv(draft: Draft, keys: list[str], pools: tuple[str, ...]) -> list[Segment]:
+    sep = "," if draft.language == "en" else draft.rng.choice([";", ","])
+    header = [(None, sep.join(draft.field_name(k) for k in keys))]
+    rows = [_joined([_value(draft, k, person) for k in keys], sep) for person in range(1, draft.rng.randint(2, 4))]
+    return _joined([header, *rows], "\n")
+
+
+PROSE = {"email": _email, "chat": _chat, "ticket": _ticket, "letter": _letter, "note": _note, "log": _log}
+STRUCTURED = {"form": _form, "html": _html, "json": _json, "csv": _csv}
+KINDS_IN_CODE = frozenset(PROSE) | frozenset(STRUCTURED)  # the other genres are frames in tables/
+
+
+def compose(draft: Draft, kind: str, has_pii: bool) -> tuple[list[Segment], str]:
+    """The segments of one text of genre `kind`, and the template it came from ("lang/genre" for
+    the genres composed in code, "lang/genre/frame" for the ones written in synth_data/); with
+    `has_pii=False`, decoy sentences only."""
+    rng = draft.rng
+    if not has_pii:
+        body = _joined(_sentences(draft, ("decoy",), 1, 4), rng.choice([" ", "\n"]))
+        frame = rng.random()
+        if frame < 0.4:
+            return _joined([_pick(draft, "hello"), body, _pick(draft, "bye")], "\n\n"), f"{draft.language}/plain"
+        if frame < 0.6:
+            return [(None, "<p>")] + body + [(None, "</p>")], f"{draft.language}/plain"
+        return body, f"{draft.language}/plain"
+    template = f"{draft.language}/{kind}"
+    if kind not in PROSE and kind not in STRUCTURED:
+        genre = GENRES[draft.language][kind]
+        index = rng.randrange(len(genre["frames"]))
+        segments = draft.render(genre["frames"][index], pools=genre.get("pools", {}))
+        return _styled(segments, genre.get("style"), rng), f"{template}/{index}"
+    body_pools = ("body",) if rng.random() < 0.7 else ("body", "decoy")
+    if kind in PROSE:
+        return PROSE[kind](draft, body_pools), template
+    # a few PII fields in the usual order, maybe a decoy field or two
+    keys = sorted(rng.sample(LABELS_IN_FORM_ORDER, rng.randint(2, 7)), key=LABELS_IN_FORM_ORDER.index)
+    keys += rng.sample(DECOY_FIELDS, rng.randint(0, 2))
+    return STRUCTURED[kind](draft, keys, body_pools), template
+
+
+_WORD = re.compile(r"[^\W\d_]{4,}")
+
+
+def _styled(segments: list[Segment], style: str | None, rng: random.Random) -> list[Segment]:
+    """`style: sms`: typed in a hurry: often all lowercase (values too, as people type them),
+    now and then two letters swapped in a word that is not PII, no final full stop."""
+    if style != "sms":
+        return segments
+    lower = rng.random() < 0.6
+
+    def typo(match: re.Match) -> str:
+        word = match.group(0)
+        if rng.random() >= 0.06:
+            return word
+        k = rng.randrange(len(word) - 1)
+        return word[:k] + word[k + 1] + word[k] + word[k + 2:]
+
+    out = [(label, text.lower() if lower else text) if label else
+           (None, _WORD.sub(typo, text.lower() if lower else text)) for label, text in segments]
+    while out and out[-1][0] is None and out[-1][1].endswith("."):
+        out[-1] = (None, out[-1][1][:-1])
+    return out
