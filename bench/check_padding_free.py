@@ -22,12 +22,28 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def loss_per_collation(trainer, model, rows, collators: dict) -> dict[str, tuple[float, tuple]]:
+    """name -> (the trainer's loss of `rows` collated by that collator, the batch's shape)."""
+    import torch
+
+    model.eval()
+    out = {}
+    with torch.no_grad():
+        for name, collate in collators.items():
+            batch = trainer._prepare_inputs(collate(rows))
+            out[name] = float(trainer.compute_loss(model, batch)), tuple(batch["input_ids"].shape)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="local Hugging Face model directory")
     parser.add_argument("--data-dir", default="data", help="prepare_data.py output (train.jsonl)")
     parser.add_argument("--samples", type=int, default=8, help="samples in the batch compared")
     parser.add_argument("--tolerance", type=float, default=1e-2, help="largest relative loss difference accepted")
+    parser.add_argument("--packed", action="store_true",
+                        help="compare one padding-free (packed) row whatever the trainer chose (on a CPU too, "
+                             "where transformers reads the packing from the position ids)")
     args = parser.parse_args(argv)
     if args.samples < 1:
         parser.error("--samples must be at least 1")
@@ -54,18 +70,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"padding-free batching: {'on' if padding_free else 'off'} "
               f"(device: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'})")
         rows = [trainer.train_dataset[i] for i in range(min(args.samples, len(trainer.train_dataset)))]
+        packed = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True,
+                                                 return_position_ids=True)
         padded = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=False)
-        model.eval()
+        collators = {"as trained": packed if args.packed else trainer.data_collator, "padded": padded}
         losses = {}
-        with torch.no_grad():
-            for name, collate in (("as trained", trainer.data_collator), ("padded", padded)):
-                batch = trainer._prepare_inputs(collate(rows))
-                shape = tuple(batch["input_ids"].shape)
-                losses[name] = float(trainer.compute_loss(model, batch))
-                print(f"loss {name:<11} {losses[name]:.6f}  input_ids {shape}")
+        for name, (loss, shape) in loss_per_collation(trainer, model, rows, collators).items():
+            losses[name] = loss
+            print(f"loss {name:<11} {loss:.6f}  input_ids {shape}")
     relative = abs(losses["as trained"] - losses["padded"]) / abs(losses["padded"])
     print(f"relative difference {relative:.2e} (tolerance {args.tolerance:g})")
-    if torch.cuda.is_available() and not padding_free:
+    if torch.cuda.is_available() and not (padding_free or args.packed):
         print("FAIL: padding-free batching is off on a GPU")
         return 2
     if relative > args.tolerance:

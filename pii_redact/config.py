@@ -155,6 +155,28 @@ class TrainConfig:
             raise UserError("--resume and --overwrite contradict each other: pick one")
 
 
+# The generation settings evaluate.py and redact.py share (`inference.redactor.Settings`), worded
+# for what each script redacts: a "source" (evaluate.py), a "text" cut into pieces (redact.py).
+
+def _decoding(what: str) -> Any:
+    return option("faithful", f"faithful: the output can only be the {what} with spans replaced by placeholders, "
+                              "nothing else changed; free: unconstrained")
+
+
+def _safety_net() -> Any:
+    return option(True, "mask e-mails, IBANs, card and +phone numbers the model left in clear (high-precision rules)")
+
+
+def _speculation(what: str, unit: str) -> Any:
+    return option("auto", f"on: draft from the {what} and verify drafts in one pass (the same output, fewer passes); "
+                          f"off: plain greedy decoding; auto: on for a batch of one {unit} only (where it measured faster)")
+
+
+def _max_new_tokens(unit: str) -> Any:
+    return option(0, f"generation budget per {unit} (0: the most a faithful redaction of it can take)",
+                  check=non_negative)
+
+
 @dataclass
 class EvalConfig:
     model_dir: Optional[str] = option(None, "trained model (a finetune.py run directory or merged model); default: newest run in outputs/")
@@ -162,18 +184,15 @@ class EvalConfig:
     data: str = option("data/test.jsonl", "held-out samples (prepare_data.py output, or prompt/response JSON/JSONL)")
     limit: int = option(0, "evaluate only the first N samples (0: all)", check=non_negative)
     batch_size: int = option(32, "generation batch size", check=positive)
-    max_new_tokens: int = option(0, "generation budget per sample (0: derived from the input length)", check=non_negative)
+    max_new_tokens: int = _max_new_tokens("sample")
     output_dir: Optional[str] = option(None, "where predictions and the report go (default: <model-dir>/eval)")
     predictions: Optional[str] = option(None, "score an existing predictions JSONL; no model is loaded")
     baseline: Optional[Literal["identity", "regex"]] = option(None, "score a baseline instead of a model")
     backend: Literal["auto", "transformers", "vllm"] = option(
         "auto", "generation engine (auto: vLLM where it runs and decoding is free, else transformers)")
-    decoding: Literal["faithful", "free"] = option(
-        "faithful", "faithful: outputs can only be the source with spans replaced by placeholders; free: unconstrained")
-    safety_net: bool = option(True, "mask e-mails, IBANs, card and +phone numbers a prediction left in clear (high-precision rules)")
-    speculation: Literal["auto", "on", "off"] = option(
-        "auto", "on: draft from the source and verify drafts in one pass (the same output, fewer passes); "
-                "off: plain greedy decoding; auto: on for a batch of one sample only (where it measured faster)")
+    decoding: Literal["faithful", "free"] = _decoding("source")
+    safety_net: bool = _safety_net()
+    speculation: Literal["auto", "on", "off"] = _speculation("source", "sample")
     fail_under: list[str] = option([], "METRIC=VALUE: exit non-zero if the metric is below VALUE (e.g. entity.f1=0.9)")
     worst: int = option(10, "worst examples shown in report.md", check=non_negative)
     overwrite: bool = option(False, "replace predictions in OUTPUT_DIR made by another model, data or setting")
@@ -201,13 +220,10 @@ class RedactConfig:
     entities: Optional[str] = option(None, "also write the entities found, as JSONL (input, record, start, end, label, text)")
     text_field: str = option("text", "the field of a JSONL input's objects that holds the text")
     batch_size: int = option(16, "generation batch size", check=positive)
-    max_new_tokens: int = option(0, "generation budget per piece (0: derived from its length)", check=non_negative)
-    decoding: Literal["faithful", "free"] = option(
-        "faithful", "faithful: the output is the text with spans replaced by placeholders, nothing else changed")
-    safety_net: bool = option(True, "also mask e-mails, IBANs, card and +phone numbers the model left in clear")
-    speculation: Literal["auto", "on", "off"] = option(
-        "auto", "on: draft from the text and verify drafts in one pass (the same output, fewer passes); "
-                "off: plain greedy; auto: on for a batch of one piece only (where it measured faster)")
+    max_new_tokens: int = _max_new_tokens("piece")
+    decoding: Literal["faithful", "free"] = _decoding("text")
+    safety_net: bool = _safety_net()
+    speculation: Literal["auto", "on", "off"] = _speculation("text", "piece")
     allow_unfinished: bool = option(
         False, "write a redaction that ran out of its token budget, its rest masked as [UNFINISHED] "
                "(without this flag it is not written and the exit status is 1)")

@@ -69,24 +69,46 @@ def test_random_model_can_take_another_tokenizer(tmp_path):
     assert json.loads((model_dir / "config.json").read_text())["vocab_size"] == len(small)
 
 
-def test_padding_free_check_runs_and_agrees_on_cpu(tiny_model_dir, tmp_path, capsys):
-    """On a CPU padding-free is never on: the check reports that, and both collations of the same
-    samples (here both padded) give the same loss."""
+def test_padding_free_check_compares_a_packed_row_and_can_fail(tiny_model_dir, tmp_path, capsys):
+    """With --packed the check compares one packed row (position ids restarting per sample) with
+    the same samples padded: transformers keeps packed samples apart on a CPU too, so the losses
+    agree to fp32 noise. The comparison can fail: packed with positions running on across samples,
+    they see each other, and the loss moves past the tolerance that fits a fp32 CPU (1e-4; the
+    default 1e-2 is for bf16 on a GPU, where the random tiny model's small shift would hide)."""
     import check_padding_free
+    import torch
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+    from pii_redact.config import TrainConfig
     from pii_redact.data import prepare
+    from pii_redact.training.finetune import setup
 
     raw = [{"prompt": chat.build_prompt(f"Row {k}: Jan Kowalski, jan{k}@example.org"),
             "response": f"Row {k}: [GIVENNAME_1] [SURNAME_1], [EMAIL_1]"} for k in range(30)]
     (tmp_path / "raw.json").write_text(json.dumps(raw))
     prepare.prepare(DataConfig(input=[str(tmp_path / "raw.json")], output_dir=str(tmp_path / "data"),
                             model=str(tiny_model_dir), val_fraction=0.1, test_fraction=0.1))
-    assert check_padding_free.main(["--model", str(tiny_model_dir), "--data-dir", str(tmp_path / "data"),
-                                    "--samples", "4"]) == 0
+    args = ["--model", str(tiny_model_dir), "--data-dir", str(tmp_path / "data"), "--samples", "4"]
+    assert check_padding_free.main(args + ["--packed", "--tolerance", "1e-4"]) == 0
     out = capsys.readouterr().out
-    assert "padding-free batching: off (device: cpu)" in out
-    losses = [float(x) for x in re.findall(r"^loss (?:as trained|padded) +(\d+\.\d+)", out, re.M)]
-    assert len(losses) == 2 and losses[0] == losses[1] and losses[0] > 0
+    shapes = re.findall(r"input_ids \((\d+), (\d+)\)", out)
+    assert [rows for rows, _ in shapes] == ["1", "4"] and "OK" in out  # one packed row against four padded ones
+
+    trainer, model, tokenizer, _ = setup(TrainConfig(model=str(tiny_model_dir), eval_steps=0, max_steps=1),
+                                         tmp_path / "data" / "train.jsonl", None, tmp_path / "out")
+    rows = [trainer.train_dataset[i] for i in range(4)]
+    pad = tokenizer.pad_token_id
+    packed = DataCollatorForLanguageModeling(pad_token_id=pad, padding_free=True)
+
+    def one_sequence(rows):  # packed, but positions run on across samples: packing gone wrong
+        batch = packed(rows)
+        batch["position_ids"] = torch.arange(batch["input_ids"].shape[1])[None]
+        return batch
+
+    losses = check_padding_free.loss_per_collation(trainer, model, rows, {
+        "one sequence": one_sequence, "padded": DataCollatorForLanguageModeling(pad_token_id=pad)})
+    (leaky, _), (padded, _) = losses["one sequence"], losses["padded"]
+    assert abs(leaky - padded) / padded > 1e-4  # above the tolerance that just passed: the check would FAIL
 
 
 def test_gpu_run_script_refuses_unknown_stages_and_runs_detached(tmp_path):

@@ -61,47 +61,91 @@ def _greedy(logits, row: Row, decoder) -> int:
     return allowed[int(logits[allowed].argmax())]
 
 
+class _Slots:
+    """A batch's KV cache and, per row and cache slot, whether the slot holds a kept token
+    (`real`): rejected draft tokens leave holes the attention mask hides."""
+
+    def __init__(self, model, n_rows: int):
+        import torch
+        from transformers import DynamicCache
+
+        self.model = model
+        # no config: every layer keeps all its slots (a sliding-window layer would drop the ones a
+        # rejected draft needs back); the sliding window itself is the attention mask's business
+        self.cache = DynamicCache()
+        self.real = torch.zeros((n_rows, 0), dtype=torch.bool)
+        self.window = getattr(model.config.get_text_config(), "sliding_window", None) or 10**9
+        self.passes = 0
+
+    def forward(self, input_ids, new_real, keep: int):
+        """Logits of the last `keep` positions of `input_ids`, fed after what the cache holds."""
+        import torch
+
+        mask = torch.cat([self.real, new_real], dim=1)
+        positions = (mask.long().cumsum(1) - 1).clamp(min=0)[:, -input_ids.shape[1]:]
+        slots = torch.arange(self.real.shape[1], mask.shape[1])
+        device = self.model.device
+        with torch.inference_mode():
+            out = self.model(input_ids=input_ids.to(device), attention_mask=mask.long().to(device),
+                             position_ids=positions.to(device), cache_position=slots.to(device),
+                             past_key_values=self.cache, use_cache=True, logits_to_keep=keep)
+        self.real = mask
+        self.passes += 1
+        return out.logits.float().cpu()
+
+    def keep_rows(self, index) -> None:
+        """Finished rows leave the batch."""
+        self.cache.batch_select_indices(index)
+        self.real = self.real[index]
+
+    def make_room(self, m: int) -> None:
+        """Compact before a step of `m` tokens if holes could push a token out of a window."""
+        if _holes_could_matter(self.real, m, self.window):
+            self.real = _compact(self.cache, self.real)
+
+    def reject(self, row: int, m: int, kept: int) -> None:
+        """The slots of a step's draft tokens that were not kept are holes from now on."""
+        self.real[row, self.real.shape[1] - m + kept:] = False
+
+
+def _padded(rows: list[list[int]], pad_id: int, width: int | None = None):
+    """(ids, real): `rows` left-padded to `width` (prompts), or without a width right-padded to
+    the longest (a step's tokens: each row's last token and its draft), and where real tokens are."""
+    import torch
+
+    longest = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width or longest), pad_id, dtype=torch.long)
+    real = torch.zeros(ids.shape, dtype=torch.bool)
+    for k, tokens in enumerate(rows):
+        where = slice(ids.shape[1] - len(tokens), None) if width else slice(0, len(tokens))
+        ids[k, where] = torch.tensor(tokens)
+        real[k, where] = True
+    return ids, real
+
+
+def _verify(row: Row, draft: list[int], logits, decoder, stops: set[int]) -> int:
+    """Accept the longest draft prefix greedy decoding would have chosen, plus the model's own
+    next token; how many tokens were taken."""
+    for j in range(len(draft) + 1):
+        choice = _greedy(logits[j], row, decoder)
+        _accept(row, [choice], stops, decoder)
+        if row.done or j == len(draft) or choice != draft[j]:
+            return j + 1
+    return len(draft) + 1
+
+
 def decode(model, prompts: list[list[int]], budgets: list[int], stops: list[int], pad_id: int,
            decoder=None, stats: dict | None = None) -> list[list[int]]:
     """Greedy continuations of `prompts` (generated ids, ending with the stop token where one
     was chosen). `decoder`: a faithful.Decoder over the same rows, or None. `stats`, if given,
     receives the number of forward passes and of generated tokens."""
     import torch
-    from transformers import DynamicCache
 
-    device = model.device
     rows = [Row(i, p, b) for i, (p, b) in enumerate(zip(prompts, budgets))]
-    window = getattr(model.config.get_text_config(), "sliding_window", None) or 10**9
     stop_set = set(stops)
-
-    # prefill: left-padded prompts; the cache has one slot per position, `real` marks the used ones
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    prompt_real = torch.zeros((len(rows), width), dtype=torch.bool)
-    for r, p in enumerate(prompts):
-        ids[r, width - len(p):] = torch.tensor(p)
-        prompt_real[r, width - len(p):] = True
-    # no config: every layer keeps all its slots (a sliding-window layer would drop the ones a
-    # rejected draft needs back); the sliding window itself is the attention mask's business
-    cache = DynamicCache()
-    real = torch.zeros((len(rows), 0), dtype=torch.bool)  # per cache slot: holds a kept token
-    passes = 0
-
-    def forward(input_ids, new_real, keep: int):
-        """Logits of the last `keep` positions of `input_ids`, fed after what the cache holds."""
-        nonlocal real, passes
-        mask = torch.cat([real, new_real], dim=1)
-        positions = (mask.long().cumsum(1) - 1).clamp(min=0)[:, -input_ids.shape[1]:]
-        slots = torch.arange(real.shape[1], mask.shape[1])
-        with torch.inference_mode():
-            out = model(input_ids=input_ids.to(device), attention_mask=mask.long().to(device),
-                        position_ids=positions.to(device), cache_position=slots.to(device),
-                        past_key_values=cache, use_cache=True, logits_to_keep=keep)
-        real = mask
-        passes += 1
-        return out.logits.float().cpu()
-
-    logits = forward(ids, prompt_real, keep=1)[:, -1]  # a prompt's logits but the last: 262k wide, unused
+    slots = _Slots(model, len(rows))
+    # prefill: a prompt's logits but the last are 262k wide and unused
+    logits = slots.forward(*_padded(prompts, pad_id, width=max(map(len, prompts))), keep=1)[:, -1]
     active = list(range(len(rows)))
     for r in active:  # the first token; from here on a row's last token is the one not yet fed
         _accept(rows[r], [_greedy(logits[r], rows[r], decoder)], stop_set, decoder)
@@ -109,36 +153,21 @@ def decode(model, prompts: list[list[int]], budgets: list[int], stops: list[int]
         keep = [k for k, r in enumerate(active) if not rows[r].done]
         if not keep:
             break
-        if len(keep) < len(active):  # finished rows leave the batch
-            index = torch.tensor(keep)
-            cache.batch_select_indices(index)
-            real = real[index]
+        if len(keep) < len(active):
+            slots.keep_rows(torch.tensor(keep))
             active = [active[k] for k in keep]
         drafts = [propose(rows[r]) for r in active]
-        m = 1 + max(len(d) for d in drafts)
-        if _holes_could_matter(real, m, window):
-            real = _compact(cache, real)
-        step = torch.full((len(active), m), pad_id, dtype=torch.long)
-        new_real = torch.zeros((len(active), m), dtype=torch.bool)
+        step, new_real = _padded([[rows[r].tokens[-1], *d] for r, d in zip(active, drafts)], pad_id)
+        m = step.shape[1]
+        slots.make_room(m)
+        logits = slots.forward(step, new_real, keep=m)
         for k, (r, draft) in enumerate(zip(active, drafts)):
-            fed = [rows[r].tokens[-1], *draft]
-            step[k, :len(fed)] = torch.tensor(fed)
-            new_real[k, :len(fed)] = True
-        logits = forward(step, new_real, keep=m)
-        for k, (r, draft) in enumerate(zip(active, drafts)):
-            row, taken = rows[r], []
-            for j in range(len(draft) + 1):
-                choice = _greedy(logits[k, j], row, decoder)
-                taken.append(choice)
-                _accept(row, [choice], stop_set, decoder)
-                if row.done or j == len(draft) or choice != draft[j]:
-                    break
-            # slots of draft tokens that were not kept are holes from now on
-            real[k, real.shape[1] - m + len(taken):] = False
-            row.draft_size = min(MAX_DRAFT, 2 * row.draft_size) if len(taken) == len(draft) + 1 \
-                else max(MIN_DRAFT, len(taken))
+            taken = _verify(rows[r], draft, logits[k], decoder, stop_set)
+            slots.reject(k, m, taken)
+            rows[r].draft_size = min(MAX_DRAFT, 2 * rows[r].draft_size) if taken == len(draft) + 1 \
+                else max(MIN_DRAFT, taken)
     if stats is not None:
-        stats["forward_passes"] = stats.get("forward_passes", 0) + passes
+        stats["forward_passes"] = stats.get("forward_passes", 0) + slots.passes
         stats["tokens"] = stats.get("tokens", 0) + sum(len(row.tokens) for row in rows)
     return [row.tokens for row in rows]
 

@@ -1,4 +1,4 @@
-"""Generate the Faker-based PII redaction training set (`pii_redaction_train.json`).
+"""Stage 1: the Faker-based training set (`pii_redaction_train.json`). `python -m pii_redact.synth`.
 
 Each record is a short text in one of six languages (emails, chats, tickets, forms, letters,
 medical/bank/HR notes, log lines, HTML, JSON and CSV snippets) holding zero or more PII values

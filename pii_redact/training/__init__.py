@@ -1,0 +1,3 @@
+"""Stage 3, finetune.py: the recipe (`finetune`: plan -> data -> model -> trainer -> train -> save),
+its pieces (`dataset`, `model`, `callbacks`, `device`), run directories (`runs`) and what a run
+saves (`artifacts`)."""
