@@ -172,6 +172,17 @@ def _speculation(what: str, unit: str) -> Any:
                           f"off: plain greedy decoding; auto: on for a batch of one {unit} only (where it measured faster)")
 
 
+def _mask_bias() -> Any:
+    return option(None, "the privacy dial of faithful decoding: log-odds added to masking wherever the model could "
+                        "copy or mask; higher masks more (fewer leaks), lower masks less (more readable); unset: "
+                        "the value the run calibrated (run.json), else 0")
+
+
+def _propagate() -> Any:
+    return option(True, "mask every other occurrence of a value the model masked (a surname alone, a number "
+                        "written twice), with one numbering per text")
+
+
 def _max_new_tokens(unit: str) -> Any:
     return option(0, f"generation budget per {unit} (0: the most a faithful redaction of it can take)",
                   check=non_negative)
@@ -191,7 +202,9 @@ class EvalConfig:
     backend: Literal["auto", "transformers", "vllm"] = option(
         "auto", "generation engine (auto: vLLM where it runs and decoding is free, else transformers)")
     decoding: Literal["faithful", "free"] = _decoding("source")
+    mask_bias: Optional[float] = _mask_bias()
     safety_net: bool = _safety_net()
+    propagate: bool = _propagate()
     speculation: Literal["auto", "on", "off"] = _speculation("source", "sample")
     fail_under: list[str] = option([], "METRIC=VALUE: exit non-zero if the metric is below VALUE (e.g. entity.f1=0.9)")
     worst: int = option(10, "worst examples shown in report.md", check=non_negative)
@@ -208,6 +221,7 @@ class EvalConfig:
         if self.backend == "vllm" and self.decoding == "faithful" and not (self.baseline or self.predictions):
             raise UserError("--backend vllm decodes freely only: pass --decoding free, or --backend "
                             "transformers for faithful decoding")
+        check_mask_bias(self)
 
 
 @dataclass
@@ -217,12 +231,14 @@ class RedactConfig:
     model_dir: Optional[str] = option(None, "trained model (a finetune.py run directory or merged model); default: newest run in outputs/")
     runs_dir: str = option("outputs", "where to look for the newest run")
     output_dir: Optional[str] = option(None, "write each input's redaction there under the same name (default: standard output)")
-    entities: Optional[str] = option(None, "also write the entities found, as JSONL (input, record, start, end, label, text)")
+    entities: Optional[str] = option(None, "also write the entities found, as JSONL (input, record, start, end, label, number, text)")
     text_field: str = option("text", "the field of a JSONL input's objects that holds the text")
     batch_size: int = option(16, "generation batch size", check=positive)
     max_new_tokens: int = _max_new_tokens("piece")
     decoding: Literal["faithful", "free"] = _decoding("text")
+    mask_bias: Optional[float] = _mask_bias()
     safety_net: bool = _safety_net()
+    propagate: bool = _propagate()
     speculation: Literal["auto", "on", "off"] = _speculation("text", "piece")
     allow_unfinished: bool = option(
         False, "write a redaction that ran out of its token budget, its rest masked as [UNFINISHED] "
@@ -231,5 +247,13 @@ class RedactConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        check_mask_bias(self)
         if not self.inputs:
             self.inputs = ["-"]
+
+
+def check_mask_bias(config: Any) -> None:
+    """The dial turns faithful decoding's choice between copying and masking: free decoding has none."""
+    if config.mask_bias and config.decoding == "free":
+        raise UserError("--mask-bias needs faithful decoding (free decoding has no place where it chooses "
+                        "between copying and masking); drop one of --mask-bias and --decoding free")

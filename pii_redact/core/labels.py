@@ -130,23 +130,28 @@ def boundary_faults(text: str, start: int, end: int) -> int:
 
 
 def occurrences(text: str, value: str) -> int:
-    """Occurrences of `value` in `text` that stand as a word of their own: not inside a longer
-    word or number (a masked `12` does not occur in `1234`), where escapes and markup count as
-    separators (`\\nAnna`, `q=Anna%20Berg`, `<b>Anna</b>` all hold `Anna`). A scan, not a regex:
-    compiling a pattern per value costs more than the rest of the scoring."""
+    """How many times `value` stands in `text` as a word of its own (`word_starts`)."""
+    return len(word_starts(text, value))
+
+
+def word_starts(text: str, value: str) -> list[int]:
+    """Where `value` stands in `text` as a word of its own: not inside a longer word or number (a
+    masked `12` does not occur in `1234`), where escapes and markup count as separators (`\\nAnna`,
+    `q=Anna%20Berg`, `<b>Anna</b>` all hold `Anna`); non-overlapping, left to right. A scan, not a
+    regex: compiling a pattern per value costs more than the rest of the scoring."""
     if not value:
-        return 0
+        return []
     check_left, check_right = value[0].isalnum() or value[0] == "_", value[-1].isalnum() or value[-1] == "_"
-    count, pos = 0, text.find(value)
+    starts, pos = [], text.find(value)
     while pos >= 0:
         end = pos + len(value)
         if (check_left and pos and not _word_break_before(text, pos)) or (
                 check_right and end < len(text) and not _word_break_after(text, end)):
             pos = text.find(value, pos + 1)
         else:
-            count += 1
+            starts.append(pos)
             pos = text.find(value, end)
-    return count
+    return starts
 
 
 _ESCAPE_BEFORE = re.compile(rf"(?:{_ESCAPE})$")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from ..core.files import (
     write_jsonl,
 )
 from ..data.records import Sample, read_samples
-from ..training.runs import RUN_FILE, model_fingerprint, trained_model
+from ..training.runs import RUN_FILE, model_fingerprint, resolve_mask_bias, trained_model
 
 PREDICTIONS_FILE = "predictions.jsonl"
 PROVENANCE_FILE = "provenance.json"
@@ -153,7 +153,7 @@ def _record(i: int, sample: Sample) -> dict[str, Any]:
 
 
 def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir: Path,
-            keep: bool, timing: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+            keep: bool, timing: dict[str, Any] | None = None, mask_bias: float = 0.0) -> list[dict[str, Any]]:
     """A prediction per sample, appended to predictions.jsonl as each is made; those an
     interrupted run with the same provenance already wrote (`keep`) are not made again. Rows of
     samples past --limit stay in the file. `timing` receives how many predictions this call made
@@ -171,7 +171,7 @@ def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir:
     done = dict(kept)
     if not todo:
         return [done[i] for i in range(len(samples))]
-    redactor = Redactor(model_dir, Settings.of(config))
+    redactor = Redactor(model_dir, replace(Settings.of(config), mask_bias=mask_bias))
     print(f"generating {len(todo)} redactions with {redactor.backend} ({config.decoding} decoding) from {model_dir}")
     with open_private_append(path) as f, tqdm(total=len(todo), unit="sample") as bar:
         for result in redactor.redact([samples[i].source for i in todo], [samples[i].prompt for i in todo]):
@@ -198,20 +198,20 @@ def run_baseline(name: str, samples: list[Sample]) -> list[dict[str, Any]]:
             for i, s in enumerate(samples)]
 
 
-def apply_safety_net(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+def apply_finish(records: list[dict[str, Any]], safety_net: bool, propagate: bool) -> tuple[list[dict[str, Any]], int, int]:
     """Records whose prediction went through what follows generation (`redactor.finish`: the
-    safety net; the model's own output stays in `model_prediction`), and how many entities that
-    added in all."""
+    safety net, propagation; the model's own output stays in `model_prediction`), and how many
+    entities the net and propagation added in all."""
     from ..inference.redactor import Settings, finish
 
-    out, total = [], 0
+    settings = Settings(safety_net=safety_net, propagate=propagate)
+    out, net, propagated = [], 0, 0
     for record in records:
-        prediction, added = finish(record["source"], record["prediction"], Settings(safety_net=True),
-                                   record.get("finish_reason") != "length")
-        total += added
-        changed = prediction != record["prediction"]
-        out.append({**record, "prediction": prediction, "model_prediction": record["prediction"]} if changed else record)
-    return out, total
+        final = finish(record["source"], record["prediction"], settings, record.get("finish_reason") != "length")
+        net, propagated = net + final.net_added, propagated + final.propagation_added
+        changed = final.text != record["prediction"]
+        out.append({**record, "prediction": final.text, "model_prediction": record["prediction"]} if changed else record)
+    return out, net, propagated
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -254,18 +254,21 @@ def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
             out_dir = Path(config.output_dir) if config.output_dir else run_dir / "eval"
             provenance = {"model": str(model_dir.resolve()), "model_fingerprint": run_fingerprint(model_dir, run_dir),
                           **data_id, "max_new_tokens": config.max_new_tokens, "backend": config.backend,
-                          "decoding": config.decoding}
+                          "decoding": config.decoding, "mask_bias": resolve_mask_bias(config.mask_bias, run_dir)}
             title = f"{run_dir.name} on {config.data}"
         plan = plan_outputs(config, out_dir, provenance, {"--data": data})
 
     aside = Aside(out_dir) if plan.replace else None
     try:
         records = _predictions(config, plan, timing)
-        added = 0
-        if config.safety_net and not config.baseline:  # on the model's outputs, not on a baseline's
-            records, added = apply_safety_net(records)
+        # on the model's outputs (or a predictions file), not on a baseline's
+        net, propagate = config.safety_net and not config.baseline, config.propagate and not config.baseline
+        records, net_added, propagated = apply_finish(records, net, propagate)
         scores, per_sample = metrics.score(records)
-        scores["safety_net"] = {"enabled": config.safety_net and not config.baseline, "added_entities": added}
+        scores["safety_net"] = {"enabled": net, "added_entities": net_added}
+        scores["propagation"] = {"enabled": propagate, "added_entities": propagated}
+        if "mask_bias" in plan.provenance:
+            scores["mask_bias"] = plan.provenance["mask_bias"]
         if timing.get("samples"):  # the speed of this call's generation (a resumed run: of what it added)
             scores["generation"] = timing
         for key in ("language", "genre"):  # where the data says, to see which kinds of text fail
@@ -303,7 +306,7 @@ def _predictions(config: EvalConfig, plan: Plan, timing: dict[str, Any]) -> list
         else:
             write_json(out_dir / PROVENANCE_FILE, plan.provenance)
             model_dir, _ = trained_model(config.model_dir, config.runs_dir)
-            return predict(config, samples, model_dir, out_dir, plan.keep, timing)
+            return predict(config, samples, model_dir, out_dir, plan.keep, timing, plan.provenance["mask_bias"])
     if not plan.in_place:
         write_jsonl(out_dir / PREDICTIONS_FILE, records)
         write_json(out_dir / PROVENANCE_FILE, plan.provenance)

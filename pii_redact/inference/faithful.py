@@ -262,8 +262,9 @@ class Decoder:
     """The constraint of each row of a batch, kept in step with the tokens generated so far.
     `seconds` is the time spent in it, for the statistics of whoever generates."""
 
-    def __init__(self, vocab: Vocabulary, sources: list[str], stop_ids: list[int]):
+    def __init__(self, vocab: Vocabulary, sources: list[str], stop_ids: list[int], mask_bias: float = 0.0):
         self.vocab = vocab
+        self.mask_bias = mask_bias  # log-odds added to opening a placeholder where copying is possible
         self.constraints = [Constraint(s) for s in sources]
         self.states = [c.start() for c in self.constraints]
         self.stop_ids = stop_ids
@@ -279,11 +280,20 @@ class Decoder:
 
     @_timed
     def allowed(self, row: int) -> list[int]:
-        """Token ids that continue row's faithful redaction (a walk over the vocabulary's prefixes)."""
-        vocab, out = self.vocab, []
-        if self.constraints[row].may_end(self.states[row]):
+        """Token ids that continue row's faithful redaction."""
+        return self._options(row)[0]
+
+    def _options(self, row: int) -> tuple[list[int], list[int]]:
+        """(token ids that continue row's faithful redaction, those of them that open a
+        placeholder where copying was possible): a walk over the vocabulary's prefixes. A token
+        opens a placeholder when it leaves no copying state behind (`the [` does, `the` and `[`
+        where the source itself has a `[` do not)."""
+        vocab, out, opening = self.vocab, [], []
+        start = self.states[row]
+        if self.constraints[row].may_end(start):
             out += self.stop_ids
-        stack = [(b"", self.states[row])]
+        copying = any(state[0] == "C" for state in start)
+        stack = [(b"", start)]
         while stack:
             prefix, states = stack.pop()
             for b, after in self._next_bytes(row, states).items():
@@ -291,8 +301,34 @@ class Decoder:
                 exact, starts = vocab.lookup(text)
                 if starts:  # else no token starts like this: nothing below it either
                     out += exact
+                    if copying and exact and not any(state[0] == "C" for state in after):
+                        opening += exact
                     stack.append((text, after))
+        return out, opening
+
+    @_timed
+    def restrict(self, row: int, scores, out=None):
+        """Row's next-token scores with every token the constraint forbids at -inf and, with a
+        mask bias B, B added to the tokens that open a placeholder: the privacy dial. Written
+        into `out` (a row of -inf) when given. A finished row is left as it is (generation pads
+        it whatever it scores)."""
+        import torch
+
+        if out is None:
+            out = torch.full_like(scores, float("-inf"))
+        if self.done[row]:
+            out.copy_(scores)
+            return out
+        allowed, opening = self._options(row)
+        out[allowed] = scores[allowed]
+        if self.mask_bias and opening:
+            out[opening] += self.mask_bias
         return out
+
+    def choose(self, row: int, scores) -> int:
+        """The greedy token of row under the constraint and the bias (speculative decoding's
+        checks use this, so they pick exactly what plain decoding would)."""
+        return int(self.restrict(row, scores).argmax())
 
     @_timed
     def consume(self, row: int, token: int) -> None:
@@ -326,23 +362,20 @@ class Decoder:
         return (data + self.constraints[row].complete(states)).decode("utf-8"), True
 
 
-def logits_processor(decoder: Decoder, prompt_width: int):
-    """A transformers LogitsProcessor: before each step, feed the rows' last tokens to `decoder`
-    and leave only the tokens it allows."""
-    import torch
-    from transformers import LogitsProcessor
+class LogitsProcessor:
+    """For transformers' `generate`: before each step, feed the rows' last tokens to the decoder,
+    then leave only the tokens it allows, biased by its mask bias (`Decoder.restrict`)."""
 
-    class Faithful(LogitsProcessor):
-        def __call__(self, input_ids, scores):
-            if input_ids.shape[1] > prompt_width:
-                for row, token in enumerate(input_ids[:, -1].tolist()):
-                    decoder.consume(row, token)
-            keep = torch.zeros_like(scores, dtype=torch.bool)
-            for row in range(scores.shape[0]):
-                if not decoder.done[row]:
-                    keep[row, decoder.allowed(row)] = True
-                else:
-                    keep[row] = True  # finished: generate pads this row whatever it scores
-            return scores.masked_fill(~keep, float("-inf"))
+    def __init__(self, decoder: Decoder, prompt_width: int):
+        self.decoder, self.prompt_width = decoder, prompt_width
 
-    return Faithful()
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if input_ids.shape[1] > self.prompt_width:
+            for row, token in enumerate(input_ids[:, -1].tolist()):
+                self.decoder.consume(row, token)
+        out = torch.full_like(scores, float("-inf"))
+        for row in range(scores.shape[0]):
+            self.decoder.restrict(row, scores[row], out[row])
+        return out

@@ -64,11 +64,12 @@ def _left_padded(tokenizer, rows: list[list[int]]):
 
 def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Sequence[str], batch_size: int,
                           max_new_tokens: int = 0, decoding: str = "faithful", speculation: str = "auto",
-                          stats: dict | None = None) -> Iterator[tuple[int, str, str]]:
+                          stats: dict | None = None, mask_bias: float = 0.0) -> Iterator[tuple[int, str, str]]:
     """Yield (index, prediction, finish_reason) for each prompt, batch by batch (longest first).
 
-    decoding="faithful" constrains every output to a redaction of its source (`faithful`); an
-    output that runs out of tokens is completed faithfully and reported as "length".
+    decoding="faithful" constrains every output to a redaction of its source (`faithful`), with
+    `mask_bias` added to opening a placeholder (the privacy dial); an output that runs out of
+    tokens is completed by masking and reported as "length".
     speculation="on" drafts from the source (`speculative`): the same tokens in fewer forward
     passes; "off" runs transformers' own `generate`; "auto" speculates for a batch of one only.
     `stats` receives forward passes, tokens and the seconds spent in the faithful constraint."""
@@ -87,7 +88,7 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
         # the model saw each text trimmed (the chat template trims contents): it redacts that
-        decoder = faithful.Decoder(vocab, [sources[i].strip() for i in batch], stops) if vocab else None
+        decoder = faithful.Decoder(vocab, [sources[i].strip() for i in batch], stops, mask_bias) if vocab else None
         prompt_ids, batch_budgets = [encoded[i] for i in batch], [budgets[i] for i in batch]
         # Verifying a draft costs a forward pass over all its tokens. With one sample that pass is
         # overhead-bound and speculation wins (1.2x on a 2-core CPU); with 16 it is compute-bound
@@ -130,7 +131,7 @@ def _generate(model, tokenizer, prompts: list[list[int]], budgets: list[int], st
     from . import faithful
 
     input_ids, attention, width = _left_padded(tokenizer, prompts)
-    processors = LogitsProcessorList([faithful.logits_processor(decoder, width)] if decoder else [])
+    processors = LogitsProcessorList([faithful.LogitsProcessor(decoder, width)] if decoder else [])
     with torch.inference_mode():
         out = model.generate(
             input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),

@@ -3,9 +3,10 @@
 Inputs are plain text files (one text each), JSONL files (one object per line; its --text-field
 is redacted, the other fields are kept) or standard input. Every text is cut at paragraph, then
 line boundaries into pieces that fit the model's context with room for the answer, redacted in
-batches (faithful decoding and the safety net by default, as evaluate.py), and joined back with
-the separators it had: with faithful decoding, every character outside a placeholder is the
-input's, byte for byte, line endings and a leading byte-order mark included.
+batches (faithful decoding, the safety net and propagation by default, as evaluate.py), and
+joined back with the separators it had as one document: one numbering through all its pieces, and
+what one piece masked masked in all. With faithful decoding, every character outside a
+placeholder is the input's, byte for byte, line endings and a leading byte-order mark included.
 
 It fails closed. Every output path is checked before the model loads; a redaction that did not
 finish within its token budget has its rest masked as `[UNFINISHED]`, never copied, and is not
@@ -15,7 +16,7 @@ ever printed in a message, only file, record, line and length.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from ..core.files import (
     write_text,
 )
 from ..core.labels import UNFINISHED
-from ..training.runs import read_run_config, trained_model
+from ..training.runs import read_run_config, resolve_mask_bias, trained_model
 
 PROMPT_OVERHEAD = 48  # tokens of the chat template and instruction beyond the text (Gemma's: 43)
 BOM = "\ufeff"
@@ -48,6 +49,7 @@ class Text:
     pieces: list[tuple[int, str]] = field(default_factory=list)  # (offset in text, piece)
     redacted: list[str] = field(default_factory=list)
     unfinished: list[bool] = field(default_factory=list)
+    segments: list | None = None  # per piece, what each placeholder covers (propagate.Segment), once consistent
 
     @property
     def where(self) -> str:
@@ -175,6 +177,18 @@ def redact_texts(texts: list[Text], redactor) -> None:
             bar.update(1)
 
 
+def make_consistent(texts: list[Text], propagate: bool) -> None:
+    """Each text as one document: what one piece masked is masked in every piece (with
+    `propagate`), and one numbering runs through all of them (`propagate.consistent_segments`).
+    The segments are kept: they say which text each placeholder covers."""
+    from .propagate import consistent_segments, render
+
+    for text in texts:
+        pairs = [(piece, redacted) for (_, piece), redacted in zip(text.pieces, text.redacted)]
+        text.segments, _ = consistent_segments(pairs, propagate=propagate)
+        text.redacted = [redacted if segs is None else render(segs) for (_, redacted), segs in zip(pairs, text.segments)]
+
+
 def entities_of(text: Text) -> list[dict[str, Any]]:
     """The entities of a redacted text, as character offsets into the input (a byte-order mark
     counts as its first character). What an unfinished redaction masked is a row labelled
@@ -183,12 +197,24 @@ def entities_of(text: Text) -> list[dict[str, Any]]:
 
     out = []
     shift = len(BOM) if text.bom else 0
-    for (offset, piece), redacted in zip(text.pieces, text.redacted):
-        found = align(piece, redacted)
+    for k, ((offset, piece), redacted) in enumerate(zip(text.pieces, text.redacted)):
+        found = _entities(text.segments[k]) if text.segments and text.segments[k] is not None else align(piece, redacted)
         for e in found if found is not None else align_robust(piece, redacted)[0]:
             if e.value:
                 out.append({"input": text.input, "record": text.record, "start": shift + offset + e.start,
-                            "end": shift + offset + e.end, "label": e.label, "text": e.value})
+                            "end": shift + offset + e.end, "label": e.label, "number": e.index, "text": e.value})
+    return out
+
+
+def _entities(segments) -> list:
+    """The masked segments of a piece as entities (offsets in the piece)."""
+    from ..core.labels import Entity
+
+    out, pos = [], 0
+    for segment in segments:
+        if segment.label is not None:
+            out.append(Entity(pos, pos + len(segment.text), segment.label, segment.text, segment.number))
+        pos += len(segment.text)
     return out
 
 
@@ -308,10 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     texts = read_texts(config)
     from .redactor import Redactor, Settings
 
-    redactor = Redactor(model_dir, Settings.of(config))
+    settings = replace(Settings.of(config), mask_bias=resolve_mask_bias(config.mask_bias, run_dir))
+    redactor = Redactor(model_dir, settings)
     # every input is read and cut before the model loads: bad input fails in a second
     cut_into_pieces(texts, redactor.tokenizer, read_run_config(run_dir).max_seq_length)
     redact_texts(texts, redactor)
+    make_consistent(texts, config.propagate)
     held_back = write_outputs(texts, config)
     report_unfinished(texts, held_back, config)
     return 1 if held_back else 0

@@ -3,7 +3,8 @@
 A Redactor holds a trained model, loaded once, and turns texts into redactions: greedy decoding
 through the same chat rendering as training (`core.chat`), with the decoding (faithful or free),
 speculation, backend and token budget its `Settings` name, then what comes after generation
-(`finish`: the safety net), one code path for a fresh redaction and for a rescored file. It yields
+(`finish`: the safety net and propagation), one code path for a fresh redaction and for a
+rescored file. It yields
 each result as it is made (longest texts first, so a progress bar's ETA is honest) and keeps its
 own statistics, so callers and benchmarks time it from outside without patching it.
 
@@ -36,7 +37,9 @@ class Settings:
     backend: Literal["auto", "transformers", "vllm"] = "auto"
     batch_size: int = 16
     max_new_tokens: int = 0  # 0: each text's own bound (`generate.token_budget`)
+    mask_bias: float = 0.0   # the privacy dial: log-odds added to opening a placeholder (faithful decoding)
     safety_net: bool = True
+    propagate: bool = True   # mask every other occurrence of what was masked (`propagate`)
 
     @classmethod
     def of(cls, config: Any) -> Settings:
@@ -50,7 +53,6 @@ class Redaction:
     text: str         # the redaction: the model's, after `finish`
     model_text: str   # what the model wrote
     finished: bool    # False: the token budget ran out (the rest is masked: see `faithful`)
-    added: int = 0    # entities the safety net added
 
 
 @dataclass
@@ -72,19 +74,32 @@ class Stats:
         return round(self.samples / self.generate_s, 3) if self.generate_s > 0 else None
 
 
-def finish(source: str, model_text: str, settings: Settings, finished: bool = True) -> tuple[str, int]:
-    """Everything that happens to a model's output after generation: (the redaction, entities
-    the safety net added). A free-decoding output cut off by its budget ends with UNFINISHED
-    (the rest of its text is not there); a faithful one already masks its rest that way."""
+@dataclass
+class Finished:
+    text: str
+    net_added: int = 0          # entities the safety net added
+    propagation_added: int = 0  # entities propagation added
+
+
+def finish(source: str, model_text: str, settings: Settings, finished: bool = True) -> Finished:
+    """Everything that happens to a model's output after generation, the same for a fresh
+    redaction and a rescored file: the safety net, then propagation (with one numbering). A
+    free-decoding output cut off by its budget ends with UNFINISHED (the rest of its text is not
+    there); a faithful one already masks its rest that way."""
     from ..core.labels import UNFINISHED
 
-    if not finished and UNFINISHED not in model_text:
-        model_text += UNFINISHED
-    if not settings.safety_net:
-        return model_text, 0
-    from .safety_net import safety_net
+    text, net, propagated = model_text, 0, 0
+    if not finished and UNFINISHED not in text:
+        text += UNFINISHED
+    if settings.safety_net:
+        from .safety_net import safety_net
 
-    return safety_net(source, model_text)
+        text, net = safety_net(source, text)
+    if settings.propagate:
+        from .propagate import consistent
+
+        [text], propagated = consistent([(source, text)])
+    return Finished(text, net, propagated)
 
 
 class Redactor:
@@ -159,12 +174,12 @@ class Redactor:
         else:
             stream = generate.generate_transformers(engine, tokenizer, their_prompts, texts, settings.batch_size,
                                                     settings.max_new_tokens, settings.decoding,
-                                                    settings.speculation, counters)
+                                                    settings.speculation, counters, settings.mask_bias)
         clock = time.perf_counter()
         for j, model_text, reason in stream:
-            text, added = finish(texts[j], model_text, settings, reason != "length")
+            final = finish(texts[j], model_text, settings, reason != "length")
             self._count(counters, time.perf_counter() - clock)
-            yield Redaction(indices[j], text, model_text, reason != "length", added)
+            yield Redaction(indices[j], final.text, model_text, reason != "length")
             clock = time.perf_counter()  # the caller's time with the result is not generation time
 
     def _count(self, counters: dict, seconds: float) -> None:

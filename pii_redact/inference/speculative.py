@@ -54,11 +54,11 @@ def propose(row: Row) -> list[int]:
 
 
 def _greedy(logits, row: Row, decoder) -> int:
-    """Greedy choice at one position: the argmax, or the best token the constraint allows."""
+    """Greedy choice at one position: the argmax, or the best token the constraint allows (with
+    its mask bias)."""
     if decoder is None:
         return int(logits.argmax())
-    allowed = decoder.allowed(row.index)
-    return allowed[int(logits[allowed].argmax())]
+    return decoder.choose(row.index, logits)
 
 
 class _Slots:

@@ -46,6 +46,23 @@ def read_run_config(run_dir: Path) -> TrainConfig:
         return TrainConfig()
 
 
+def calibrated_mask_bias(run_dir: Path) -> float | None:
+    """The mask bias the run's calibration chose (run.json `privacy.mask_bias`), or None."""
+    try:
+        value = read_run(run_dir).get("privacy", {}).get("mask_bias")
+    except (UserError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def resolve_mask_bias(given: float | None, run_dir: Path) -> float:
+    """--mask-bias as given, else the run's calibrated value, else 0 (today's decoding)."""
+    if given is not None:
+        return given
+    calibrated = calibrated_mask_bias(run_dir)
+    return calibrated if calibrated is not None else 0.0
+
+
 def write_run(run_dir: Path, info: dict[str, Any]) -> None:
     write_json(run_dir / RUN_FILE, info)
 

@@ -1,0 +1,125 @@
+"""The privacy dial (a mask bias in faithful decoding) and whole-document consistency (propagation
+of what was masked once, one numbering across a document's pieces)."""
+from __future__ import annotations
+
+import pytest
+
+from pii_redact.core import chat
+from pii_redact.core.alignment import align
+from pii_redact.inference import faithful, generate
+from pii_redact.inference.propagate import consistent
+from pii_redact.models.loading import load_for_generation
+
+SOURCES = [
+    "Call Anna Schmidt on +49 30 1234567 about order 5521.",
+    "Dear Luca Bianchi, your new address is Via Roma 12, 10121 Torino.",
+    "user jdoe42 logged in from the office; password Xy7pq2 expired",
+    "Grüße aus Köln, schreib an jürgen.müller@example.de oder ruf an.",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return load_for_generation(tiny_model_dir)
+
+
+def redact(tiny, sources, mask_bias, speculation="off"):
+    model, tokenizer = tiny
+    out = generate.generate_transformers(model, tokenizer, [chat.build_prompt(s) for s in sources], sources, 4,
+                                         decoding="faithful", speculation=speculation, mask_bias=mask_bias)
+    return [text for _, text, _ in sorted(out)]
+
+
+def masked(texts: list[str]) -> int:
+    """Characters of the sources that placeholders cover."""
+    return sum(e.end - e.start for text, source in zip(texts, SOURCES) for e in align(source, text))
+
+
+def test_no_bias_is_the_constrained_greedy_choice(tiny):
+    """B = 0 is today's decoding: at every step the best-scoring token the constraint allows,
+    replayed here with nothing but `Decoder.allowed`, independently of the dial's code."""
+    import torch
+
+    model, tokenizer = tiny
+    stops = chat.stop_token_ids(tokenizer)
+    vocab = faithful.Vocabulary(tokenizer)
+    for source in SOURCES:
+        decoder = faithful.Decoder(vocab, [source], stops)
+        ids = chat.encode_prompt(tokenizer, chat.build_prompt(source))
+        generated: list[int] = []
+        with torch.inference_mode():
+            while not decoder.done[0] and len(generated) < faithful.max_output_tokens(source):
+                logits = model(input_ids=torch.tensor([ids + generated])).logits[0, -1]
+                allowed = decoder.allowed(0)
+                token = allowed[int(logits[allowed].argmax())]
+                decoder.consume(0, token)
+                generated.append(token)
+        expected = decoder.text(0, generated)[0]
+        assert redact(tiny, [source], 0.0) == [expected]
+
+
+def test_the_dial_masks_more_above_zero_and_less_below(tiny):
+    outputs = {b: redact(tiny, SOURCES, b) for b in (-100.0, -2.0, 0.0, 2.0, 100.0)}
+    assert outputs[-100.0] == SOURCES  # never opens a placeholder where it could copy: the text as it is
+    chars = {b: masked(texts) for b, texts in outputs.items()}  # (every output a faithful redaction)
+    assert chars[-100.0] <= chars[-2.0] <= chars[0.0] <= chars[2.0] <= chars[100.0]
+    assert chars[100.0] > chars[0.0] > chars[-100.0] == 0
+
+
+@pytest.mark.parametrize("bias", [3.0, -3.0])
+def test_speculation_is_exact_under_a_bias(tiny, bias):
+    assert redact(tiny, SOURCES[:1], bias, speculation="on") == redact(tiny, SOURCES[:1], bias, speculation="off")
+
+
+# --- propagation --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("source, redaction, expected, added", [
+    # a full name, then the surname alone (and in capitals in a signature)
+    ("Anna Schmidt called. Later Schmidt wrote again.\nSCHMIDT",
+     "[GIVENNAME_1] [SURNAME_1] called. Later Schmidt wrote again.\nSCHMIDT",
+     "[GIVENNAME_1] [SURNAME_1] called. Later [SURNAME_1] wrote again.\n[SURNAME_1]", 2),
+    # a value written twice, the second time left in clear
+    ("Call +49 30 1234567 now, or +49 30 1234567 tomorrow.",
+     "Call [TELEPHONENUM_1] now, or +49 30 1234567 tomorrow.",
+     "Call [TELEPHONENUM_1] now, or [TELEPHONENUM_1] tomorrow.", 1),
+    # one given name of a compound one (a value of its own: its own number); not inside a longer word
+    ("María José wrote. José agreed, Josefina did not.",
+     "[GIVENNAME_1] wrote. José agreed, Josefina did not.",
+     "[GIVENNAME_1] wrote. [GIVENNAME_2] agreed, Josefina did not.", 1),
+    # overlapping candidates: the longest wins, then what is left
+    ("Anna Maria and Maria Rossi. Later: Anna Maria Rossi.",
+     "[GIVENNAME_1] and [GIVENNAME_2] [SURNAME_1]. Later: Anna Maria Rossi.",
+     "[GIVENNAME_1] and [GIVENNAME_2] [SURNAME_1]. Later: [GIVENNAME_1] [SURNAME_1].", 2),
+    # a building number with its street, but not a bare number elsewhere
+    ("Hauptstraße 12, Berlin. Deliver to Hauptstraße 12 for 12 EUR.",
+     "[STREET_1] [BUILDINGNUM_1], Berlin. Deliver to Hauptstraße 12 for 12 EUR.",
+     "[STREET_1] [BUILDINGNUM_1], Berlin. Deliver to [STREET_1] [BUILDINGNUM_1] for 12 EUR.", 2),
+    # values too short to tell anyone are not looked for alone
+    ("Bo and Li met Bo.", "[GIVENNAME_1] and [GIVENNAME_2] met Bo.", "[GIVENNAME_1] and [GIVENNAME_2] met Bo.", 0),
+])
+def test_propagation(source, redaction, expected, added):
+    [out], n = consistent([(source, redaction)])
+    assert (out, n) == (expected, added)
+    assert align(source, out) is not None
+    [same], n = consistent([(source, redaction)], propagate=False)
+    assert n == 0 and align(source, same) is not None
+
+
+def test_one_numbering_across_a_documents_pieces():
+    pieces = [("Anna Schmidt called.", "[GIVENNAME_1] [SURNAME_1] called."),
+              ("Then Marco Rossi and Anna.", "Then [GIVENNAME_1] [SURNAME_1] and [GIVENNAME_2]."),
+              ("Rossi, Schmidt.", "Rossi, Schmidt.")]
+    out, added = consistent(pieces)
+    assert out == ["[GIVENNAME_1] [SURNAME_1] called.",
+                   "Then [GIVENNAME_2] [SURNAME_2] and [GIVENNAME_1].",
+                   "[SURNAME_2], [SURNAME_1]."]
+    assert added == 2
+    # without propagation the numbering is still one for the whole document
+    out, added = consistent(pieces, propagate=False)
+    assert out[1] == "Then [GIVENNAME_2] [SURNAME_2] and [GIVENNAME_1]." and out[2] == "Rossi, Schmidt." and added == 0
+
+
+def test_a_piece_that_is_not_a_faithful_redaction_is_left_alone():
+    pieces = [("Anna called.", "[GIVENNAME_1] called."), ("Anna wrote.", "Anna wrote a lot[UNFINISHED]")]
+    out, added = consistent(pieces)
+    assert out == ["[GIVENNAME_1] called.", "Anna wrote a lot[UNFINISHED]"] and added == 0
