@@ -123,3 +123,55 @@ def test_a_piece_that_is_not_a_faithful_redaction_is_left_alone():
     pieces = [("Anna called.", "[GIVENNAME_1] called."), ("Anna wrote.", "Anna wrote a lot[UNFINISHED]")]
     out, added = consistent(pieces)
     assert out == ["[GIVENNAME_1] called.", "Anna wrote a lot[UNFINISHED]"] and added == 0
+
+
+# --- calibration ----------------------------------------------------------------------------------
+
+def test_the_choice_rule():
+    from pii_redact.evaluation.calibrate import choose
+
+    def row(bias, leak, fidelity):
+        return {"mask_bias": bias, "leak_rate": leak, "text_fidelity": fidelity}
+
+    curve = [row(-1.0, 0.10, 0.970), row(0.0, 0.08, 0.965), row(1.0, 0.05, 0.962), row(2.0, 0.03, 0.961),
+             row(3.0, 0.03, 0.950)]
+    assert choose(curve) == 2.0  # lowest leak within 0.005 of bias 0's fidelity (0.960 is the floor)
+    curve[3]["text_fidelity"] = 0.955
+    assert choose(curve) == 1.0  # 2.0 now costs too much text
+    assert choose([row(0.0, 0.0, 0.9), row(1.0, 0.0, 0.9), row(-1.0, 0.0, 0.9)]) == 0.0  # ties: closest to 0
+
+
+def test_finetune_calibrates_and_evaluate_uses_the_chosen_bias(tiny_model_dir, tmp_path, capsys):
+    """finetune.py --calibrate sweeps the dial on the validation split and records the bias;
+    evaluate.py then redacts with it (provenance and metrics say so) unless --mask-bias says
+    otherwise."""
+    import json
+
+    from pii_redact import cli
+    from pii_redact.evaluation import evaluate
+    from pii_redact.training import finetune
+
+    from pii_redact.config import DataConfig
+    from pii_redact.data import prepare
+
+    rows = [{"prompt": chat.build_prompt(f"Ticket {k}: call Anna on 555 01{k:02d} today."),
+             "response": f"Ticket {k}: call [GIVENNAME_1] on [TELEPHONENUM_1] today."} for k in range(40)]
+    (tmp_path / "raw.json").write_text(json.dumps(rows))
+    prepare.prepare(DataConfig(input=[str(tmp_path / "raw.json")], output_dir=str(tmp_path / "data"),
+                               model=str(tiny_model_dir), val_fraction=0.2, test_fraction=0.2))
+    argv = ["--model", str(tiny_model_dir), "--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out"),
+            "--run-name", "r", "--max-steps", "1", "--batch-size", "4", "--lora-r", "4", "--eval-steps", "0",
+            "--calibrate", "--calibration-samples", "3"]
+    assert cli.run(finetune.main, argv) == 0, capsys.readouterr().err
+    run = tmp_path / "out" / "r"
+    privacy = json.loads((run / "privacy.json").read_text())
+    assert [row["mask_bias"] for row in privacy["curve"]] == sorted(privacy["curve"][i]["mask_bias"] for i in range(9))
+    assert privacy["samples"] == 3 and privacy["data"].endswith("val.jsonl") and (run / "privacy.png").stat().st_size
+    chosen = json.loads((run / "run.json").read_text())["privacy"]["mask_bias"]
+    assert chosen == privacy["mask_bias"]
+    base = ["--model-dir", str(run), "--data", str(tmp_path / "data" / "test.jsonl"), "--limit", "2", "--batch-size", "2"]
+    assert cli.run(evaluate.main, base + ["--output-dir", str(tmp_path / "e1")]) == 0
+    assert json.loads((tmp_path / "e1" / "provenance.json").read_text())["mask_bias"] == chosen
+    assert json.loads((tmp_path / "e1" / "metrics.json").read_text())["mask_bias"] == chosen
+    assert cli.run(evaluate.main, base + ["--output-dir", str(tmp_path / "e2"), "--mask-bias", "-7"]) == 0
+    assert json.loads((tmp_path / "e2" / "metrics.json").read_text())["mask_bias"] == -7.0

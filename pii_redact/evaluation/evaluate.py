@@ -314,7 +314,8 @@ def _predictions(config: EvalConfig, plan: Plan, timing: dict[str, Any]) -> list
 
 
 DESCRIPTION = "Generate redactions for held-out text and score them (leaks, entity P/R/F1, fidelity)."
-USAGE = "evaluate.py [options]\n       evaluate.py compare METRICS [METRICS ...] [--output FILE]"
+USAGE = ("evaluate.py [options]\n       evaluate.py compare METRICS [METRICS ...] [--output FILE]\n"
+         "       evaluate.py calibrate [--model-dir RUN] [--data data/val.jsonl] [--limit N]")
 EPILOG = """examples:
   python evaluate.py                              # newest run in outputs/, on data/test.jsonl
   python evaluate.py --model-dir outputs/my-run --limit 200
@@ -325,7 +326,9 @@ EPILOG = """examples:
 
 --fail-under takes dotted metric paths from metrics.json; for metrics where lower is better
 (leak_rate, samples_with_leak, unfinished_rate) the check is that the metric is at most VALUE.
-`compare` puts metrics.json files (or the directories holding them) side by side."""
+`compare` puts metrics.json files (or the directories holding them) side by side. `calibrate`
+sweeps the privacy dial (--mask-bias) on the validation split and records the chosen bias in the
+run (`evaluate.py calibrate --help`)."""
 
 
 def compare_main(argv: list[str]) -> int:
@@ -362,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["compare"]:
         return compare_main(args[1:])
+    if args[:1] == ["calibrate"]:
+        from .calibrate import main as calibrate_main
+
+        return calibrate_main(args[1:])
     config, _ = parse_config(EvalConfig, "evaluate", argv, prog="evaluate.py",
                              description=DESCRIPTION, epilog=EPILOG, usage=USAGE)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -65,3 +65,10 @@ def memory_gib() -> float | None:
         return round(torch.cuda.max_memory_allocated() / 2**30, 2)
     rss = rss_gib()
     return round(rss, 2) if rss is not None else None
+
+
+def calibrates(config: TrainConfig) -> bool:
+    """--calibrate, resolved: unset means where a GPU trains (see TrainConfig)."""
+    import torch
+
+    return config.calibrate if config.calibrate is not None else torch.cuda.is_available()

@@ -16,6 +16,7 @@ after Unsloth, so `--help` is instant and Unsloth can patch what it patches.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -328,12 +329,37 @@ EPILOG = """examples:
   python finetune.py --config configs/cpu-smoke.yaml  # settings from a YAML file (flags still win)
 
 A run writes outputs/<run-name>/: adapter/, merged/, config.yaml, run.json, train_log.jsonl,
-loss.png, README.md (model card) and checkpoints/ for --resume."""
+loss.png, README.md (model card), checkpoints/ for --resume and, where it calibrates the privacy
+dial (--calibrate), privacy.json and privacy.png."""
+
+
+def calibrate(run_dir: Path, val_path: Path, config: TrainConfig) -> int:
+    """The privacy dial's calibration on the validation split (`evaluate.py calibrate`), in a fresh
+    interpreter: this one imported Unsloth, which patches transformers, and evaluate.py and
+    redact.py redact without it. Its exit status."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]  # where the package is importable from
+    command = [sys.executable, "-m", "pii_redact.evaluation.calibrate", "--model-dir", str(run_dir.resolve()),
+               "--data", str(val_path.resolve()), "--limit", str(config.calibration_samples),
+               "--batch-size", str(config.batch_size)]
+    print(f"calibrating the privacy dial on {config.calibration_samples} validation samples "
+          "(--no-calibrate skips it; `python evaluate.py calibrate` runs it later)", flush=True)
+    return subprocess.run(command, cwd=root).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .device import calibrates
+
     config, config_path = parse_config(TrainConfig, "train", argv, prog="finetune.py",
                                        description=DESCRIPTION, epilog=EPILOG)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    finetune(config, config_path=config_path)
+    summary = finetune(config, config_path=config_path)
+    if calibrates(config):
+        run_dir = Path(summary["run_dir"])
+        val_path = Path(config.data_dir) / "val.jsonl"
+        if calibrate(run_dir, val_path, config) != 0:
+            print(f"error: the calibration failed; the run is saved in {run_dir}: retry with "
+                  f"python evaluate.py calibrate --model-dir {run_dir}", file=sys.stderr)
+            return 1
     return 0

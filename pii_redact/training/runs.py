@@ -23,7 +23,8 @@ RUN_FILE = "run.json"
 # Settings that may differ when resuming: they change how long or how loudly a run goes, not what a
 # step computes. Anything else (lr, rank, data, model...) would silently make a different run.
 RESUMABLE_CHANGES = {"resume", "overwrite", "max_steps", "epochs", "gguf", "logging_steps",
-                     "eval_steps", "val_samples", "save_steps", "save_total_limit", "run_name"}
+                     "eval_steps", "val_samples", "save_steps", "save_total_limit", "run_name",
+                     "calibrate", "calibration_samples"}
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:

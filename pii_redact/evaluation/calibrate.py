@@ -1,0 +1,149 @@
+"""Calibrating the privacy dial: which mask bias a run redacts with.
+
+    python evaluate.py calibrate                         # the newest run, on data/val.jsonl
+    python evaluate.py calibrate --model-dir outputs/my-run --limit 256
+
+The run's model redacts the same validation samples (never the test split) once per mask bias,
+with evaluate.py's defaults otherwise (faithful decoding, safety net, propagation), and each is
+scored: leak rate, samples with a leak, entity precision/recall/F1, text fidelity. The rule that
+picks the bias (`choose`): the lowest leak rate whose text fidelity stays within half a point
+(0.005) of the fidelity at bias 0; among equal leak rates, the bias closest to 0. The curve goes
+to the run's `privacy.json` and `privacy.png`, the chosen bias to its run.json (`privacy`), where
+evaluate.py and redact.py find it when --mask-bias is not given. finetune.py runs this after
+training where a GPU trained (--calibrate).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import UserError
+
+BIASES = (-2.0, -1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+FIDELITY_BUDGET = 0.005  # text fidelity the dial may cost, against bias 0
+RULE = (f"the lowest leak rate whose text fidelity is at most {FIDELITY_BUDGET} below bias 0's; "
+        "among equal leak rates the bias closest to 0")
+
+
+def sweep(redactor, samples: list, biases: tuple[float, ...]) -> list[dict[str, Any]]:
+    """One row of scores per bias: the same samples redacted with each (generation statistics included)."""
+    from tqdm.auto import tqdm
+
+    from . import metrics
+    from .evaluate import apply_finish
+
+    rows = []
+    for bias in tqdm(biases, unit="bias", desc="calibrating", disable=None):
+        dialled = redactor.configured(mask_bias=bias)
+        records = [{"source": samples[r.index].source, "response": samples[r.index].response,
+                    "prediction": r.model_text, "finish_reason": "stop" if r.finished else "length",
+                    **({"entities": [[e.start, e.end, e.label] for e in samples[r.index].entities]}
+                       if samples[r.index].entities is not None else {})}
+                   for r in dialled.redact([s.source for s in samples], [s.prompt for s in samples])]
+        scores = metrics.score(apply_finish(records, safety_net=True, propagate=True)[0])[0]
+        rows.append({"mask_bias": bias, "leak_rate": scores["leak_rate"], "samples_with_leak": scores["samples_with_leak"],
+                     "entity_precision": scores["entity"]["precision"], "entity_recall": scores["entity"]["recall"],
+                     "entity_f1": scores["entity"]["f1"], "text_fidelity": scores["text_fidelity"],
+                     "generate_s": round(dialled.stats.generate_s, 1)})
+    return rows
+
+
+def choose(curve: list[dict[str, Any]]) -> float:
+    """The mask bias the rule picks (see the module docstring)."""
+    base = next(row for row in curve if row["mask_bias"] == 0.0)
+    allowed = [row for row in curve if row["text_fidelity"] >= base["text_fidelity"] - FIDELITY_BUDGET]
+    return min(allowed, key=lambda row: (row["leak_rate"], abs(row["mask_bias"]), row["mask_bias"]))["mask_bias"]
+
+
+def calibrate(run_dir: Path, model_dir: Path, data: Path, limit: int, biases: tuple[float, ...],
+              batch_size: int) -> dict[str, Any]:
+    """Sweep, choose, and write privacy.json, privacy.png and run.json's `privacy`."""
+    from ..core.files import write_json
+    from ..data.records import read_samples
+    from ..inference.redactor import Redactor, Settings
+    from ..training.runs import read_run, write_run
+
+    run = read_run(run_dir)  # a run, before anything slow
+    samples = read_samples(data, limit)
+    started = time.perf_counter()
+    redactor = Redactor(model_dir, Settings(batch_size=batch_size))
+    curve = sweep(redactor, samples, tuple(sorted(set(biases) | {0.0})))
+    chosen = choose(curve)
+    result = {"mask_bias": chosen, "rule": RULE, "data": str(data), "samples": len(samples),
+              "seconds": round(time.perf_counter() - started, 1), "curve": curve}
+    write_json(run_dir / "privacy.json", result)
+    plot(curve, chosen, run_dir / "privacy.png")
+    write_run(run_dir, {**run, "privacy": {k: result[k] for k in ("mask_bias", "rule", "data", "samples", "seconds")}})
+    return result
+
+
+def plot(curve: list[dict[str, Any]], chosen: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    biases = [row["mask_bias"] for row in curve]
+    fig, leak_axis = plt.subplots(figsize=(7, 4))
+    leak_axis.plot(biases, [row["leak_rate"] for row in curve], "o-", color="#c44e52", label="leak rate")
+    leak_axis.plot(biases, [row["samples_with_leak"] for row in curve], "s--", color="#dd8452", label="samples with a leak")
+    leak_axis.set_xlabel("mask bias (log-odds added to masking)")
+    leak_axis.set_ylabel("leaks (lower is better)")
+    fidelity_axis = leak_axis.twinx()
+    fidelity_axis.plot(biases, [row["text_fidelity"] for row in curve], "^-", color="#4c72b0", label="text fidelity")
+    fidelity_axis.set_ylabel("text fidelity")
+    leak_axis.axvline(chosen, color="gray", linestyle=":", label=f"chosen: {chosen:g}")
+    lines = leak_axis.get_legend_handles_labels()[0] + fidelity_axis.get_legend_handles_labels()[0]
+    leak_axis.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="center right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _bias_list(text: str) -> tuple[float, ...]:
+    import math
+
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError("every bias must be a finite number")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..cli import positive_int
+    from ..training.runs import RUN_FILE, trained_model
+
+    parser = argparse.ArgumentParser(prog="evaluate.py calibrate", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", help="a finetune.py run directory (default: the newest run in --runs-dir)")
+    parser.add_argument("--runs-dir", default="outputs", help="where to look for the newest run (default: outputs)")
+    parser.add_argument("--data", default="data/val.jsonl", help="validation samples, never the test split (default: data/val.jsonl)")
+    parser.add_argument("--limit", type=positive_int, default=256, help="samples redacted per bias (default: 256)")
+    parser.add_argument("--biases", type=_bias_list, default=BIASES,
+                        help=f"comma-separated mask biases to try; 0 is always added (default: {','.join(map(str, BIASES))})")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="generation batch size (default: 32)")
+    args = parser.parse_args(argv)
+    model_dir, run_dir = trained_model(args.model_dir, args.runs_dir)
+    if not (run_dir / RUN_FILE).is_file():
+        raise UserError(f"{run_dir} is not a finetune.py run (no {RUN_FILE}): the chosen bias is recorded there")
+    if not Path(args.data).is_file():
+        raise UserError(f"--data {args.data}: no such file (make the splits with prepare_data.py first)")
+    result = calibrate(run_dir, model_dir, Path(args.data), args.limit, args.biases, args.batch_size)
+    for row in result["curve"]:
+        mark = "  <- chosen" if row["mask_bias"] == result["mask_bias"] else ""
+        print(f"mask bias {row['mask_bias']:>5g}: leak rate {row['leak_rate']:.4f}, samples with a leak "
+              f"{row['samples_with_leak']:.3f}, entity F1 {row['entity_f1']:.4f}, fidelity {row['text_fidelity']:.4f}{mark}")
+    print(f"chose mask bias {result['mask_bias']:g} ({result['samples']} samples, {result['seconds']:.0f} s): "
+          f"{run_dir / 'privacy.json'}, {run_dir / 'privacy.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    from ..cli import run
+
+    raise SystemExit(run(main))
