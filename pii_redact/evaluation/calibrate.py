@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{run_dir} is not a finetune.py run (no {RUN_FILE}): the chosen bias is recorded there")
     if not Path(args.data).is_file():
         raise UserError(f"--data {args.data}: no such file (make the splits with prepare_data.py first)")
+    if Path(args.data).name in ("test.jsonl", "unseen.jsonl"):  # prepare_data.py's held-out splits
+        raise UserError(f"--data {args.data}: a bias chosen on the text you then score flatters the score; "
+                        "calibrate on the validation split (val.jsonl)")
     result = calibrate(run_dir, model_dir, Path(args.data), args.limit, args.biases, args.batch_size)
     for row in result["curve"]:
         mark = "  <- chosen" if row["mask_bias"] == result["mask_bias"] else ""

@@ -254,7 +254,8 @@ def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
             out_dir = Path(config.output_dir) if config.output_dir else run_dir / "eval"
             provenance = {"model": str(model_dir.resolve()), "model_fingerprint": run_fingerprint(model_dir, run_dir),
                           **data_id, "max_new_tokens": config.max_new_tokens, "backend": config.backend,
-                          "decoding": config.decoding, "mask_bias": resolve_mask_bias(config.mask_bias, run_dir)}
+                          "decoding": config.decoding, "mask_bias": resolve_mask_bias(config.mask_bias, run_dir),
+                          **({"gguf": config.gguf} if config.backend == "llama.cpp" else {})}
             title = f"{run_dir.name} on {config.data}"
         plan = plan_outputs(config, out_dir, provenance, {"--data": data})
 

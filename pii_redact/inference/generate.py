@@ -99,7 +99,7 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
             generated = decode(model, prompt_ids, batch_budgets, stops, tokenizer.pad_token_id, decoder, stats)
         else:
             generated = _generate(model, tokenizer, prompt_ids, batch_budgets, stops, decoder, stats)
-        results = [_decoded(tokenizer, decoder, row, generated[row][:budgets[i]], sources[i], stops, budgets[i])
+        results = [decoded(tokenizer, decoder, row, generated[row][:budgets[i]], sources[i], stops, budgets[i])
                    for row, i in enumerate(batch)]
         if stats is not None and decoder is not None:
             stats["constraint_s"] = stats.get("constraint_s", 0.0) + decoder.seconds
@@ -107,7 +107,7 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
             yield i, text, reason
 
 
-def _decoded(tokenizer, decoder, row: int, tokens: list[int], source: str, stops: list[int],
+def decoded(tokenizer, decoder, row: int, tokens: list[int], source: str, stops: list[int],
              budget: int) -> tuple[str, str]:
     """(prediction, finish reason) of one row's generated tokens."""
     if decoder is None:

@@ -34,7 +34,8 @@ class Settings:
 
     decoding: Literal["faithful", "free"] = "faithful"
     speculation: Literal["auto", "on", "off"] = "auto"
-    backend: Literal["auto", "transformers", "vllm"] = "auto"
+    backend: Literal["auto", "transformers", "vllm", "llama.cpp"] = "auto"
+    gguf: str | None = None  # llama.cpp: the GGUF file (default: the run's, `llamacpp.find_gguf`)
     batch_size: int = 16
     max_new_tokens: int = 0  # 0: each text's own bound (`generate.token_budget`)
     mask_bias: float = 0.0   # the privacy dial: log-odds added to opening a placeholder (faithful decoding)
@@ -110,7 +111,7 @@ class Redactor:
         self.settings = settings
         self.tokenizer = load_tokenizer(self.model_dir)
         self.stats = Stats()
-        self._engines: dict[str, Any] = {}  # backend -> its loaded engine, shared by `configured` copies
+        self._engines: dict[str, Any] = {}  # backend (and GGUF) -> its loaded engine, shared by `configured` copies
 
     def configured(self, **changes: Any) -> Redactor:
         """A Redactor with other settings over the same loaded model (and fresh statistics)."""
@@ -150,14 +151,23 @@ class Redactor:
             yield from self._redact_with("transformers", sources, prompts, rest)
 
     def _engine(self, backend: str):
-        if backend not in self._engines:
-            from ..models import loading
+        """The backend's loaded engine and tokenizer, loaded once (per GGUF for llama.cpp)."""
+        from ..models import loading
+        from . import llamacpp
 
+        gguf = None
+        if backend == "llama.cpp":
+            gguf = Path(self.settings.gguf) if self.settings.gguf else llamacpp.find_gguf(self.model_dir)
+        key = (backend, gguf)
+        if key not in self._engines:
             start = time.perf_counter()
-            self._engines[backend] = (loading.load_vllm if backend == "vllm" else loading.load_for_generation)(
-                self.model_dir)
+            if backend == "llama.cpp":
+                self._engines[key] = llamacpp.Engine(gguf), self.tokenizer
+            else:
+                load = loading.load_vllm if backend == "vllm" else loading.load_for_generation
+                self._engines[key] = load(self.model_dir)
             self.stats.load_s += time.perf_counter() - start
-        return self._engines[backend]
+        return self._engines[key]
 
     def _redact_with(self, backend: str, sources: Sequence[str], prompts: Sequence[str],
                      indices: Sequence[int]) -> Iterator[Redaction]:
@@ -171,6 +181,11 @@ class Redactor:
         settings, counters = self.settings, {}
         if backend == "vllm":
             stream = generate.generate_vllm(engine, tokenizer, their_prompts, texts, settings.max_new_tokens)
+        elif backend == "llama.cpp":
+            from . import llamacpp
+
+            stream = llamacpp.generate(engine, tokenizer, their_prompts, texts, settings.max_new_tokens,
+                                       settings.decoding, settings.speculation, counters, settings.mask_bias)
         else:
             stream = generate.generate_transformers(engine, tokenizer, their_prompts, texts, settings.batch_size,
                                                     settings.max_new_tokens, settings.decoding,

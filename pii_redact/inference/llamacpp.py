@@ -1,0 +1,121 @@
+"""The llama.cpp engine behind `Redactor` (`--backend llama.cpp`): a run's GGUF on a CPU.
+
+The same decoding as the transformers engine: the prompt ids of `core.chat` (llama.cpp's own
+rendering of the GGUF's chat template gives the same ids), greedy choices through the faithful
+constraint and its mask bias (`faithful.Decoder`, on llama.cpp's logits), the same per-text
+budget, and copy-aware speculation (`speculative`: the prompt is the draft, verified in one
+llama.cpp batch, the rejected tail dropped from its KV cache). So everything after generation is
+the one code path of `Redactor`. Texts are redacted one at a time: llama-cpp-python's high-level
+API runs one sequence, and with speculation most of llama.cpp's work is already batched.
+
+llama-cpp-python is built from source where no wheel exists (`pip install -r
+requirements-llama.txt`, about 9 CPU-minutes).
+"""
+from __future__ import annotations
+
+import atexit
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from ..core.errors import UserError
+
+INSTALL = "pip install -r requirements-llama.txt"
+
+
+def available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def find_gguf(model_dir: Path) -> Path:
+    """The GGUF of a run or model directory: gguf/*-q8_0.gguf, else gguf/*-f16.gguf, else a
+    .gguf file given directly."""
+    if model_dir.suffix == ".gguf" and model_dir.is_file():
+        return model_dir
+    run = model_dir.parent if model_dir.name == "merged" else model_dir
+    for kind in ("q8_0", "f16"):
+        found = sorted((run / "gguf").glob(f"*-{kind}.gguf"))
+        if found:
+            return found[0]
+    raise UserError(f"--backend llama.cpp: no GGUF in {run / 'gguf'}; export one with "
+                    f"python -m pii_redact.models gguf {run} --type q8_0")
+
+
+class Engine:
+    """A GGUF loaded in llama.cpp, fed tokens and asked for the logits of each one fed."""
+
+    def __init__(self, path: Path, n_ctx: int = 4096):
+        if not available():
+            raise UserError(f"--backend llama.cpp needs llama-cpp-python: {INSTALL}")
+        from llama_cpp import Llama
+
+        self.path = path
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads, verbose=False)
+        self.n_vocab = self.llm.n_vocab()
+        # freed now rather than by Llama.__del__ at interpreter exit, where llama-cpp-python's
+        # teardown finds its library already gone and prints an ignored TypeError
+        atexit.register(self.llm.close)
+
+    def reset(self) -> None:
+        self.llm.reset()
+
+    @property
+    def position(self) -> int:
+        return self.llm.n_tokens
+
+    def rewind(self, position: int) -> None:
+        """Forget what was fed after `position` (the next feed drops it from the KV cache)."""
+        self.llm.n_tokens = position
+
+    def feed(self, tokens: Sequence[int]):
+        """Logits (torch, one row per token fed) after each of `tokens`."""
+        import numpy as np
+        import torch
+
+        llm, rows = self.llm, []
+        llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+        for start in range(0, len(tokens), llm.n_batch):
+            batch = list(tokens[start:start + llm.n_batch])
+            llm._batch.set_batch(batch=batch, n_past=llm.n_tokens, logits_all=True)
+            llm._ctx.decode(llm._batch)
+            rows.append(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(batch), self.n_vocab)).copy())
+            llm.n_tokens += len(batch)
+        return torch.from_numpy(np.concatenate(rows))
+
+
+def generate(engine: Engine, tokenizer, prompts: Sequence[str], sources: Sequence[str], max_new_tokens: int = 0,
+             decoding: str = "faithful", speculation: str = "auto", stats: dict | None = None,
+             mask_bias: float = 0.0) -> Iterator[tuple[int, str, str]]:
+    """Yield (index, prediction, finish_reason) for each prompt, as `generate.generate_transformers`
+    does; speculation "auto" is on (one text at a time is where it pays)."""
+    from ..core import chat
+    from . import faithful
+    from .generate import decoded, token_budget
+    from .speculative import Row, accept, greedy, propose, verify
+
+    stops = chat.stop_token_ids(tokenizer)
+    vocab = faithful.Vocabulary(tokenizer) if decoding == "faithful" else None
+    encoded = chat.encode_prompts(tokenizer, prompts)
+    for i, (ids, source) in enumerate(zip(encoded, sources)):
+        budget = max(1, min(max_new_tokens or token_budget(source), engine.llm.n_ctx() - len(ids) - 1))
+        decoder = faithful.Decoder(vocab, [source.strip()], stops, mask_bias) if vocab else None
+        row = Row(0, ids, budget)
+        engine.reset()
+        accept(row, [greedy(engine.feed(ids)[-1], row, decoder)], set(stops), decoder)
+        passes = 1
+        while not row.done:
+            draft = propose(row) if speculation != "off" else []
+            start = engine.position
+            taken = verify(row, draft, engine.feed([row.tokens[-1], *draft]), decoder, set(stops))
+            engine.rewind(start + taken)  # the draft tokens after the first rejected one never happened
+            passes += 1
+        if stats is not None:
+            stats["forward_passes"] = stats.get("forward_passes", 0) + passes
+            stats["tokens"] = stats.get("tokens", 0) + len(row.tokens)
+            if decoder is not None:
+                stats["constraint_s"] = stats.get("constraint_s", 0.0) + decoder.seconds
+        text, reason = decoded(tokenizer, decoder, 0, row.tokens, source, stops, budget)
+        yield i, text, reason

@@ -1,0 +1,126 @@
+"""A trained run as a GGUF file for llama.cpp (and Ollama, LM Studio, Docker Model Runner), offline.
+
+    python -m pii_redact.models gguf outputs/my-run               # outputs/my-run/gguf/my-run-f16.gguf
+    python -m pii_redact.models gguf outputs/my-run --type q8_0
+    python finetune.py --gguf q8_0                                  # the same, after training
+
+The conversion is llama.cpp's own `convert_hf_to_gguf.py` (with its `conversion` package), run on
+the run's merged model. It ships in the source distribution of `llama-cpp-python` on PyPI (which
+vendors llama.cpp), so it comes from the same package index as everything else: the pinned
+version is fetched once with pip (`pip download --no-binary`, 77 MB) and the pieces the converter
+needs are kept in the cache (`cache_dir()/llama.cpp-convert-<version>`, 3 MB): the script, its
+model classes and its own gguf-py, which it loads before any installed one (it needs constants the
+gguf 0.19.0 on PyPI lacks under the same version number; that one reads the result back here).
+The GGUF carries the model's chat template, so llama.cpp renders the prompt `core.chat` does.
+Nothing is built: no compiler, no cmake, no network but the package index.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from ..core.errors import UserError
+from .pypi import cache_dir
+
+CONVERTER_PACKAGE, CONVERTER_VERSION = "llama-cpp-python", "0.3.36"  # keep in step with requirements-llama.txt
+TYPES = ("f16", "q8_0")
+_VENDORED = "vendor/llama.cpp/"
+# The converter and what it imports: its model classes and its own gguf-py, which it puts first on
+# sys.path; it needs constants newer than the gguf 0.19.0 on PyPI has under the same version number.
+_NEEDED = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/gguf/")
+
+
+def converter_dir() -> Path:
+    return cache_dir() / f"llama.cpp-convert-{CONVERTER_VERSION}"
+
+
+def ensure_converter() -> Path:
+    """The converter's directory, fetched from the package index on first use. A UserError,
+    naming what is missing, where it cannot be had (called before training by `--gguf`)."""
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is None:
+        raise UserError("--gguf needs the gguf package: pip install -r requirements-offline.txt")
+    target = converter_dir()
+    if (target / "convert_hf_to_gguf.py").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        spec = f"{CONVERTER_PACKAGE}=={CONVERTER_VERSION}"
+        print(f"fetching llama.cpp's GGUF converter ({spec} source, ~77 MB, once) from the package index", file=sys.stderr)
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                               spec, "-d", tmp], capture_output=True, text=True)
+        archives = list(Path(tmp).glob("*.tar.gz"))
+        if done.returncode != 0 or not archives:
+            reason = (done.stderr.strip().splitlines() or ["no archive"])[-1]
+            raise UserError(f"cannot fetch llama.cpp's GGUF converter ({spec} from the package index: {reason})")
+        unpacked = Path(tmp) / "converter"
+        _extract_converter(archives[0], unpacked)
+        unpacked.rename(target)
+    return target
+
+
+def _extract_converter(archive: Path, out: Path) -> None:
+    """convert_hf_to_gguf.py and conversion/ from the sdist's vendored llama.cpp, nothing else."""
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            inside = member.name.split(_VENDORED, 1)[1] if _VENDORED in member.name else None
+            if inside is None or not (member.isfile() and inside.startswith(_NEEDED)) or ".." in Path(inside).parts:
+                continue
+            path = out / inside
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tar.extractfile(member) as source, open(path, "wb") as sink:
+                shutil.copyfileobj(source, sink)
+
+
+def gguf_path(run_dir: Path, kind: str) -> Path:
+    return run_dir / "gguf" / f"{run_dir.name}-{kind}.gguf"
+
+
+def export(run_dir: Path, kind: str = "f16") -> Path:
+    """The run's merged model as `gguf/<run>-<kind>.gguf` (written under a temporary name and
+    renamed, so a failed export leaves no half file), checked by reading it back."""
+    if kind not in TYPES:
+        raise UserError(f"--type must be one of {', '.join(TYPES)}, got {kind!r}")
+    merged = run_dir / "merged"
+    if not (merged / "config.json").is_file():
+        raise UserError(f"{run_dir} has no merged model (merged/config.json): export a finetune.py run")
+    converter = ensure_converter()
+    out = gguf_path(run_dir, kind)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    command = [sys.executable, str(converter / "convert_hf_to_gguf.py"), str(merged), "--outtype", kind,
+               "--outfile", str(partial)]
+    done = subprocess.run(command, capture_output=True, text=True)  # the script's folder holds `conversion`
+    if done.returncode != 0:
+        partial.unlink(missing_ok=True)
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise UserError(f"the GGUF conversion of {merged} failed: {last}")
+    describe(partial)  # readable, with the chat template, before it takes the real name
+    partial.rename(out)
+    (out.parent / "Modelfile").write_text(modelfile(out), encoding="utf-8")
+    return out
+
+
+def describe(path: Path) -> dict:
+    """What a GGUF file holds that matters here; a UserError if it lacks the chat template."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(path)
+    fields = {name: reader.fields[name].contents() for name in (
+        "general.architecture", "tokenizer.ggml.model", "tokenizer.chat_template") if name in reader.fields}
+    if "tokenizer.chat_template" not in fields:
+        raise UserError(f"{path}: no chat template in the GGUF: llama.cpp would render other prompts")
+    return {**fields, "tensors": {t.name: [int(x) for x in t.shape] for t in reader.tensors}}
+
+
+def modelfile(path: Path) -> str:
+    """An Ollama Modelfile for the GGUF: greedy decoding, stop at the end of the turn (the chat
+    template itself travels in the GGUF)."""
+    return (f"FROM ./{path.name}\n"
+            "PARAMETER temperature 0\n"
+            'PARAMETER stop "<end_of_turn>"\n')

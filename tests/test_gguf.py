@@ -1,0 +1,71 @@
+"""The GGUF export: written with llama.cpp's own converter (fetched once from the package index),
+read back: tensors, shapes and the chat template. The model is a tiny Gemma 3 with the real Gemma
+tokenizer (the converter knows that tokenizer; the test tokenizer it would refuse)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pii_redact.core.chat import GEMMA3_CHAT_TEMPLATE
+from pii_redact.models import gguf
+
+
+@pytest.fixture(scope="module")
+def tiny_run(gemma_dir, tmp_path_factory) -> Path:
+    from tiny_model import build_model
+
+    run = tmp_path_factory.mktemp("gguf-run")
+    build_model(run / "merged", tokenizer_dir=gemma_dir)
+    return run
+
+
+@pytest.mark.parametrize("kind", ["f16", "q8_0"])
+def test_export_writes_a_gguf_llama_cpp_reads(tiny_run, kind):
+    path = gguf.export(tiny_run, kind)
+    assert path == tiny_run / "gguf" / f"{tiny_run.name}-{kind}.gguf" and not list(path.parent.glob(".*partial"))
+    info = gguf.describe(path)
+    assert info["general.architecture"] == "gemma3"
+    assert info["tokenizer.chat_template"] == GEMMA3_CHAT_TEMPLATE  # llama.cpp renders the prompts chat.py does
+    config = json.loads((tiny_run / "merged" / "config.json").read_text())
+    tensors = info["tensors"]
+    assert tensors["token_embd.weight"] == [config["hidden_size"], config["vocab_size"]]
+    assert tensors["blk.0.ffn_gate.weight"] == [config["hidden_size"], config["intermediate_size"]]
+    assert len([n for n in tensors if n.startswith("blk.")]) == config["num_hidden_layers"] * len(
+        [n for n in tensors if n.startswith("blk.0.")])
+    assert (path.parent / "Modelfile").read_text().startswith(f"FROM ./{path.name}\n")
+
+
+def test_export_refuses_what_it_cannot_convert(tmp_path):
+    from pii_redact.core.errors import UserError
+
+    with pytest.raises(UserError, match="has no merged model"):
+        gguf.export(tmp_path, "f16")
+    with pytest.raises(UserError, match="--type must be one of f16, q8_0"):
+        gguf.export(tmp_path, "q4")
+
+
+needs_llama_cpp = pytest.mark.skipif(not __import__("pii_redact.inference.llamacpp", fromlist=["x"]).available(),
+                                     reason="needs llama-cpp-python: pip install -r requirements-llama.txt")
+
+
+@needs_llama_cpp
+def test_llama_cpp_redacts_faithfully_from_the_exported_gguf(tiny_run):
+    """llama.cpp runs the exported file through the faithful constraint: every output is the text
+    with spans replaced, the default budget finishes it, and speculation gives exactly the tokens
+    of one-at-a-time decoding there too."""
+    from pii_redact.core.alignment import align
+    from pii_redact.inference.redactor import Redactor, Settings
+
+    path = gguf.export(tiny_run, "f16")
+    sources = ["Call Anna Schmidt on +49 30 1234567.", "Grüße aus Köln, schreib an jürgen@example.de! 😀",
+               "Name: Jean-Pierre Martin\nStreet: 12 rue Lepic"]
+    redactor = Redactor(tiny_run / "merged", Settings(backend="llama.cpp", gguf=str(path), safety_net=False,
+                                                     propagate=False, mask_bias=2.0))
+    fast = {r.index: r for r in redactor.redact(sources)}
+    plain = {r.index: r for r in redactor.configured(speculation="off").redact(sources)}
+    for i, source in enumerate(sources):
+        assert fast[i].finished and align(source, fast[i].text) is not None, fast[i].text
+        assert fast[i].model_text == plain[i].model_text
+    assert redactor.stats.backend == "llama.cpp" and redactor.stats.samples == len(sources)
