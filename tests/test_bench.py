@@ -158,6 +158,7 @@ def test_padding_free_check_refuses_a_tolerance_or_batch_that_would_pass_anythin
     ("bench_generate.py", ["--model-dir", "x", "--batch-sizes", "1,a"], "--batch-sizes: expected a comma-separated"),
     ("bench_generate.py", ["--model-dir", "x", "--batch-sizes", "0"], "--batch-sizes: must be at least 1"),
     ("bench_generate.py", ["--model-dir", "x", "--modes", "fast"], "--modes: unknown mode 'fast'"),
+    ("bench_generate.py", ["--model-dir", "x", "--engines", "onnx"], "--engines: unknown engine 'onnx'"),
     ("bench_metrics.py", ["--n", "0"], "--n: must be at least 1"),
     ("bench_metrics.py", ["--data", "missing.jsonl"], "missing.jsonl: no such file"),
     ("bench_metrics.py", ["--data", "README.md"], "README.md:1"),
