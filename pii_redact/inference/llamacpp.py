@@ -14,6 +14,7 @@ requirements-llama.txt`, about 9 CPU-minutes).
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -54,6 +55,9 @@ class Engine:
         self.path = path
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads, verbose=False)
+        # llama.cpp's own notes (its KV cache layout...) are not for a user of redact.py; real
+        # failures still raise
+        logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)
         self.n_vocab = self.llm.n_vocab()
         # freed now rather than by Llama.__del__ at interpreter exit, where llama-cpp-python's
         # teardown finds its library already gone and prints an ignored TypeError
