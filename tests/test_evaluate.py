@@ -156,3 +156,21 @@ def test_user_errors_are_one_line_without_traceback(trained, tmp_path):
         result = evaluate(*args, cwd=work)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+
+
+def test_llama_cpp_backend_refuses_a_bad_gguf_before_making_outputs(trained, tmp_path):
+    """Without llama-cpp-python, or with a file that is not a GGUF, --backend llama.cpp stops in
+    one line before the output directory exists (not after writing a provenance for nothing)."""
+    from pii_redact.inference.llamacpp import available
+
+    work, _ = trained
+    not_gguf = tmp_path / "model.gguf"
+    not_gguf.write_bytes(b"\x00" * 64)
+    for gguf, message in ((not_gguf, "is not a GGUF file"), (tmp_path / "missing.gguf", "no such file"),
+                          (tmp_path, "is a directory")):
+        out = tmp_path / "eval"
+        result = evaluate("--backend", "llama.cpp", "--gguf", str(gguf), "--limit", "1", "--output-dir", str(out),
+                          cwd=work)
+        expected = message if available() else "needs llama-cpp-python"
+        assert result.returncode == 2 and expected in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and not out.exists()

@@ -148,11 +148,10 @@ def test_finetune_calibrates_and_evaluate_uses_the_chosen_bias(tiny_model_dir, t
     import json
 
     from pii_redact import cli
-    from pii_redact.evaluation import evaluate
-    from pii_redact.training import finetune
-
     from pii_redact.config import DataConfig
     from pii_redact.data import prepare
+    from pii_redact.evaluation import evaluate
+    from pii_redact.training import finetune
 
     rows = [{"prompt": chat.build_prompt(f"Ticket {k}: call Anna on 555 01{k:02d} today."),
              "response": f"Ticket {k}: call [GIVENNAME_1] on [TELEPHONENUM_1] today."} for k in range(40)]

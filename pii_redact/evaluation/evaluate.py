@@ -33,7 +33,13 @@ from ..core.files import (
     write_jsonl,
 )
 from ..data.records import Sample, read_samples
-from ..training.runs import RUN_FILE, model_fingerprint, resolve_mask_bias, trained_model
+from ..inference.llamacpp import gguf_for
+from ..training.runs import (
+    RUN_FILE,
+    model_fingerprint,
+    resolve_mask_bias,
+    trained_model,
+)
 
 PREDICTIONS_FILE = "predictions.jsonl"
 PROVENANCE_FILE = "provenance.json"
@@ -184,7 +190,9 @@ def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir:
             bar.update(1)
     stats = redactor.stats
     if timing is not None:
-        timing.update(backend=stats.backend, decoding=config.decoding, batch_size=config.batch_size,
+        # llama.cpp redacts one text at a time whatever --batch-size says
+        timing.update(backend=stats.backend, decoding=config.decoding,
+                      batch_size=1 if stats.backend == "llama.cpp" else config.batch_size,
                       samples=stats.samples, load_s=round(stats.load_s, 3), generate_s=round(stats.generate_s, 3),
                       samples_per_s=stats.samples_per_s)
     return [done[i] for i in range(len(samples))]
@@ -255,7 +263,8 @@ def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
             provenance = {"model": str(model_dir.resolve()), "model_fingerprint": run_fingerprint(model_dir, run_dir),
                           **data_id, "max_new_tokens": config.max_new_tokens, "backend": config.backend,
                           "decoding": config.decoding, "mask_bias": resolve_mask_bias(config.mask_bias, run_dir),
-                          **({"gguf": config.gguf} if config.backend == "llama.cpp" else {})}
+                          **({"gguf": str(gguf_for(config.gguf, model_dir).resolve())}
+                             if config.backend == "llama.cpp" else {})}
             title = f"{run_dir.name} on {config.data}"
         plan = plan_outputs(config, out_dir, provenance, {"--data": data})
 

@@ -14,7 +14,6 @@ requirements-llama.txt`, about 9 CPU-minutes).
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -44,20 +43,65 @@ def find_gguf(model_dir: Path) -> Path:
                     f"python -m pii_redact.models gguf {run} --type q8_0")
 
 
+def gguf_for(gguf: str | None, model_dir: Path) -> Path:
+    """The GGUF `--backend llama.cpp` runs (`--gguf`, else the run's own), checked before any
+    output is made: llama-cpp-python installed, the file there and a GGUF."""
+    if not available():
+        raise UserError(f"--backend llama.cpp needs llama-cpp-python: {INSTALL}")
+    path = Path(gguf) if gguf else find_gguf(model_dir)
+    if path.is_dir():
+        raise UserError(f"--gguf {path} is a directory, not a file")
+    if not path.is_file():
+        raise UserError(f"--gguf {path}: no such file")
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise UserError(f"--gguf {path} is not a GGUF file")
+    return path
+
+
+_log_callback = None  # kept referenced: llama.cpp calls it for as long as the library is loaded
+
+
+def _quiet_llama_cpp() -> None:
+    """Pass on llama.cpp's errors only. Its warnings (the KV cache layout it chose...) are not for
+    a user of redact.py, and llama-cpp-python 0.3.36 prints them even with verbose=False: its
+    level table predates ggml's (NONE, DEBUG, INFO, WARN, ERROR, CONT), so it takes WARN for ERROR."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import ctypes
+    import sys
+
+    import llama_cpp
+
+    error, cont = 4, 5
+    last = [0]
+
+    @llama_cpp.llama_log_callback
+    def errors_only(level: int, text: bytes, user_data) -> None:
+        if level == error or (level == cont and last[0] == error):
+            sys.stderr.write(text.decode("utf-8", "replace"))
+        if level != cont:
+            last[0] = level
+
+    _log_callback = errors_only
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+
+
 class Engine:
     """A GGUF loaded in llama.cpp, fed tokens and asked for the logits of each one fed."""
 
     def __init__(self, path: Path, n_ctx: int = 4096):
-        if not available():
-            raise UserError(f"--backend llama.cpp needs llama-cpp-python: {INSTALL}")
         from llama_cpp import Llama
 
+        _quiet_llama_cpp()
         self.path = path
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads, verbose=False)
-        # llama.cpp's own notes (its KV cache layout...) are not for a user of redact.py; real
-        # failures still raise
-        logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)
+        try:
+            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads, verbose=False)
+        except ValueError as e:  # llama-cpp-python's one error for a file llama.cpp cannot load
+            raise UserError(f"--gguf {path}: llama.cpp cannot load it (a damaged file, or a model this "
+                            f"llama.cpp does not know)") from e
         self.n_vocab = self.llm.n_vocab()
         # freed now rather than by Llama.__del__ at interpreter exit, where llama-cpp-python's
         # teardown finds its library already gone and prints an ignored TypeError

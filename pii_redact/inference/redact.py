@@ -331,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     check_outputs(config)
     model_dir, run_dir = trained_model(config.model_dir, config.runs_dir)
+    if config.backend == "llama.cpp":
+        from .llamacpp import gguf_for
+
+        gguf_for(config.gguf, model_dir)
     texts = read_texts(config)
     from .redactor import Redactor, Settings
 

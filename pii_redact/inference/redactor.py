@@ -157,7 +157,7 @@ class Redactor:
 
         gguf = None
         if backend == "llama.cpp":
-            gguf = Path(self.settings.gguf) if self.settings.gguf else llamacpp.find_gguf(self.model_dir)
+            gguf = llamacpp.gguf_for(self.settings.gguf, self.model_dir)
         key = (backend, gguf)
         if key not in self._engines:
             start = time.perf_counter()
