@@ -118,8 +118,10 @@ class Engine:
         """Forget what was fed after `position` (the next feed drops it from the KV cache)."""
         self.llm.n_tokens = position
 
-    def feed(self, tokens: Sequence[int]):
-        """Logits (torch, one row per token fed) after each of `tokens`."""
+    def feed(self, tokens: Sequence[int], every: bool = True):
+        """Logits (torch) after each of `tokens`, or with every=False after the last one only: a
+        prompt's other rows would be 262,144 wide and unused, and the output layer computing them
+        costs more than the rest of the model."""
         import numpy as np
         import torch
 
@@ -127,9 +129,11 @@ class Engine:
         llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
         for start in range(0, len(tokens), llm.n_batch):
             batch = list(tokens[start:start + llm.n_batch])
-            llm._batch.set_batch(batch=batch, n_past=llm.n_tokens, logits_all=True)
+            llm._batch.set_batch(batch=batch, n_past=llm.n_tokens, logits_all=every)
             llm._ctx.decode(llm._batch)
-            rows.append(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(batch), self.n_vocab)).copy())
+            if every or start + len(batch) == len(tokens):
+                n = len(batch) if every else 1
+                rows.append(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n, self.n_vocab)).copy())
             llm.n_tokens += len(batch)
         return torch.from_numpy(np.concatenate(rows))
 
@@ -152,7 +156,7 @@ def generate(engine: Engine, tokenizer, prompts: Sequence[str], sources: Sequenc
         decoder = faithful.Decoder(vocab, [source.strip()], stops, mask_bias) if vocab else None
         row = Row(0, ids, budget)
         engine.reset()
-        accept(row, [greedy(engine.feed(ids)[-1], row, decoder)], set(stops), decoder)
+        accept(row, [greedy(engine.feed(ids, every=False)[-1], row, decoder)], set(stops), decoder)
         passes = 1
         while not row.done:
             draft = propose(row) if speculation != "off" else []
