@@ -174,7 +174,8 @@ def _safety_net() -> Any:
 
 def _speculation(what: str, unit: str) -> Any:
     return option("auto", f"on: draft from the {what} and verify drafts in one pass (the same output, fewer passes); "
-                          f"off: plain greedy decoding; auto: on for a batch of one {unit} only (where it measured faster)")
+                          f"off: plain greedy decoding; auto: on for a batch of one {unit} with transformers only (where it "
+                          f"measured faster), off with llama.cpp")
 
 
 def _mask_bias() -> Any:
@@ -189,8 +190,7 @@ def _propagate() -> Any:
 
 
 def _gguf() -> Any:
-    return option(None, "with --backend llama.cpp: the GGUF file to run (default: the run's gguf/*-q8_0.gguf, "
-                        "else *-f16.gguf)")
+    return option(None, "the GGUF file llama.cpp runs (default: the run's gguf/*-q8_0.gguf, else *-f16.gguf)")
 
 
 def _max_new_tokens(unit: str) -> Any:
@@ -210,8 +210,8 @@ class EvalConfig:
     predictions: Optional[str] = option(None, "score an existing predictions JSONL; no model is loaded")
     baseline: Optional[Literal["identity", "regex"]] = option(None, "score a baseline instead of a model")
     backend: Literal["auto", "transformers", "vllm", "llama.cpp"] = option(
-        "auto", "generation engine (auto: vLLM where it runs and decoding is free, else transformers; llama.cpp: "
-                "the run's GGUF, see python -m pii_redact.models gguf)")
+        "auto", "generation engine (auto: vLLM where it runs and decoding is free; without a GPU, llama.cpp where "
+                "llama-cpp-python is installed and the run has a GGUF; else transformers)")
     gguf: Optional[str] = _gguf()
     decoding: Literal["faithful", "free"] = _decoding("source")
     mask_bias: Optional[float] = _mask_bias()
@@ -248,7 +248,8 @@ class RedactConfig:
     text_field: str = option("text", "the field of a JSONL input's objects that holds the text")
     batch_size: int = option(16, "generation batch size", check=positive)
     backend: Literal["auto", "transformers", "llama.cpp"] = option(
-        "auto", "generation engine (auto: transformers; llama.cpp: the run's GGUF, see python -m pii_redact.models gguf)")
+        "auto", "generation engine (auto: without a GPU, llama.cpp where llama-cpp-python is installed and the "
+                "run has a GGUF, see python -m pii_redact.models gguf; else transformers)")
     gguf: Optional[str] = _gguf()
     max_new_tokens: int = _max_new_tokens("piece")
     decoding: Literal["faithful", "free"] = _decoding("text")

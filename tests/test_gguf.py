@@ -69,3 +69,24 @@ def test_llama_cpp_redacts_faithfully_from_the_exported_gguf(tiny_run):
         assert fast[i].finished and align(source, fast[i].text) is not None, fast[i].text
         assert fast[i].model_text == plain[i].model_text
     assert redactor.stats.backend == "llama.cpp" and redactor.stats.samples == len(sources)
+
+
+@needs_llama_cpp
+def test_auto_backend_is_llama_cpp_on_a_cpu_where_the_run_has_a_gguf(tiny_run, tmp_path):
+    """`--backend auto` picks llama.cpp without a GPU where the run has a GGUF or --gguf names one
+    (it measured faster there), else transformers; a named backend stays what it is."""
+    import shutil
+
+    import torch
+
+    from pii_redact.inference.redactor import choose_backend
+
+    gguf.export(tiny_run, "f16")
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_run / "merged", bare / "merged")
+    expected = "transformers" if torch.cuda.is_available() else "llama.cpp"
+    assert choose_backend("auto", "faithful", tiny_run / "merged") == expected
+    assert choose_backend("auto", "faithful", tiny_run) == expected
+    assert choose_backend("auto", "faithful", bare / "merged") == "transformers"
+    assert choose_backend("auto", "faithful", bare, gguf=str(tiny_run / "gguf" / f"{tiny_run.name}-f16.gguf")) == expected
+    assert choose_backend("transformers", "faithful", tiny_run) == "transformers"

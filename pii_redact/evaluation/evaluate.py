@@ -34,6 +34,7 @@ from ..core.files import (
 )
 from ..data.records import Sample, read_samples
 from ..inference.llamacpp import gguf_for
+from ..inference.redactor import choose_backend
 from ..training.runs import (
     RUN_FILE,
     model_fingerprint,
@@ -259,12 +260,13 @@ def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
             title = f"{config.baseline} baseline on {config.data}"
         else:
             model_dir, run_dir = trained_model(config.model_dir, config.runs_dir)
+            backend = choose_backend(config.backend, config.decoding, model_dir, config.gguf)
             out_dir = Path(config.output_dir) if config.output_dir else run_dir / "eval"
             provenance = {"model": str(model_dir.resolve()), "model_fingerprint": run_fingerprint(model_dir, run_dir),
-                          **data_id, "max_new_tokens": config.max_new_tokens, "backend": config.backend,
+                          **data_id, "max_new_tokens": config.max_new_tokens, "backend": backend,
                           "decoding": config.decoding, "mask_bias": resolve_mask_bias(config.mask_bias, run_dir),
                           **({"gguf": str(gguf_for(config.gguf, model_dir).resolve())}
-                             if config.backend == "llama.cpp" else {})}
+                             if backend == "llama.cpp" else {})}
             title = f"{run_dir.name} on {config.data}"
         plan = plan_outputs(config, out_dir, provenance, {"--data": data})
 

@@ -2,11 +2,14 @@
 
 The same decoding as the transformers engine: the prompt ids of `core.chat` (llama.cpp's own
 rendering of the GGUF's chat template gives the same ids), greedy choices through the faithful
-constraint and its mask bias (`faithful.Decoder`, on llama.cpp's logits), the same per-text
-budget, and copy-aware speculation (`speculative`: the prompt is the draft, verified in one
-llama.cpp batch, the rejected tail dropped from its KV cache). So everything after generation is
-the one code path of `Redactor`. Texts are redacted one at a time: llama-cpp-python's high-level
-API runs one sequence, and with speculation most of llama.cpp's work is already batched.
+constraint and its mask bias (`faithful.Decoder`, on llama.cpp's logits) and the same per-text
+budget, so everything after generation is the one code path of `Redactor`. Texts are redacted one
+at a time: llama-cpp-python's high-level API runs one sequence. Copy-aware speculation
+(`speculative`: the prompt is the draft, verified in one llama.cpp batch, the rejected tail
+dropped from its KV cache) is there with `--speculation on`, but off by default: llama.cpp on a
+CPU is compute-bound even for one text, so checking k draft tokens costs about k single steps
+and the rejected ones are lost (0.61 samples/s plain against 0.5 speculative with q8_0 on 2
+cores: BENCHMARKS.md).
 
 llama-cpp-python is built from source where no wheel exists (`pip install -r
 requirements-llama.txt`, about 9 CPU-minutes).
@@ -43,19 +46,28 @@ def find_gguf(model_dir: Path) -> Path:
                     f"python -m pii_redact.models gguf {run} --type q8_0")
 
 
+def has_gguf(model_dir: Path) -> bool:
+    try:
+        find_gguf(model_dir)
+    except UserError:
+        return False
+    return True
+
+
 def gguf_for(gguf: str | None, model_dir: Path) -> Path:
     """The GGUF `--backend llama.cpp` runs (`--gguf`, else the run's own), checked before any
     output is made: llama-cpp-python installed, the file there and a GGUF."""
     if not available():
         raise UserError(f"--backend llama.cpp needs llama-cpp-python: {INSTALL}")
     path = Path(gguf) if gguf else find_gguf(model_dir)
+    name = f"--gguf {path}" if gguf else f"the run's GGUF {path}"
     if path.is_dir():
-        raise UserError(f"--gguf {path} is a directory, not a file")
+        raise UserError(f"{name} is a directory, not a file")
     if not path.is_file():
-        raise UserError(f"--gguf {path}: no such file")
+        raise UserError(f"{name}: no such file")
     with open(path, "rb") as f:
         if f.read(4) != b"GGUF":
-            raise UserError(f"--gguf {path} is not a GGUF file")
+            raise UserError(f"{name} is not a GGUF file (--backend transformers runs the merged model instead)")
     return path
 
 
@@ -100,8 +112,8 @@ class Engine:
         try:
             self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads, verbose=False)
         except ValueError as e:  # llama-cpp-python's one error for a file llama.cpp cannot load
-            raise UserError(f"--gguf {path}: llama.cpp cannot load it (a damaged file, or a model this "
-                            f"llama.cpp does not know)") from e
+            raise UserError(f"GGUF {path}: llama.cpp cannot load it (a damaged file, or a model this "
+                            f"llama.cpp does not know; --backend transformers runs the merged model instead)") from e
         self.n_vocab = self.llm.n_vocab()
         # freed now rather than by Llama.__del__ at interpreter exit, where llama-cpp-python's
         # teardown finds its library already gone and prints an ignored TypeError
@@ -142,7 +154,7 @@ def generate(engine: Engine, tokenizer, prompts: Sequence[str], sources: Sequenc
              decoding: str = "faithful", speculation: str = "auto", stats: dict | None = None,
              mask_bias: float = 0.0) -> Iterator[tuple[int, str, str]]:
     """Yield (index, prediction, finish_reason) for each prompt, as `generate.generate_transformers`
-    does; speculation "auto" is on (one text at a time is where it pays)."""
+    does; speculation "auto" is off (see the module's docstring)."""
     from ..core import chat
     from . import faithful
     from .generate import decoded, token_budget
@@ -159,7 +171,7 @@ def generate(engine: Engine, tokenizer, prompts: Sequence[str], sources: Sequenc
         accept(row, [greedy(engine.feed(ids, every=False)[-1], row, decoder)], set(stops), decoder)
         passes = 1
         while not row.done:
-            draft = propose(row) if speculation != "off" else []
+            draft = propose(row) if speculation == "on" else []
             start = engine.position
             taken = verify(row, draft, engine.feed([row.tokens[-1], *draft]), decoder, set(stops))
             engine.rewind(start + taken)  # the draft tokens after the first rejected one never happened

@@ -331,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     check_outputs(config)
     model_dir, run_dir = trained_model(config.model_dir, config.runs_dir)
-    if config.backend == "llama.cpp":
+    from .redactor import choose_backend
+
+    if choose_backend(config.backend, config.decoding, model_dir, config.gguf) == "llama.cpp":
         from .llamacpp import gguf_for
 
         gguf_for(config.gguf, model_dir)

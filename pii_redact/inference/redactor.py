@@ -103,6 +103,25 @@ def finish(source: str, model_text: str, settings: Settings, finished: bool = Tr
     return Finished(text, net, propagated)
 
 
+def choose_backend(backend: str, decoding: str, model_dir: Path, gguf: str | None = None) -> str:
+    """The engine `backend` names; "auto", by what BENCHMARKS.md measured: vLLM where it runs and
+    decoding is free (it cannot apply the faithful constraint); on a machine without a GPU,
+    llama.cpp where llama-cpp-python is installed and there is a GGUF (`--gguf`, or the run's:
+    with q8_0, 1.7x the samples/s of transformers at batch 16 and 4.7x a single text's, the same
+    scores on the hand-written texts); else transformers."""
+    if backend != "auto":
+        return backend
+    import torch
+
+    from . import generate, llamacpp
+
+    if decoding == "free" and generate.vllm_usable():
+        return "vllm"
+    if not torch.cuda.is_available() and llamacpp.available() and (gguf or llamacpp.has_gguf(model_dir)):
+        return "llama.cpp"
+    return "transformers"
+
+
 class Redactor:
     def __init__(self, model_dir: str | Path, settings: Settings = Settings()):
         from ..models.loading import load_tokenizer
@@ -122,13 +141,9 @@ class Redactor:
 
     @property
     def backend(self) -> str:
-        """The engine `redact` uses: vLLM only where it runs and decoding is free (it cannot apply
-        the faithful constraint), else transformers."""
-        from . import generate
-
-        if self.settings.backend != "auto":
-            return self.settings.backend
-        return "vllm" if self.settings.decoding == "free" and generate.vllm_usable() else "transformers"
+        """The engine `redact` uses (`choose_backend`)."""
+        s = self.settings
+        return choose_backend(s.backend, s.decoding, self.model_dir, s.gguf)
 
     def redact(self, sources: Sequence[str], prompts: Sequence[str] | None = None) -> Iterator[Redaction]:
         """A Redaction per text, in the order they are made. `prompts`: the whole user turn of
