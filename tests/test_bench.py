@@ -159,6 +159,9 @@ def test_padding_free_check_refuses_a_tolerance_or_batch_that_would_pass_anythin
     ("bench_generate.py", ["--model-dir", "x", "--batch-sizes", "0"], "--batch-sizes: must be at least 1"),
     ("bench_generate.py", ["--model-dir", "x", "--modes", "fast"], "--modes: unknown mode 'fast'"),
     ("bench_generate.py", ["--model-dir", "x", "--engines", "onnx"], "--engines: unknown engine 'onnx'"),
+    ("bench_output_layer.py", ["--model-dir", "x", "--context", "0"], "--context: must be at least 1"),
+    ("bench_output_layer.py", ["--model-dir", "x", "--batch-sizes", "-1"], "--batch-sizes"),
+    ("bench_output_layer.py", ["--model-dir", "nowhere"], "--model-dir nowhere does not exist"),
     ("bench_metrics.py", ["--n", "0"], "--n: must be at least 1"),
     ("bench_metrics.py", ["--data", "missing.jsonl"], "missing.jsonl: no such file"),
     ("bench_metrics.py", ["--data", "README.md"], "README.md:1"),
@@ -186,3 +189,13 @@ def test_stage_script_help_stages_nothing():
     assert helped.returncode == 0 and helped.stdout.startswith("Build .stage/") and not helped.stderr
     bad = subprocess.run(["bash", script, "now"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "takes no arguments" in bad.stderr
+
+
+def test_output_layer_bench_times_a_step_with_and_without_the_output_layer(tiny_model_dir, capsys):
+    import bench_output_layer
+
+    assert bench_output_layer.main(["--model-dir", str(tiny_model_dir), "--batch-sizes", "2,1", "--context", "8",
+                                    "--repeats", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["batch   2", "batch   1"]
+    assert all("the output layer is" in line for line in lines)
