@@ -210,8 +210,9 @@ class EvalConfig:
     predictions: Optional[str] = option(None, "score an existing predictions JSONL; no model is loaded")
     baseline: Optional[Literal["identity", "regex"]] = option(None, "score a baseline instead of a model")
     backend: Literal["auto", "transformers", "vllm", "llama.cpp"] = option(
-        "auto", "generation engine (auto: vLLM where it runs and decoding is free; without a GPU, llama.cpp where "
-                "llama-cpp-python is installed and the run has a GGUF; else transformers)")
+        "auto", "generation engine (auto: llama.cpp with --gguf; vLLM where it runs and decoding is free; "
+                "without a GPU, llama.cpp where llama-cpp-python is installed and the run has a GGUF; else "
+                "transformers)")
     gguf: Optional[str] = _gguf()
     decoding: Literal["faithful", "free"] = _decoding("source")
     mask_bias: Optional[float] = _mask_bias()
@@ -235,6 +236,7 @@ class EvalConfig:
             raise UserError("--backend vllm decodes freely only: pass --decoding free, or --backend "
                             "transformers for faithful decoding")
         check_mask_bias(self)
+        check_gguf(self)
 
 
 @dataclass
@@ -248,8 +250,8 @@ class RedactConfig:
     text_field: str = option("text", "the field of a JSONL input's objects that holds the text")
     batch_size: int = option(16, "generation batch size", check=positive)
     backend: Literal["auto", "transformers", "llama.cpp"] = option(
-        "auto", "generation engine (auto: without a GPU, llama.cpp where llama-cpp-python is installed and the "
-                "run has a GGUF, see python -m pii_redact.models gguf; else transformers)")
+        "auto", "generation engine (auto: llama.cpp with --gguf, or without a GPU where llama-cpp-python is "
+                "installed and the run has a GGUF, see python -m pii_redact.models gguf; else transformers)")
     gguf: Optional[str] = _gguf()
     max_new_tokens: int = _max_new_tokens("piece")
     decoding: Literal["faithful", "free"] = _decoding("text")
@@ -265,6 +267,7 @@ class RedactConfig:
     def __post_init__(self) -> None:
         validate(self)
         check_mask_bias(self)
+        check_gguf(self)
         if not self.inputs:
             self.inputs = ["-"]
 
@@ -274,3 +277,9 @@ def check_mask_bias(config: Any) -> None:
     if config.mask_bias and config.decoding == "free":
         raise UserError("--mask-bias needs faithful decoding (free decoding has no place where it chooses "
                         "between copying and masking); drop one of --mask-bias and --decoding free")
+
+
+def check_gguf(config: Any) -> None:
+    """--gguf names what llama.cpp runs: with another backend it would be silently ignored."""
+    if config.gguf and config.backend not in ("auto", "llama.cpp"):
+        raise UserError(f"--gguf runs in llama.cpp, --backend {config.backend} would ignore it; drop one of them")

@@ -151,6 +151,7 @@ def test_user_errors_are_one_line_without_traceback(trained, tmp_path):
         (["--backend", "vllm", "--decoding", "free", "--limit", "1", "--output-dir", str(tmp_path / "v")],
          "--backend vllm: vLLM failed"),
         (["--backend", "vllm", "--limit", "1"], "--backend vllm decodes freely only"),
+        (["--backend", "transformers", "--gguf", "model.gguf"], "--backend transformers would ignore it"),
     ]
     for args, message in cases:
         result = evaluate(*args, cwd=work)

@@ -73,8 +73,8 @@ def test_llama_cpp_redacts_faithfully_from_the_exported_gguf(tiny_run):
 
 @needs_llama_cpp
 def test_auto_backend_is_llama_cpp_on_a_cpu_where_the_run_has_a_gguf(tiny_run, tmp_path):
-    """`--backend auto` picks llama.cpp without a GPU where the run has a GGUF or --gguf names one
-    (it measured faster there), else transformers; a named backend stays what it is."""
+    """`--backend auto` picks llama.cpp where --gguf names a file, and without a GPU where the run
+    has a GGUF (it measured faster there), else transformers; a named backend stays what it is."""
     import shutil
 
     import torch
@@ -88,5 +88,6 @@ def test_auto_backend_is_llama_cpp_on_a_cpu_where_the_run_has_a_gguf(tiny_run, t
     assert choose_backend("auto", "faithful", tiny_run / "merged") == expected
     assert choose_backend("auto", "faithful", tiny_run) == expected
     assert choose_backend("auto", "faithful", bare / "merged") == "transformers"
-    assert choose_backend("auto", "faithful", bare, gguf=str(tiny_run / "gguf" / f"{tiny_run.name}-f16.gguf")) == expected
+    assert choose_backend("auto", "faithful", bare, gguf=str(tiny_run / "gguf" / f"{tiny_run.name}-f16.gguf")) \
+        == "llama.cpp"  # named, so run, GPU or not
     assert choose_backend("transformers", "faithful", tiny_run) == "transformers"

@@ -104,20 +104,22 @@ def finish(source: str, model_text: str, settings: Settings, finished: bool = Tr
 
 
 def choose_backend(backend: str, decoding: str, model_dir: Path, gguf: str | None = None) -> str:
-    """The engine `backend` names; "auto", by what BENCHMARKS.md measured: vLLM where it runs and
-    decoding is free (it cannot apply the faithful constraint); on a machine without a GPU,
-    llama.cpp where llama-cpp-python is installed and there is a GGUF (`--gguf`, or the run's:
-    with q8_0, 1.7x the samples/s of transformers at batch 16 and 4.7x a single text's, the same
-    scores on the hand-written texts); else transformers."""
+    """The engine `backend` names; "auto", by what BENCHMARKS.md measured: llama.cpp where `--gguf`
+    names a file; vLLM where it runs and decoding is free (it cannot apply the faithful
+    constraint); llama.cpp on a machine without a GPU where llama-cpp-python is installed and the
+    run has a GGUF (with q8_0, 1.7x the samples/s of transformers at batch 16 and 4.7x a single
+    text's, the same scores on the hand-written texts); else transformers."""
     if backend != "auto":
         return backend
     import torch
 
     from . import generate, llamacpp
 
+    if gguf:  # a GGUF named with --gguf is run wherever it is asked for
+        return "llama.cpp"
     if decoding == "free" and generate.vllm_usable():
         return "vllm"
-    if not torch.cuda.is_available() and llamacpp.available() and (gguf or llamacpp.has_gguf(model_dir)):
+    if not torch.cuda.is_available() and llamacpp.available() and llamacpp.has_gguf(model_dir):
         return "llama.cpp"
     return "transformers"
 
