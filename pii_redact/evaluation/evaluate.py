@@ -179,7 +179,9 @@ def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir:
     if not todo:
         return [done[i] for i in range(len(samples))]
     redactor = Redactor(model_dir, replace(Settings.of(config), mask_bias=mask_bias))
-    print(f"generating {len(todo)} redactions with {redactor.backend} ({config.decoding} decoding) from {model_dir}")
+    backend = redactor.backend
+    source = gguf_for(config.gguf, model_dir) if backend == "llama.cpp" else model_dir  # what actually runs
+    print(f"generating {len(todo)} redactions with {backend} ({config.decoding} decoding) from {source}")
     with open_private_append(path) as f, tqdm(total=len(todo), unit="sample") as bar:
         for result in redactor.redact([samples[i].source for i in todo], [samples[i].prompt for i in todo]):
             i = todo[result.index]

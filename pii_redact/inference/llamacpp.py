@@ -8,7 +8,7 @@ at a time: llama-cpp-python's high-level API runs one sequence. Copy-aware specu
 (`speculative`: the prompt is the draft, verified in one llama.cpp batch, the rejected tail
 dropped from its KV cache) is there with `--speculation on`, but off by default: llama.cpp on a
 CPU is compute-bound even for one text, so checking k draft tokens costs about k single steps
-and the rejected ones are lost (0.61 samples/s plain against 0.5 speculative with q8_0 on 2
+and the rejected ones are lost (0.61 samples/s plain against 0.42 speculative with q8_0 on 2
 cores: BENCHMARKS.md).
 
 llama-cpp-python is built from source where no wheel exists (`pip install -r

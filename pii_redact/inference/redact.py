@@ -331,14 +331,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     check_outputs(config)
     model_dir, run_dir = trained_model(config.model_dir, config.runs_dir)
-    from .redactor import choose_backend
+    from .redactor import Redactor, Settings, choose_backend
 
     if choose_backend(config.backend, config.decoding, model_dir, config.gguf) == "llama.cpp":
         from .llamacpp import gguf_for
 
-        gguf_for(config.gguf, model_dir)
+        gguf_for(config.gguf, model_dir)  # a missing or broken GGUF fails before any input is read
     texts = read_texts(config)
-    from .redactor import Redactor, Settings
 
     settings = replace(Settings.of(config), mask_bias=resolve_mask_bias(config.mask_bias, run_dir))
     redactor = Redactor(model_dir, settings)

@@ -91,6 +91,8 @@ def export(run_dir: Path, kind: str = "f16") -> Path:
         raise UserError(f"{run_dir} has no merged model (merged/config.json): export a finetune.py run")
     converter = ensure_converter()
     out = gguf_path(run_dir, kind)
+    if out.parent.exists() and not out.parent.is_dir():
+        raise UserError(f"{out.parent} is a file, not a folder: the GGUF is written there")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     command = [sys.executable, str(converter / "convert_hf_to_gguf.py"), str(merged), "--outtype", kind,
@@ -100,7 +102,11 @@ def export(run_dir: Path, kind: str = "f16") -> Path:
         partial.unlink(missing_ok=True)
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise UserError(f"the GGUF conversion of {merged} failed: {last}")
-    describe(partial)  # readable, with the chat template, before it takes the real name
+    try:
+        describe(partial)  # readable, with the chat template, before it takes the real name
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     partial.rename(out)
     (out.parent / "Modelfile").write_text(modelfile(out), encoding="utf-8")
     return out
