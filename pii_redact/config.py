@@ -179,8 +179,8 @@ def _speculation(what: str, unit: str) -> Any:
 
 
 def _mask_bias() -> Any:
-    return option(None, "the privacy dial of faithful decoding: log-odds added to masking wherever the model could "
-                        "copy or mask; higher masks more (fewer leaks), lower masks less (more readable); unset: "
+    return option(None, "the privacy dial of faithful decoding: log-odds added to masking over copying in clear "
+                        "wherever an entity may begin; higher masks more (fewer leaks), lower masks less (more readable); unset: "
                         "the value the run calibrated (run.json), else 0")
 
 

@@ -4,6 +4,7 @@ tokenizer (the converter knows that tokenizer; the test tokenizer it would refus
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,19 @@ def test_auto_backend_is_llama_cpp_on_a_cpu_where_the_run_has_a_gguf(tiny_run, t
     assert choose_backend("auto", "faithful", bare, gguf=str(tiny_run / "gguf" / f"{tiny_run.name}-f16.gguf")) \
         == "llama.cpp"  # named, so run, GPU or not
     assert choose_backend("transformers", "faithful", tiny_run) == "transformers"
+
+
+@pytest.mark.parametrize("backend", ["transformers", pytest.param("llama.cpp", marks=needs_llama_cpp)])
+def test_a_large_bias_masks_the_word_after_a_placeholder(tiny_run, backend):
+    """Gemma's tokenizer writes ` Schmidt` as one token, so after `[GIVENNAME_1]` the choice is
+    that token or a placeholder: a large bias masks it on either backend (it once stayed in clear
+    at any bias), and no word where an entity may begin is left in clear."""
+    from pii_redact.inference.redactor import Redactor, Settings
+
+    source = "Anna Schmidt met Luca Bianchi."
+    gguf_file = str(gguf.export(tiny_run, "f16")) if backend == "llama.cpp" else None
+    redactor = Redactor(tiny_run / "merged", Settings(backend=backend, gguf=gguf_file, safety_net=False,
+                                                     propagate=False, mask_bias=50.0))
+    [result] = redactor.redact([source])
+    assert result.finished and redactor.stats.backend == backend
+    assert not {"Anna", "Schmidt", "met", "Luca", "Bianchi"} & set(re.findall(r"\w+", result.text)), result.text

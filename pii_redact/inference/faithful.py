@@ -205,6 +205,30 @@ class Constraint:
                         out.setdefault(self.source[q], set()).add(("C", q + 1))
         return {b: frozenset(s) for b, s in out.items()}
 
+    def decisions(self, states: frozenset) -> dict[int, int]:
+        """The bytes that, from `states`, decide between masking and copying where an entity may
+        begin: +1 for a `[` that can only open a placeholder there, -1 for a byte that can only
+        copy the start of such a place in clear. The privacy dial moves exactly these
+        (`Decoder.restrict`). A byte some state writes otherwise (an ordinary copy, a
+        placeholder's own bytes, copying resumed after a placeholder, where no second one may
+        open yet, a `[` the source itself has there) decides nothing."""
+        starts, opens, other = set(), set(), set()
+        for state in states:
+            kind, pos = state[0], state[1]
+            if kind == "C":
+                if pos < len(self.source):
+                    if self._live(pos, b"["):
+                        starts.add(self.source[pos])
+                        opens.add(ord("["))
+                    else:
+                        other.add(self.source[pos])
+            elif kind == "P":
+                other |= _placeholder_next(state[2])[0]
+            else:
+                other.update(self.source[q] for q in self._resume(pos, state[2]) if q < len(self.source))
+        both = (starts & opens) | other
+        return {**{b: -1 for b in starts - both}, **{b: 1 for b in opens - both}}
+
     def advance(self, states: frozenset, data: bytes) -> frozenset:
         for b in data:
             states = self.next_bytes(states).get(b, frozenset())
@@ -264,13 +288,14 @@ class Decoder:
 
     def __init__(self, vocab: Vocabulary, sources: list[str], stop_ids: list[int], mask_bias: float = 0.0):
         self.vocab = vocab
-        self.mask_bias = mask_bias  # log-odds added to opening a placeholder where copying is possible
+        self.mask_bias = mask_bias  # log-odds masking gains over copying where an entity may begin
         self.constraints = [Constraint(s) for s in sources]
         self.states = [c.start() for c in self.constraints]
         self.stop_ids = stop_ids
         self.done = [False] * len(sources)
         self.seconds = 0.0
         self._next: list[dict] = [{} for _ in sources]  # per row: states -> next_bytes(states)
+        self._decided: list[dict] = [{} for _ in sources]  # per row: states -> decisions(states)
 
     def _next_bytes(self, row: int, states: frozenset) -> dict[int, frozenset]:
         cache = self._next[row]
@@ -283,35 +308,46 @@ class Decoder:
         """Token ids that continue row's faithful redaction."""
         return self._options(row)[0]
 
-    def _options(self, row: int) -> tuple[list[int], list[int]]:
-        """(token ids that continue row's faithful redaction, those of them that open a
-        placeholder where copying was possible): a walk over the vocabulary's prefixes. A token
-        opens a placeholder when it leaves no copying state behind (`the [` does, `the` and `[`
-        where the source itself has a `[` do not)."""
-        vocab, out, opening = self.vocab, [], []
+    def _options(self, row: int) -> tuple[list[int], dict[int, int]]:
+        """(token ids that continue row's faithful redaction, {token id: places where an entity
+        may begin that it masks, less those it copies in clear} for the tokens where that is not
+        0): a walk over the vocabulary's prefixes. `[` and ` [` open one such place (+1),
+        `Anna` and ` Anna` copy one (-1), ` ` neither; after `[GIVENNAME_1]`, ` Schmidt` copies
+        one, so the dial reaches the word after a placeholder however the tokenizer splits it."""
+        vocab, constraint, out, decided = self.vocab, self.constraints[row], [], {}
         start = self.states[row]
-        if self.constraints[row].may_end(start):
+        if constraint.may_end(start):
             out += self.stop_ids
-        copying = any(state[0] == "C" for state in start)
-        stack = [(b"", start)]
+        stack = [(b"", start, 0)]
         while stack:
-            prefix, states = stack.pop()
+            prefix, states, masked = stack.pop()
+            decisions = self._decisions(row, states)
             for b, after in self._next_bytes(row, states).items():
                 text = prefix + bytes([b])
-                exact, starts = vocab.lookup(text)
-                if starts:  # else no token starts like this: nothing below it either
+                exact, more = vocab.lookup(text)
+                if more:  # else no token starts like this: nothing below it either
+                    n = masked + decisions.get(b, 0)
                     out += exact
-                    if copying and exact and not any(state[0] == "C" for state in after):
-                        opening += exact
-                    stack.append((text, after))
-        return out, opening
+                    if n:
+                        decided.update((token, n) for token in exact)
+                    stack.append((text, after, n))
+        return out, decided
+
+    def _decisions(self, row: int, states: frozenset) -> dict[int, int]:
+        cache = self._decided[row]
+        if states not in cache:
+            cache[states] = self.constraints[row].decisions(states)
+        return cache[states]
 
     @_timed
     def restrict(self, row: int, scores, out=None):
         """Row's next-token scores with every token the constraint forbids at -inf and, with a
-        mask bias B, B added to the tokens that open a placeholder: the privacy dial. Written
-        into `out` (a row of -inf) when given. A finished row is left as it is (generation pads
-        it whatever it scores)."""
+        mask bias B, B/2 added for each place where an entity may begin that a token masks and
+        taken for each one it copies in clear: the privacy dial. Masking rather than copying such
+        a place gains B in log-odds, whether the tokenizer writes the choice as one token or
+        two (` [` against ` Anna`, or ` ` and then `[` against `Anna`). Written into `out` (a row
+        of -inf) when given. A finished row is left as it is (generation pads it whatever it
+        scores)."""
         import torch
 
         if out is None:
@@ -319,10 +355,12 @@ class Decoder:
         if self.done[row]:
             out.copy_(scores)
             return out
-        allowed, opening = self._options(row)
+        allowed, decided = self._options(row)
         out[allowed] = scores[allowed]
-        if self.mask_bias and opening:
-            out[opening] += self.mask_bias
+        if self.mask_bias and decided:
+            ids = torch.tensor(list(decided), dtype=torch.long)
+            masked = torch.tensor(list(decided.values()), dtype=out.dtype)
+            out[ids] += self.mask_bias / 2 * masked
         return out
 
     def choose(self, row: int, scores) -> int:

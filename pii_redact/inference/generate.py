@@ -68,7 +68,7 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
     """Yield (index, prediction, finish_reason) for each prompt, batch by batch (longest first).
 
     decoding="faithful" constrains every output to a redaction of its source (`faithful`), with
-    `mask_bias` added to opening a placeholder (the privacy dial); an output that runs out of
+    `mask_bias` the log-odds masking gains over copying (the privacy dial); an output that runs out of
     tokens is completed by masking and reported as "length".
     speculation="on" drafts from the source (`speculative`): the same tokens in fewer forward
     passes; "off" runs transformers' own `generate`; "auto" speculates for a batch of one only.
