@@ -174,3 +174,93 @@ def test_finetune_calibrates_and_evaluate_uses_the_chosen_bias(tiny_model_dir, t
     assert json.loads((tmp_path / "e1" / "metrics.json").read_text())["mask_bias"] == chosen
     assert cli.run(evaluate.main, base + ["--output-dir", str(tmp_path / "e2"), "--mask-bias", "-7"]) == 0
     assert json.loads((tmp_path / "e2" / "metrics.json").read_text())["mask_bias"] == -7.0
+
+
+# --- the dial reaches every word -------------------------------------------------------------------
+
+def test_the_dial_reaches_the_word_after_a_placeholder(gemma_dir):
+    """With a tokenizer of whole words (Gemma's: `▁Schmidt` is one token), the choice after
+    `[GIVENNAME_1]` is between copying ` Schmidt` and masking it (` [`, or ` ` then `[`): the
+    dial moves it by B like any other, where it once reached no word after a placeholder."""
+    import torch
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gemma_dir)
+    schmidt, space, opening = (tokenizer.convert_tokens_to_ids(t) for t in ("▁Schmidt", "▁", "▁["))
+    assert tokenizer.unk_token_id not in (schmidt, space, opening)
+    vocab, stops = faithful.Vocabulary(tokenizer), chat.stop_token_ids(tokenizer)
+    scores = torch.zeros(len(tokenizer))
+    for bias in (0.0, 8.0, -8.0):
+        decoder = faithful.Decoder(vocab, ["Anna Schmidt called."], stops, bias)
+        for token in tokenizer("[GIVENNAME_1]", add_special_tokens=False)["input_ids"]:
+            decoder.consume(0, token)
+        out = decoder.restrict(0, scores)
+        assert (out[schmidt], out[opening], out[space]) == (-bias / 2, bias / 2, 0.0)
+        # after ` `, the choice at `Schmidt` itself: copy it or open a placeholder
+        decoder.consume(0, space)
+        out = decoder.restrict(0, scores)
+        assert (out[tokenizer.convert_tokens_to_ids("Schmidt")], out[tokenizer.convert_tokens_to_ids("[")]) \
+            == (-bias / 2, bias / 2)
+
+
+# --- propagation never amplifies a common word, numbering skips the source's own placeholders --------
+
+@pytest.mark.parametrize("source, redaction, expected", [
+    # a "the" wrongly masked stays one mistake, not a document-wide one
+    ("The man and the dog saw the cat.", "The man and [GIVENNAME_1] dog saw the cat.",
+     "The man and [GIVENNAME_1] dog saw the cat."),
+    # a person named May does not mask the month, nor Will the verb
+    ("May Jones wrote on 3 May. Will Smith will call. Jones agreed.",
+     "[GIVENNAME_1] [SURNAME_1] wrote on 3 May. [GIVENNAME_2] [SURNAME_2] will call. Jones agreed.",
+     "[GIVENNAME_1] [SURNAME_1] wrote on 3 May. [GIVENNAME_2] [SURNAME_2] will call. [SURNAME_1] agreed."),
+    # ... in the other languages too (Mai, juin), while a real name still propagates
+    ("Grüße im Mai an Jansen. Jansen kommt im Mai.", "Grüße im [GIVENNAME_1] an [SURNAME_1]. Jansen kommt im Mai.",
+     "Grüße im [GIVENNAME_1] an [SURNAME_1]. [SURNAME_1] kommt im Mai."),
+])
+def test_propagation_never_looks_for_common_words(source, redaction, expected):
+    [out], _ = consistent([(source, redaction)])
+    assert out == expected
+
+
+@pytest.mark.parametrize("source, redaction, expected", [
+    ("Write [EMAIL_1] or bob@x.com", "Write [EMAIL_1] or [EMAIL_1]", "Write [EMAIL_1] or [EMAIL_2]"),
+    ("Ask [GIVENNAME_2] or [GIVENNAME_1], not Anna or Bo Li.",
+     "Ask [GIVENNAME_2] or [GIVENNAME_1], not [GIVENNAME_1] or [GIVENNAME_7] [SURNAME_1].",
+     "Ask [GIVENNAME_2] or [GIVENNAME_1], not [GIVENNAME_3] or [GIVENNAME_4] [SURNAME_1]."),
+])
+def test_numbering_skips_the_numbers_the_source_already_uses(source, redaction, expected):
+    for propagate in (True, False):
+        [out], _ = consistent([(source, redaction)], propagate=propagate)
+        assert out == expected and align(source, out) is not None
+
+
+def test_numbering_skips_the_sources_placeholders_in_every_piece_and_after_the_model():
+    from pii_redact.inference.redactor import Settings, finish
+
+    pieces = [("Mail bob@x.com today.", "Mail [EMAIL_1] today."), ("Not [EMAIL_1], that was old.", "Not [EMAIL_1], that was old.")]
+    out, _ = consistent(pieces)
+    assert out == ["Mail [EMAIL_2] today.", "Not [EMAIL_1], that was old."]
+    # the same after generation, with or without propagation
+    for propagate in (True, False):
+        done = finish("Write [EMAIL_1] or bob@x.com", "Write [EMAIL_1] or [EMAIL_1]", Settings(propagate=propagate))
+        assert done.text == "Write [EMAIL_1] or [EMAIL_2]"
+
+
+# --- an unfinished piece is part of the document ------------------------------------------------
+
+def test_an_unfinished_piece_is_numbered_and_propagated_with_the_others():
+    """What faithful decoding completed by masking (a redaction of the text's start, then
+    `[UNFINISHED]` for each line of the rest) reads as segments: its placeholders are numbered
+    with the document's, what other pieces masked is masked in its head, and its rest stays
+    masked."""
+    pieces = [("Schmidt wrote from 10115 Berlin.", "[SURNAME_1] wrote from [ZIPCODE_1] [CITY_1]."),
+              ("Then Schmidt called from 20095 Hamburg\nand more text\n\nBye.",
+               "Then Schmidt called from [ZIPCODE_444] Hamb[UNFINISHED]\n[UNFINISHED]\n\n[UNFINISHED]")]
+    out, added = consistent(pieces)
+    assert out == ["[SURNAME_1] wrote from [ZIPCODE_1] [CITY_1].",
+                   "Then [SURNAME_1] called from [ZIPCODE_2] Hamb[UNFINISHED]\n[UNFINISHED]\n\n[UNFINISHED]"]
+    assert added == 1
+    # an open placeholder closed at the cut, then the rest masked
+    source = "Call Anna Schmidt now\nBye Schmidt"
+    [out], _ = consistent([(source, "Call [GIVENNAME_9] [SURNAME_3][UNFINISHED]\n[UNFINISHED]")])
+    assert out == "Call [GIVENNAME_1] [SURNAME_1][UNFINISHED]\n[UNFINISHED]"

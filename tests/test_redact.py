@@ -247,3 +247,38 @@ def test_the_dial_needs_faithful_decoding(run_dir, tmp_path, capsys):
     assert code == 2 and "--mask-bias needs faithful decoding" in err
     code, _, err = redact(run_dir, str(tmp_path / "a.txt"), "--mask-bias", "nan", capsys=capsys)
     assert code == 2 and "--mask-bias must be a finite number" in err
+
+
+def test_unfinished_pieces_keep_the_documents_numbering_and_propagation(run_dir, tmp_path, capsys):
+    """--allow-unfinished writes pieces that ran out of budget: the redaction of their start is
+    numbered with the rest of the document (never the model's raw numbers, never one number for
+    two values) and gets what other pieces masked; their rest stays [UNFINISHED]."""
+    from pii_redact.core.common_words import is_common_word
+    from pii_redact.core.labels import word_starts
+
+    paragraph = "Note {k}: Anna Schmidt and Marco Rossi met at Hauptstraße 12 about ticket {k}.\n\n"
+    text = "".join(paragraph.format(k=k) for k in range(60))
+    (tmp_path / "doc.txt").write_text(text)
+    code, out, err = redact(run_dir, str(tmp_path / "doc.txt"), "--mask-bias", "50", "--max-new-tokens", "60",
+                            "--allow-unfinished", "--entities", str(tmp_path / "e.jsonl"), capsys=capsys)
+    assert code == 0 and "did not finish" in err, err
+    assert out.count("[UNFINISHED]") > 1
+    rows = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    masked = [r for r in rows if r["label"] != "UNFINISHED"]
+    assert len(masked) > 10 and all(text[r["start"]:r["end"]] == r["text"] for r in rows)
+    numbers: dict[tuple[str, int], set[str]] = {}
+    values: dict[tuple[str, str], set[int]] = {}
+    for r in masked:
+        numbers.setdefault((r["label"], r["number"]), set()).add(r["text"])
+        values.setdefault((r["label"], r["text"]), set()).add(r["number"])
+    assert all(len(n) == 1 for n in values.values()) and all(len(v) == 1 for v in numbers.values())
+    # numbered 1, 2, ... per label: no raw model number survives
+    for label in {r["label"] for r in masked}:
+        assert sorted({r["number"] for r in masked if r["label"] == label}) == \
+            list(range(1, 1 + len({r["text"] for r in masked if r["label"] == label})))
+    assert [f"[{r['label']}_{r['number']}]" for r in masked] == re.findall(r"\[[A-Z]+_\d+\]", out)
+    # what was masked anywhere is in clear nowhere (words that tell a person, as propagation looks for)
+    clear = re.sub(r"\[[A-Z]+(?:_\d+)?\]", "\x00", out)
+    telling = {r["text"] for r in masked if len(r["text"]) >= 3 and r["text"].isalpha()
+               and not is_common_word(r["text"]) and r["label"] != "BUILDINGNUM"}  # a number only beside its street
+    assert telling and not [v for v in telling if word_starts(clear, v)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Iterable
 
 LABELS: tuple[str, ...] = (
     "ACCOUNTNUM", "BUILDINGNUM", "CITY", "CREDITCARDNUMBER", "DATEOFBIRTH", "DRIVERLICENSENUM",
@@ -53,9 +54,13 @@ def unknown_placeholders(source: str, text: str) -> list[str]:
     ]
 
 
+# The content of a line that UNFINISHED stands for: all of it, where it has more than whitespace.
+UNFINISHED_LINE = re.compile(r"[^\r\n]*\S[^\r\n]*")
+
+
 def mask_rest(text: str) -> str:
     """`text` with the content of each of its lines replaced by UNFINISHED (line breaks kept)."""
-    return re.sub(r"[^\r\n]*\S[^\r\n]*", UNFINISHED, text)
+    return UNFINISHED_LINE.sub(UNFINISHED, text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,16 +175,27 @@ def _word_break_after(text: str, end: int) -> bool:
 
 class Numbering:
     """The data's numbering rule: per label, 1, 2, ... in order of first appearance of each
-    distinct key (a value's text, or a placeholder's original number)."""
+    distinct key (a value's text, or a placeholder's original number), skipping the `reserved`
+    (label, number) pairs: placeholders the source itself holds (`placeholders_in`), so that a
+    new value is never given a number a reader would take for the one already there."""
 
-    def __init__(self) -> None:
+    def __init__(self, reserved: Iterable[tuple[str, int]] = ()) -> None:
         self._numbers: dict[tuple[str, object], int] = {}
         self._counts: dict[str, int] = {}
+        self._reserved = set(reserved)
 
     def __call__(self, label: str, key: object) -> int:
         if (label, key) not in self._numbers:
-            self._counts[label] = self._numbers[(label, key)] = self._counts.get(label, 0) + 1
+            n = self._counts.get(label, 0) + 1
+            while (label, n) in self._reserved:
+                n += 1
+            self._counts[label] = self._numbers[(label, key)] = n
         return self._numbers[(label, key)]
+
+
+def placeholders_in(text: str) -> set[tuple[str, int]]:
+    """The numbered placeholders written in `text` itself, as (label, number)."""
+    return {(m.group(1), int(m.group(2))) for m in PLACEHOLDER_RE.finditer(text) if m.group(2)}
 
 
 def mask(source: str, spans: list[tuple[int, int, str]]) -> tuple[str, list[Entity]]:

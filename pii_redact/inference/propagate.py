@@ -11,12 +11,17 @@ pieces (one piece for an ordinary text) and
     its masked street. Values too short or too plain to tell a person are not propagated alone:
     words under three characters, numbers under four digits, building numbers apart from their
     street. Occurrences are whole words (`labels.word_starts`), as written or in capitals;
+    a common word (`core.common_words`: `the`, `May`) is never looked for alone, whatever the
+    model masked, so one false positive or a person named May cannot mask a whole document;
   * numbers placeholders once for the document: per label, 1, 2, ... in order of first
     appearance, the same value keeping its number in every piece and different values never
-    sharing one (a surname found alone is numbered as that surname wherever it stands).
+    sharing one (a surname found alone is numbered as that surname wherever it stands), and
+    never a number a placeholder written in the source itself already has.
 
-It works on faithful redactions (`alignment.align` must read them); a piece it cannot read (free
-decoding that rewrote the text, an unfinished piece) is left as it is.
+It works on faithful redactions (`alignment.align` must read them), unfinished ones included
+(a redaction of the text's start, then `[UNFINISHED]` for each line of the rest, as faithful
+decoding completes them); a piece it cannot read (free decoding that rewrote the text) is left as
+it is.
 """
 from __future__ import annotations
 
@@ -24,9 +29,11 @@ import re
 from dataclasses import dataclass
 
 from ..core.alignment import align
-from ..core.labels import Numbering, word_starts
+from ..core.common_words import is_common_word
+from ..core.labels import UNFINISHED, UNFINISHED_LINE, Numbering, can_end, mask_rest, placeholders_in, word_starts
 
 NAME_LABELS = frozenset({"GIVENNAME", "SURNAME"})
+UNFINISHED_LABEL = UNFINISHED[1:-1]  # a segment that UNFINISHED stands for: masked, not an entity
 _SEPARATOR_ONLY = re.compile(r"[ \t,]{1,3}")
 
 
@@ -45,7 +52,13 @@ class Segment:
 
 def segments(source: str, redaction: str) -> list[Segment] | None:
     """The redaction as clear and masked segments of its source, or None if it is not a faithful
-    redaction of it."""
+    redaction of it (complete, or completed by masking its rest: `_unfinished_segments`)."""
+    if UNFINISHED in redaction and UNFINISHED not in source:
+        return _unfinished_segments(source, redaction)
+    return _faithful_segments(source, redaction)
+
+
+def _faithful_segments(source: str, redaction: str) -> list[Segment] | None:
     entities = align(source, redaction)
     if entities is None:
         return None
@@ -58,6 +71,46 @@ def segments(source: str, redaction: str) -> list[Segment] | None:
     if pos < len(source):
         out.append(Segment(source[pos:]))
     return out
+
+
+def _unfinished_segments(source: str, redaction: str) -> list[Segment] | None:
+    """Segments of an unfinished faithful redaction: a faithful redaction of `source[:p]`, then
+    `mask_rest(source[p:])`, each line's content a segment that UNFINISHED stands for. The cut
+    `p` is the first one that reads, and where the head ends in a placeholder, one where an
+    entity may end (what `faithful.Constraint.complete` chooses)."""
+    k = redaction.find(UNFINISHED)
+    while k >= 0:
+        head, tail = redaction[:k], redaction[k:]
+        ends_masked = head.endswith("]")
+        for p in _cuts(source, tail):
+            if ends_masked and not can_end(source, p):
+                continue
+            found = _faithful_segments(source[:p], head) if head else []
+            if found is not None:
+                return found + _unfinished_lines(source[p:])
+        k = redaction.find(UNFINISHED, k + 1)
+    return None
+
+
+def _cuts(source: str, tail: str) -> list[int]:
+    """The positions p, ascending, with `mask_rest(source[p:]) == tail`."""
+    breaks = [i for i, c in enumerate(source) if c in "\r\n"]
+    n = sum(c in "\r\n" for c in tail)
+    if n > len(breaks):
+        return []
+    low = breaks[len(breaks) - n - 1] + 1 if n < len(breaks) else 0
+    high = breaks[len(breaks) - n] if n else len(source)
+    return [p for p in range(low, high + 1) if mask_rest(source[p:]) == tail]
+
+
+def _unfinished_lines(rest: str) -> list[Segment]:
+    out, pos = [], 0
+    for m in UNFINISHED_LINE.finditer(rest):
+        if m.start() > pos:
+            out.append(Segment(rest[pos:m.start()]))
+        out.append(Segment(m.group(0), UNFINISHED_LABEL))
+        pos = m.end()
+    return out + ([Segment(rest[pos:])] if pos < len(rest) else [])
 
 
 def consistent(pieces: list[tuple[str, str]], *, propagate: bool = True) -> tuple[list[str], int]:
@@ -79,10 +132,10 @@ def consistent_segments(pieces: list[tuple[str, str]], *, propagate: bool = True
             if piece is not None:
                 parsed[k], n = _propagated(piece, known)
                 added += n
-    number = Numbering()
+    number = Numbering(reserved=set().union(*(placeholders_in(source) for source, _ in pieces)))
     for piece in parsed:
         for segment in piece or ():
-            if segment.label is not None:
+            if segment.label not in (None, UNFINISHED_LABEL):
                 segment.number = number(segment.label, segment.identity)
     return parsed, added
 
@@ -94,8 +147,10 @@ def render(piece: list[Segment]) -> str:
 def _telling(label: str, value: str) -> bool:
     """Whether a masked value may be looked for on its own elsewhere."""
     letters, digits = sum(c.isalpha() for c in value), sum(c.isdigit() for c in value)
-    if label == "BUILDINGNUM":
+    if label in ("BUILDINGNUM", UNFINISHED_LABEL):
         return False  # "12" alone is in every price: only beside its street
+    if is_common_word(value):
+        return False  # a masked "the" or a person named May: looking for it would mask every one
     if digits and not letters:
         return digits >= 4
     return len(value) >= 3
@@ -114,7 +169,7 @@ def _known_values(pieces: list[list[Segment]]) -> dict[str, Segment]:
                 known.setdefault(value, Segment(value, segment.label, None, (segment.label, value)))
             if segment.label in NAME_LABELS and len(value.split()) > 1:
                 for part in re.split(r"[\s-]+", value):
-                    if len(part) >= 3 and part[:1].isupper() and part.isalpha():
+                    if len(part) >= 3 and part[:1].isupper() and part.isalpha() and not is_common_word(part):
                         known.setdefault(part, Segment(part, segment.label, None, (segment.label, part)))
     return known
 

@@ -38,7 +38,7 @@ class Settings:
     gguf: str | None = None  # llama.cpp: the GGUF file (default: the run's, `llamacpp.find_gguf`)
     batch_size: int = 16
     max_new_tokens: int = 0  # 0: each text's own bound (`generate.token_budget`)
-    mask_bias: float = 0.0   # the privacy dial: log-odds added to opening a placeholder (faithful decoding)
+    mask_bias: float = 0.0   # the privacy dial: log-odds masking gains over copying (faithful decoding)
     safety_net: bool = True
     propagate: bool = True   # mask every other occurrence of what was masked (`propagate`)
 
@@ -84,7 +84,7 @@ class Finished:
 
 def finish(source: str, model_text: str, settings: Settings, finished: bool = True) -> Finished:
     """Everything that happens to a model's output after generation, the same for a fresh
-    redaction and a rescored file: the safety net, then propagation (with one numbering). A
+    redaction and a rescored file: the safety net, then propagation and one numbering. A
     free-decoding output cut off by its budget ends with UNFINISHED (the rest of its text is not
     there); a faithful one already masks its rest that way."""
     from ..core.labels import UNFINISHED
@@ -96,10 +96,11 @@ def finish(source: str, model_text: str, settings: Settings, finished: bool = Tr
         from .safety_net import safety_net
 
         text, net = safety_net(source, text)
-    if settings.propagate:
-        from .propagate import consistent
+    from .propagate import consistent
 
-        [text], propagated = consistent([(source, text)])
+    # one numbering per text even without propagation: the model's own numbers may reuse one
+    # that a placeholder written in the source already has, or name two values alike
+    [text], propagated = consistent([(source, text)], propagate=settings.propagate)
     return Finished(text, net, propagated)
 
 
