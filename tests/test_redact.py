@@ -368,9 +368,11 @@ def test_a_full_disk_while_writing_the_entities_leaves_nothing_written(run_dir, 
 
 
 def test_standard_output_is_utf8_whatever_the_terminal_encoding(run_dir, tmp_path):
+    import os
+
     text = "Grüße an Jürgen Weiß, anna@example.com.\n"
     command = [sys.executable, str(ROOT / "redact.py"), "--model-dir", str(run_dir)]
-    env = {**__import__("os").environ, "PYTHONIOENCODING": "ascii"}
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
     (tmp_path / "brief.txt").write_text(text, encoding="utf-8")
     for args, stdin in (([], text.encode()), ([str(tmp_path / "brief.txt")], b"")):
         result = subprocess.run(command + args, input=stdin, capture_output=True, env=env, timeout=300)
