@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 import typing
 from pathlib import Path
@@ -50,9 +51,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise UserError(f"--config {path} is a directory, not a file")
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise UserError(f"--config {path}: {path.stat().st_size:,} bytes is too large for a settings file")
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_yaml_loader())  # noqa: S506 (a safe loader)
+        # read, not stat: a device (/dev/zero) or a pipe has no size to check, and never ends
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise UserError(f"--config {path}: more than {MAX_CONFIG_BYTES:,} bytes, too large for a settings file")
+        doc = yaml.load(raw.decode("utf-8"), Loader=_yaml_loader())  # noqa: S506 (a safe loader)
     except (FileNotFoundError, NotADirectoryError):
         raise UserError(f"--config {path}: no such file") from None
     except UnicodeDecodeError as exc:
@@ -118,6 +122,17 @@ def load_config(cls: type[T], section: str, config_path: str | Path | None = Non
     return cls(**{**yaml_defaults(cls, section, config_path), **overrides})
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, taking every negative number as a value: `--mask-bias -1e3`, `-inf`,
+    `--biases -2,-1,0`. argparse's own pattern knows only `-1` and `-1.5` and reads anything else
+    that starts with `-` as an unknown flag ("expected one argument"). No flag of the suite starts
+    with a digit or is named like a number, so nothing is lost."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\.?\d|(inf|infinity|nan)$)", re.IGNORECASE)
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Each flag's default shown once (none for unset values); the epilog's examples keep their lines."""
 
@@ -152,8 +167,8 @@ def _converter(tp: Any) -> Callable[[str], Any]:
 
 def build_parser(cls: type, prog: str, description: str, epilog: str | None = None,
                  defaults: dict[str, Any] | None = None, usage: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, usage=usage,
-                                     formatter_class=_HelpFormatter)
+    parser = ArgumentParser(prog=prog, description=description, epilog=epilog, usage=usage,
+                            formatter_class=_HelpFormatter)
     parser.add_argument("--config", metavar="FILE",
                         help="YAML file whose section for this script sets the defaults below "
                              "(see configs/); flags override it")
@@ -187,7 +202,7 @@ def parse_config(cls: type[T], section: str, argv: list[str] | None, prog: str, 
                  epilog: str | None = None, usage: str | None = None) -> tuple[T, str | None]:
     """(config, the --config path or None) from the command line; see the module docstring."""
     argv = sys.argv[1:] if argv is None else argv
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = ArgumentParser(add_help=False)
     pre.add_argument("--config")
     config_path = pre.parse_known_args(argv)[0].config
     parser = build_parser(cls, prog, description, epilog, yaml_defaults(cls, section, config_path), usage)

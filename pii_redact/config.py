@@ -43,6 +43,24 @@ def fraction(value: float) -> str | None:
     return None if 0 <= value < 1 else "must be in [0, 1)"
 
 
+@dataclass(frozen=True)
+class Between:
+    """A check: a finite number from `low` to `high`. Its message is also the one for inf and NaN,
+    so a refused value always learns the range it must be in."""
+
+    low: float
+    high: float
+
+    def __call__(self, value: float) -> str | None:
+        return None if self.low <= value <= self.high else f"must be a finite number from {self.low:g} to {self.high:g}"
+
+
+# The privacy dial, in log-odds: the calibration sweeps -2 to 4, so +-100 leaves room for any
+# meaningful setting, while an infinite or huge bias (1e39 is inf in float32) would turn scores
+# into ties of +-inf where the model no longer chooses at all.
+MASK_BIAS_RANGE = Between(-100.0, 100.0)
+
+
 def plain_name(value: str) -> str | None:
     """A run name is one directory name: never a path that could point outside the output directory."""
     if not value or value in (".", "..") or re.search(r"[/\\\x00]", value) or value != value.strip():
@@ -67,7 +85,8 @@ def check_values(cls: type, values: dict[str, Any]) -> None:
         if typing.get_origin(base) is Literal and value not in typing.get_args(base):
             problem = f"must be one of {', '.join(map(str, typing.get_args(base)))}"
         elif isinstance(value, float) and not math.isfinite(value):
-            problem = "must be a finite number"
+            check = fields[name].metadata.get("check")
+            problem = check(value) if isinstance(check, Between) else "must be a finite number"
         elif fields[name].metadata.get("check"):
             problem = fields[name].metadata["check"](value)
         if problem:
@@ -180,8 +199,8 @@ def _speculation(what: str, unit: str) -> Any:
 
 def _mask_bias() -> Any:
     return option(None, "the privacy dial of faithful decoding: log-odds added to masking over copying in clear "
-                        "wherever an entity may begin; higher masks more (fewer leaks), lower masks less (more readable); unset: "
-                        "the value the run calibrated (run.json), else 0")
+                        "wherever an entity may begin; higher masks more (fewer leaks), lower masks less (more readable); "
+                        "unset: the value the run calibrated (run.json), else 0", check=MASK_BIAS_RANGE)
 
 
 def _propagate() -> Any:

@@ -456,3 +456,61 @@ def test_a_failed_write_names_its_target_never_a_temporary_file(tmp_path):
     message = describe(failed.value)
     assert str(target) in message and ".partial" not in message
     assert not list(tmp_path.rglob("*.partial"))
+
+
+# --- a --config that never ends; negative numbers and the dial's range ------
+
+def _feed_forever(path: Path) -> None:
+    """Write to a FIFO until its reader closes it (`yes > fifo`)."""
+    try:
+        with open(path, "wb") as fifo:
+            while True:
+                fifo.write(b"y" * 65536)
+    except BrokenPipeError:
+        pass
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "/dev/urandom", "a FIFO fed forever"])
+def test_a_config_that_never_ends_is_one_line(tmp_path, capsys, source):
+    """A size from stat is 0 for a device or a pipe: the file is read up to the limit instead."""
+    import os
+    import threading
+
+    from pii_redact.inference import redact
+
+    path = Path(source)
+    if source.startswith("a FIFO"):
+        path = tmp_path / "settings.yaml"
+        os.mkfifo(path)
+        threading.Thread(target=_feed_forever, args=(path,), daemon=True).start()
+    code, err = run(redact.main, ["--config", str(path), str(tmp_path / "a.txt")], capsys)
+    one_line_error(code, err, f"--config {path}: more than 1,048,576 bytes, too large for a settings file")
+
+
+@pytest.mark.parametrize("value", ["-1e39", "-inf", "-Infinity", "nan", "-nan", "1e39", "-1e3"])
+def test_a_negative_number_is_a_value_and_the_dial_must_be_finite(tmp_path, capsys, value):
+    from pii_redact.inference import redact
+
+    code, err = run(redact.main, ["--mask-bias", value, str(tmp_path / "a.txt")], capsys)
+    one_line_error(code, err, f"--mask-bias must be a finite number from -100 to 100, got {float(value)!r}")
+    assert not list(tmp_path.iterdir())
+
+
+def test_negative_numbers_in_exponent_form_reach_every_parser(tmp_path, capsys):
+    from pii_redact.config import RedactConfig
+    from pii_redact.evaluation import calibrate
+
+    config, _ = cli.parse_config(RedactConfig, "redact", ["--mask-bias", "-1.5e1", "a.txt"], prog="redact.py",
+                                 description="")
+    assert config.mask_bias == -15.0 and config.inputs == ["a.txt"]
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("redact:\n  mask_bias: -.inf\n")
+    with pytest.raises(cli.UserError, match=r"\[redact\]: --mask-bias must be a finite number from -100 to 100"):
+        cli.parse_config(RedactConfig, "redact", ["--config", str(settings)], prog="redact.py", description="")
+    # a comma list starting with a minus is a value too: the run is looked for, the biases were read
+    code, err = run(calibrate.main, ["--biases", "-2,-1e1,0", "--runs-dir", str(tmp_path / "none")], capsys)
+    one_line_error(code, err, "no trained model in")
+    with pytest.raises(SystemExit) as refused:
+        calibrate.main(["--biases", "-1,-1e39"])
+    assert refused.value.code == 2
+    assert "every bias must be a finite number from -100 to 100, got -1e+39" in capsys.readouterr().err

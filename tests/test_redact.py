@@ -95,13 +95,12 @@ def test_standard_input(run_dir):
     ("missing", "missing.txt: no such file"),
     ("a folder", "in.txt: is a directory, not a file"),
     ("latin-1", "not UTF-8 text"),
-    ("empty", "empty input, nothing to redact"),
     ("long line", "in.txt: line 2 is 15001 tokens, too long for the model's context of 1024 tokens"),
     ("bad jsonl", "expected an object with a string 'text' field"),
     ("two to stdout", "several inputs: pass --output-dir"),
 ])
 def test_bad_input_is_one_line(run_dir, tmp_path, capsys, case, message):
-    files = {"latin-1": "Grüße".encode("latin-1"), "empty": b"  \n", "long line": b"Anna Schmidt\n" + b"Rossi " * 3000,
+    files = {"latin-1": "Grüße".encode("latin-1"), "long line": b"Anna Schmidt\n" + b"Rossi " * 3000,
              "bad jsonl": b'{"body": "x"}\n', "two to stdout": b"a"}
     name = tmp_path / ("in.jsonl" if case == "bad jsonl" else "in.txt")
     if case in files:
@@ -282,3 +281,163 @@ def test_unfinished_pieces_keep_the_documents_numbering_and_propagation(run_dir,
     telling = {r["text"] for r in masked if len(r["text"]) >= 3 and r["text"].isalpha()
                and not is_common_word(r["text"]) and r["label"] != "BUILDINGNUM"}  # a number only beside its street
     assert telling and not [v for v in telling if word_starts(clear, v)]
+
+
+# --- a second name for an output, a second run, a full disk, an ASCII terminal, blank inputs
+
+TEXTS = {"a.txt": "Call Anna Schmidt on +49 30 1234567.\n", "b.txt": "Write to bo@example.com, Jürgen.\n"}
+
+
+def write_inputs(folder: Path) -> list[str]:
+    folder.mkdir(exist_ok=True)
+    for name, text in TEXTS.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return [str(folder / name) for name in TEXTS]
+
+
+def assert_redactions(out: Path, names=tuple(TEXTS)) -> None:
+    """Each file in `out` is its input with spans replaced, readable by its owner only."""
+    for name in names:
+        assert align(TEXTS[name], (out / name).read_text(encoding="utf-8")) is not None, name
+        assert (out / name).stat().st_mode & 0o777 == 0o600
+
+
+def test_entities_under_another_name_for_a_redacted_output_are_refused(run_dir, tmp_path, capsys):
+    """`out/../out/a.txt` or a symlinked folder is still out/a.txt, whether or not it exists yet:
+    the raw values must never land where the redaction goes."""
+    inputs = write_inputs(tmp_path / "in")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    before = snapshot(tmp_path)
+    for args in ([str(tmp_path / "out"), str(tmp_path / "out" / ".." / "out" / "a.txt")],
+                 [str(tmp_path / "real"), str(tmp_path / "link" / "b.txt")],
+                 [str(tmp_path / "link"), str(tmp_path / "real" / "a.txt")]):
+        for extra in ([], ["--overwrite"]):
+            code, out, err = redact(run_dir, "--output-dir", args[0], "--entities", args[1], *inputs, *extra,
+                                    capsys=capsys)
+            assert code == 2 and err.count("\n") == 1 and "is where a redacted input is written" in err, (args, err)
+            assert snapshot(tmp_path) == before and not (tmp_path / "out").exists() and out == ""
+    # the folder itself, or a link to nothing where a file or folder goes: refused before any work
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    before = snapshot(tmp_path)
+    for args, message in ((["--output-dir", str(tmp_path / "out"), "--entities", str(tmp_path / "out")],
+                           "is the --output-dir: name a file"),
+                          (["--output-dir", str(tmp_path / "loop")], "is a symbolic link to nothing (or to itself)"),
+                          (["--entities", str(tmp_path / "loop")], "is a symbolic link to nothing (or to itself)")):
+        code, _, err = redact(run_dir, *args, *inputs[:1], capsys=capsys)
+        assert code == 2 and err.count("\n") == 1 and message in err, (args, err)
+        assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
+    # a symlinked --output-dir that is the inputs' own folder would overwrite them
+    (tmp_path / "inputs-again").symlink_to(tmp_path / "in", target_is_directory=True)
+    code, _, err = redact(run_dir, "--output-dir", str(tmp_path / "inputs-again"), *inputs, "--overwrite", capsys=capsys)
+    assert code == 2 and "writing there would overwrite the input" in err and snapshot(tmp_path) == before
+    # the entities beside the redactions, named through `..` before the folder exists: fine
+    code, _, err = redact(run_dir, "--output-dir", str(tmp_path / "out"), "--entities",
+                          str(tmp_path / "out" / ".." / "out" / "e.jsonl"), *inputs, capsys=capsys)
+    assert code == 0, err
+    assert_redactions(tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.txt", "b.txt", "e.jsonl"]
+
+
+def test_a_file_another_run_made_meanwhile_is_kept(run_dir, tmp_path, capsys, monkeypatch):
+    """Two runs into one --output-dir: the existence check passed minutes before the write, so the
+    write itself refuses a file that appeared since; the rest is written, the entities are not
+    (they would list a redaction that is not), and the exit status is 1."""
+    inputs = write_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    theirs = b"the other run's redaction of b\n"
+    redact_texts = redaction.redact_texts
+
+    def while_another_run_writes(texts, redactor):
+        redact_texts(texts, redactor)
+        out.mkdir()
+        (out / "b.txt").write_bytes(theirs)
+
+    monkeypatch.setattr(redaction, "redact_texts", while_another_run_writes)
+    code, _, err = redact(run_dir, "--output-dir", str(out), "--entities", str(tmp_path / "e.jsonl"), *inputs,
+                          capsys=capsys)
+    assert code == 1, err
+    assert f"error: {out / 'b.txt'} appeared while this run worked" in err and "pass --overwrite" in err
+    assert f"error: --entities {tmp_path / 'e.jsonl'}: not written" in err
+    assert "Jürgen" not in err and "Anna" not in err
+    assert (out / "b.txt").read_bytes() == theirs  # the first run's bytes, intact
+    assert_redactions(out, ["a.txt"])
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt"]  # no temporary file left
+    assert not (tmp_path / "e.jsonl").exists()
+    assert {name: (tmp_path / "in" / name).read_text(encoding="utf-8") for name in TEXTS} == TEXTS
+    # with --overwrite, replacing is what was asked for
+    monkeypatch.setattr(redaction, "redact_texts", redact_texts)
+    code, _, err = redact(run_dir, "--output-dir", str(out), "--entities", str(tmp_path / "e.jsonl"), *inputs,
+                          "--overwrite", capsys=capsys)
+    assert code == 0, err
+    assert_redactions(out)
+    assert (tmp_path / "e.jsonl").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_full_disk_while_writing_the_entities_leaves_nothing_written(run_dir, tmp_path, capsys, monkeypatch):
+    """Exit 2 means nothing written: every file is written beside its target first, and put in
+    place only once all of them were."""
+    import errno
+    import os
+
+    inputs = write_inputs(tmp_path / "in")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_bytes(b"a file the user had")
+    write = os.write
+
+    def full_for_the_entities(fd, data):
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path / "out" / ".e.jsonl.")):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_for_the_entities)
+    before = snapshot(tmp_path)
+    for output in (["--output-dir", str(tmp_path / "out")], ["--output-dir", str(tmp_path / "new")], []):
+        entities = str(tmp_path / "out" / "e.jsonl")
+        code, stdout, err = redact(run_dir, *output, "--entities", entities, *(inputs if output else inputs[:1]),
+                                   capsys=capsys)
+        assert code == 2 and err.endswith(f"\nerror: {entities}: no space left on the device\n"), (output, err)
+        assert err.count("error") == 1 and "Traceback" not in err
+        assert snapshot(tmp_path) == before and stdout == "", output  # no redaction, no temporary file
+        assert not (tmp_path / "new").exists()
+
+
+def test_standard_output_is_utf8_whatever_the_terminal_encoding(run_dir, tmp_path):
+    import os
+
+    text = "Grüße an Jürgen Weiß, anna@example.com.\n"
+    command = [sys.executable, str(ROOT / "redact.py"), "--model-dir", str(run_dir)]
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    (tmp_path / "brief.txt").write_text(text, encoding="utf-8")
+    for args, stdin in (([], text.encode()), ([str(tmp_path / "brief.txt")], b"")):
+        result = subprocess.run(command + args, input=stdin, capture_output=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert align(text, result.stdout.decode("utf-8")) is not None
+    # messages on an ASCII stderr: still one line, the file named, never a traceback
+    result = subprocess.run(command + [str(tmp_path / "Grüße.txt")], capture_output=True, env=env, timeout=300)
+    assert result.returncode == 2 and result.stderr.count(b"\n") == 1, result.stderr
+    assert result.stderr.startswith(b"error: ") and b"no such file" in result.stderr
+
+
+def test_a_blank_input_is_written_unchanged_and_the_others_redacted(run_dir, tmp_path, capsys):
+    inputs = write_inputs(tmp_path / "in")
+    blanks = {"blank.txt": b"  \n\t\r\n", "empty.txt": b"", "bom.txt": b"\xef\xbb\xbf\n", "blank.jsonl": b"\n \n"}
+    for name, data in blanks.items():
+        (tmp_path / "in" / name).write_bytes(data)
+    records = [{"id": 1, "text": ""}, {"id": 2, "text": " \n"}, {"id": 3, "text": "Call Anna."}]
+    (tmp_path / "in" / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    names = [inputs[0], *(str(tmp_path / "in" / n) for n in blanks), str(tmp_path / "in" / "r.jsonl"), inputs[1]]
+    out = tmp_path / "out"
+    code, _, err = redact(run_dir, "--output-dir", str(out), "--entities", str(tmp_path / "e.jsonl"), *names,
+                          capsys=capsys)
+    assert code == 0, err
+    for name, data in blanks.items():
+        assert (out / name).read_bytes() == data, name
+        assert f"warning: {tmp_path / 'in' / name}: no text (empty or only whitespace), nothing to redact: " \
+               "written unchanged" in err
+    assert err.count("warning: ") == len(blanks)
+    assert_redactions(out)
+    written = [json.loads(line) for line in (out / "r.jsonl").read_text().splitlines()]
+    assert written[:2] == records[:2] and align("Call Anna.", written[2]["text"]) is not None
+    rows = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert not any(Path(r["input"]).name in blanks for r in rows)

@@ -24,6 +24,8 @@ def describe(exc: BaseException) -> str | None:
             return f"{where}: no space left on the device" if where else "no space left on the device"
         reason = exc.strerror or str(exc)
         return f"{where}: {reason}" if where else reason
+    if isinstance(exc, UnicodeEncodeError):  # the text is fine: where it goes cannot hold it (no text shown)
+        return f"text that the output's {exc.encoding} encoding cannot hold: write UTF-8 (PYTHONIOENCODING=utf-8)"
     if isinstance(exc, UnicodeError):
         return f"text that is not valid UTF-8 ({exc})"
     if isinstance(exc, RecursionError):

@@ -6,10 +6,13 @@ bytes that are not UTF-8, nesting too deep for the parser, integers too long to 
 UTF-16 surrogate escapes (`"\\ud800"`, valid JSON but not text that can be written back out).
 
 Outputs are written to a temporary file beside the target and renamed over it, so a run that
-fails halfway never leaves a truncated file where a complete one was.
+fails halfway never leaves a truncated file where a complete one was. A command that writes
+several files can stage them all first (`stage_text`) and put them in place only once every
+write has succeeded (`publish`), without replacing a file another run made meanwhile.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -157,26 +160,96 @@ def dumps_line(record: Any) -> str:
     return json.dumps(record, ensure_ascii=False) + "\n"
 
 
+def _naming(exc: OSError, path: Path) -> OSError:
+    """`exc` as the same error about `path` (the user's file, never a temporary one)."""
+    return OSError(exc.errno, exc.strerror, str(path))
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file, readable by its owner only, in `path`'s folder: a rename from there
+    onto `path` is one atomic step."""
+    try:
+        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from None
+
+
 @contextmanager
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[Any]:
     """Open a temporary file beside `path`; rename it over `path` only if the block succeeds.
     The file is readable by its owner only (outputs hold personal data); errors name `path`,
     never the temporary file."""
     path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
             yield f
         try:
             os.replace(tmp, path)
         except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
+            raise _naming(exc, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def stage_text(path: str | Path, text: str) -> Path:
+    """`text` written in full (UTF-8) to a temporary file beside `path`, owner-only, for `publish`
+    to put in place; returns the temporary file. A failed write (a full disk) leaves nothing
+    behind and names `path`."""
+    path = Path(path)
+    fd, tmp = _temp_beside(path)
+    data = memoryview(text.encode("utf-8"))
+    try:
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from None
+        raise
+    return Path(tmp)
+
+
+def publish(staged: Path, path: str | Path, *, replace: bool) -> None:
+    """Put a staged file at `path` in one step. Without `replace`, a file at `path`, even one made
+    after every check (by another run), is never touched: FileExistsError naming `path`, and the
+    staged file stays for the caller to `discard`."""
+    path = Path(path)
+    try:
+        if replace:
+            os.replace(staged, path)
+            return
+        try:
+            os.link(staged, path)  # made only where nothing is, checked and done in one step
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
+                raise
+            _claim_and_replace(staged, path)
+            return
+    except OSError as exc:
+        raise _naming(exc, path) from None
+    os.unlink(staged)
+
+
+def _claim_and_replace(staged: Path, path: Path) -> None:
+    """`publish` where the filesystem has no hard links (FAT, some shares): claim the name with an
+    empty file only if none is there, then rename the staged file over that claim."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        os.replace(staged, path)
+    except BaseException:
+        path.unlink(missing_ok=True)  # our own empty claim, never a finished file
+        raise
+
+
+def discard(staged: Iterable[Path]) -> None:
+    """Remove staged files that were not published (those that were are gone already)."""
+    for tmp in staged:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def open_private_append(path: str | Path):
@@ -191,6 +264,8 @@ def check_can_write(path: str | Path, flag: str, *, directory: bool = False) -> 
     folder is missing or read-only, or it is a folder where a file goes, or the reverse).
     A directory that does not exist yet is fine where its nearest existing parent is writable."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():  # else found only when the write fails, at the end
+        raise UserError(f"{flag} {path} is a symbolic link to nothing (or to itself)")
     if path.exists():
         if directory and not path.is_dir():
             raise UserError(f"{flag} {path} is a file, not a directory")

@@ -103,22 +103,23 @@ def plot(curve: list[dict[str, Any]], chosen: float, path: Path) -> None:
 
 
 def _bias_list(text: str) -> tuple[float, ...]:
-    import math
+    from ..config import MASK_BIAS_RANGE
 
     try:
         values = tuple(float(x) for x in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError("every bias must be a finite number")
+    for value in values:
+        if MASK_BIAS_RANGE(value):
+            raise argparse.ArgumentTypeError(f"every bias {MASK_BIAS_RANGE(value)}, got {value:g}")
     return values
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import positive_int
+    from ..cli import ArgumentParser, positive_int
     from ..training.runs import RUN_FILE, trained_model
 
-    parser = argparse.ArgumentParser(prog="evaluate.py calibrate", description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(prog="evaluate.py calibrate", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", help="a finetune.py run directory (default: the newest run in --runs-dir)")
     parser.add_argument("--runs-dir", default="outputs", help="where to look for the newest run (default: outputs)")

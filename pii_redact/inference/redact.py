@@ -15,6 +15,8 @@ ever printed in a message, only file, record, line and length.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,13 +24,15 @@ from typing import Any
 
 from ..cli import parse_config
 from ..config import RedactConfig
-from ..core.errors import UserError
+from ..core.errors import UserError, describe
 from ..core.files import (
     BadRecord,
     check_can_write,
+    discard,
     dumps_line,
     iter_records,
-    write_text,
+    publish,
+    stage_text,
 )
 from ..core.labels import UNFINISHED
 from ..training.runs import read_run_config, resolve_mask_bias, trained_model
@@ -93,22 +97,15 @@ def split(text: str, fits) -> list[tuple[int, str]]:
 # reading
 
 def read_texts(config: RedactConfig) -> list[Text]:
-    """Every text of every input, checked: an existing file, readable UTF-8, not empty."""
+    """Every text of every input, checked: an existing file, readable UTF-8. An input with no text
+    (empty, or only whitespace) has nothing to mask: it is written unchanged, with a warning."""
     texts: list[Text] = []
     for name in config.inputs:
-        if name == "-":
-            data, path = sys.stdin.buffer.read(), "<stdin>"
-        else:
-            path = name
-            if Path(name).is_dir():
-                raise UserError(f"{name}: is a directory, not a file")
-            if is_jsonl(name):
-                texts += _jsonl_texts(Path(name), config.text_field)
-                continue
-            try:
-                data = Path(name).read_bytes()
-            except (FileNotFoundError, NotADirectoryError):
-                raise UserError(f"{name}: no such file") from None
+        path = "<stdin>" if name == "-" else name
+        data = _read_input(name)
+        if name != "-" and is_jsonl(name) and data.lstrip(BOM.encode()).strip():
+            texts += _jsonl_texts(Path(name), config.text_field)
+            continue
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -116,9 +113,22 @@ def read_texts(config: RedactConfig) -> list[Text]:
         bom = text.startswith(BOM)
         text = text[len(BOM):] if bom else text
         if not text.strip():
-            raise UserError(f"{path}: empty input, nothing to redact")
+            print(f"warning: {path}: no text (empty or only whitespace), nothing to redact: written unchanged",
+                  file=sys.stderr)
         texts.append(Text(path, None, text, bom=bom))
     return texts
+
+
+def _read_input(name: str) -> bytes:
+    """The bytes of an input: a file, or standard input for `-`."""
+    if name == "-":
+        return sys.stdin.buffer.read()
+    if Path(name).is_dir():
+        raise UserError(f"{name}: is a directory, not a file")
+    try:
+        return Path(name).read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        raise UserError(f"{name}: no such file") from None
 
 
 def is_jsonl(name: str) -> bool:
@@ -134,9 +144,7 @@ def _jsonl_texts(path: Path, text_field: str) -> list[Text]:
             raise UserError(f"{path}:{index + 1}: expected an object with a string '{text_field}' field "
                             "(choose the field with --text-field)")
         texts.append(Text(str(path), index, obj[text_field], obj=obj))
-    if not texts:
-        raise UserError(f"{path}: empty input, nothing to redact")
-    return texts
+    return texts  # never empty: read_texts passes only a file with something besides blank lines
 
 
 def cut_into_pieces(texts: list[Text], tokenizer, max_seq_length: int) -> None:
@@ -241,52 +249,107 @@ def check_outputs(config: RedactConfig) -> None:
             target = out / path.name
             if _same(target, path):
                 raise UserError(f"--output-dir {out}: writing there would overwrite the input {path}")
-            if target.exists() and not config.overwrite:
+            if os.path.lexists(target) and not config.overwrite:  # a link to nothing too: it is not replaced
                 raise UserError(f"{target} already exists: pass --overwrite to replace it, or another --output-dir")
             targets.append(target)
     if config.entities:
         entities = Path(config.entities)
         if any(_same(entities, p) for p in inputs):
             raise UserError(f"--entities {entities} is one of the inputs")
-        if any(_same(entities, t) or entities.absolute() == t.absolute() for t in targets):
+        if any(_same(entities, t) for t in targets):
             raise UserError(f"--entities {entities} is where a redacted input is written")
-        if not (config.output_dir and entities.parent.absolute() == Path(config.output_dir).absolute()):
+        if config.output_dir and _same(entities, Path(config.output_dir)):
+            raise UserError(f"--entities {entities} is the --output-dir: name a file")
+        if not (config.output_dir and _same(entities.parent, Path(config.output_dir))):
             check_can_write(entities, "--entities")  # (--output-dir, checked above, is made at the end)
         elif entities.is_dir():
             raise UserError(f"--entities {entities} is a directory, not a file")
-        if entities.exists() and not config.overwrite:
+        if os.path.lexists(entities) and not config.overwrite:
             raise UserError(f"--entities {entities} already exists: pass --overwrite to replace it, or another file")
 
 
 def _same(a: Path, b: Path) -> bool:
-    return a.exists() and b.exists() and a.resolve() == b.resolve()
+    """Whether two paths name one file, also one not made yet: compared resolved (`out/../out/x`,
+    a symlinked folder), and by identity where both exist (a hard link)."""
+    if os.path.realpath(a) == os.path.realpath(b):  # (Path.resolve raises on a symlink loop)
+        return True
+    return a.exists() and b.exists() and os.path.samefile(a, b)
 
 
-def write_outputs(texts: list[Text], config: RedactConfig) -> list[str]:
+def write_outputs(texts: list[Text], config: RedactConfig) -> tuple[list[str], list[str]]:
     """Write the redaction of every input whose texts all finished (all of them with
-    --allow-unfinished), and the entities of what was written. Returns the inputs not written."""
+    --allow-unfinished), and the entities of what was written. All or nothing on failure: every
+    file is first written in full beside its target, and put in place only once all were, so a
+    failed write (a full disk) leaves none (exit 2). Returns the inputs held back as unfinished,
+    and the files not put in place (`_publish_all`)."""
     by_input: dict[str, list[Text]] = {}
     for text in texts:
         by_input.setdefault(text.input, []).append(text)
     held_back = [name for name, group in by_input.items()
                  if not config.allow_unfinished and any(any(t.unfinished) for t in group)]
-    written = [t for t in texts if t.input not in held_back]
-    if config.output_dir is not None and by_input.keys() - set(held_back):
+    outputs = {name: _output(group, config) for name, group in by_input.items() if name not in held_back}
+    files = {} if config.output_dir is None else {
+        Path(config.output_dir) / Path(name).name: output for name, output in outputs.items()}
+    written = [t for t in texts if t.input in outputs]
+    if config.entities and written:  # last, so it is put in place after what it lists
+        files[Path(config.entities)] = "".join(dumps_line(e) for text in written for e in entities_of(text))
+    made_dir = config.output_dir is not None and bool(outputs) and not Path(config.output_dir).exists()
+    if made_dir:
         Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-    for name, group in by_input.items():
-        if name in held_back:
+    staged: dict[Path, Path] = {}
+    try:
+        for target, content in files.items():
+            staged[target] = stage_text(target, content)
+        if config.output_dir is None and outputs:
+            _write_stdout("".join(outputs.values()))
+    except BaseException:
+        discard(staged.values())
+        if made_dir:
+            with contextlib.suppress(OSError):  # only if still empty: another run may write there too
+                Path(config.output_dir).rmdir()
+        raise
+    try:
+        return held_back, _publish_all(staged, config)
+    finally:
+        discard(staged.values())  # those not put in place (a file made meanwhile, a failure)
+
+
+def _output(group: list[Text], config: RedactConfig) -> str:
+    """One input's redaction: its text, or its JSONL records with the text field redacted."""
+    if group[0].record is None:
+        return group[0].output()
+    return "".join(dumps_line({**t.obj, config.text_field: t.output()}) for t in group)
+
+
+def _write_stdout(text: str) -> None:
+    """The redaction on standard output as UTF-8, whatever the locale or PYTHONIOENCODING says:
+    it is the input's own text, which an ASCII stream could not hold."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text.encode("utf-8"))
+    sys.stdout.buffer.flush()
+
+
+def _publish_all(staged: dict[Path, Path], config: RedactConfig) -> list[str]:
+    """Put every staged file in place; returns those that were not, each named on stderr: without
+    --overwrite, a file that appeared since the checks (another run writing there) is kept as it
+    is; and the entities file only lists redactions that were all put in place."""
+    refused: list[str] = []
+    for target, tmp in staged.items():
+        if refused and config.entities and target == Path(config.entities):
+            print(f"error: --entities {target}: not written, as it would list redactions that were not",
+                  file=sys.stderr)
+            refused.append(str(target))
             continue
-        if group[0].record is None:
-            output = group[0].output()
-        else:
-            output = "".join(dumps_line({**t.obj, config.text_field: t.output()}) for t in group)
-        if config.output_dir is None:
-            sys.stdout.write(output)
-        else:
-            write_text(Path(config.output_dir) / Path(name).name, output)
-    if config.entities and written:
-        write_text(config.entities, "".join(dumps_line(e) for text in written for e in entities_of(text)))
-    return held_back
+        try:
+            publish(tmp, target, replace=config.overwrite)
+        except FileExistsError:
+            print(f"error: {target} appeared while this run worked (another run writing there?): kept as it "
+                  "is, and nothing written there; pass --overwrite to replace it", file=sys.stderr)
+            refused.append(str(target))
+        except OSError as exc:  # e.g. a folder made there meanwhile: the others are still put in place
+            print(f"error: {describe(exc)}; not written", file=sys.stderr)
+            refused.append(str(target))
+    return refused
 
 
 def report_unfinished(texts: list[Text], held_back: list[str], config: RedactConfig) -> None:
@@ -320,12 +383,10 @@ unchanged. With the default faithful decoding, only placeholders differ from the
 default token budget always suffices. A redaction that runs out of budget anyway (a small
 --max-new-tokens, or --decoding free) is not written unless --allow-unfinished, and then its rest
 is masked as [UNFINISHED], never copied. Exit status: 0 done, 1 something was not written
-(unfinished), 2 bad input or flags."""
+(unfinished, or a file another run made meanwhile), 2 bad input or flags (nothing written)."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
     config, _ = parse_config(RedactConfig, "redact", argv, prog="redact.py", description=DESCRIPTION,
                              epilog=EPILOG, usage=USAGE)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -345,6 +406,6 @@ def main(argv: list[str] | None = None) -> int:
     cut_into_pieces(texts, redactor.tokenizer, read_run_config(run_dir).max_seq_length)
     redact_texts(texts, redactor)
     make_consistent(texts, config.propagate)
-    held_back = write_outputs(texts, config)
+    held_back, refused = write_outputs(texts, config)
     report_unfinished(texts, held_back, config)
-    return 1 if held_back else 0
+    return 1 if held_back or refused else 0
