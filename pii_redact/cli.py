@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+import signal
 import sys
+import threading
 import typing
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Literal, TypeVar
+from typing import Any, Callable, Iterator, Literal, TypeVar
 
 from .config import check_values, flag, unwrap_optional
 from .core.errors import UserError, describe
@@ -247,17 +250,44 @@ def quiet_startup_warnings() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
-    """Run a script's main: user errors become one line on stderr and exit 2, Ctrl-C exits 130."""
-    quiet_startup_warnings()
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[list[int]]:
+    """Inside the block SIGTERM (what `docker stop`, `timeout` and systemd send) takes Ctrl-C's
+    path: it goes to whatever handles SIGINT at that moment (finetune's finish-the-step-and-save,
+    else KeyboardInterrupt), so every cleanup written for Ctrl-C also runs on SIGTERM. Yields the
+    list the SIGTERMs received are appended to; the previous handler is restored after the block."""
+    received: list[int] = []
+
+    def take_ctrl_c_path(signum, frame):
+        received.append(signum)
+        on_ctrl_c = signal.getsignal(signal.SIGINT)
+        if not callable(on_ctrl_c):  # SIGINT ignored (a background job) or default: stop all the same
+            on_ctrl_c = signal.default_int_handler
+        on_ctrl_c(signum, frame)
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread has handlers
+        yield received
+        return
+    previous = signal.signal(signal.SIGTERM, take_ctrl_c_path)
     try:
-        return int(main(argv) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001  (only what `describe` recognises is swallowed)
-        message = describe(exc)
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+    """Run a script's main: user errors become one line on stderr and exit 2; Ctrl-C exits 130,
+    SIGTERM (handled as Ctrl-C) 143, the statuses a shell reports for a job those signals end."""
+    quiet_startup_warnings()
+    with sigterm_as_ctrl_c() as terminated:
+        try:
+            return int(main(argv) or 0)
+        except KeyboardInterrupt:
+            print("terminated (SIGTERM)" if terminated else "interrupted", file=sys.stderr)
+            return 128 + signal.SIGTERM if terminated else 130
+        except Exception as exc:  # noqa: BLE001  (only what `describe` recognises is swallowed)
+            message = describe(exc)
+            if message is None:
+                raise
+            print(f"error: {message}", file=sys.stderr)
+            return 2

@@ -8,12 +8,15 @@ run.json, the data file, the generation settings; a baseline and its data; a pre
 Before any work, an evaluation checks what it is about to write: it never writes over one of its
 inputs, and a directory holding another evaluation (other model, data, setting, a baseline, a
 rescored file, or files this command did not make) is refused rather than mixed or overwritten;
-`--overwrite` replaces it, keeping the old files until the new ones are written.
+`--overwrite` replaces it, keeping the old files until the new ones are written. Nothing is written
+before the first prediction, so a run that fails before it leaves the directory as it was.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import sys
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -85,6 +88,7 @@ def plan_outputs(config: EvalConfig, out_dir: Path, provenance: dict[str, Any], 
     written). The same predictions are kept: an interrupted model evaluation resumes, a rescoring
     rewrites only the scores."""
     check_can_write(out_dir, "--output-dir", directory=True)
+    name_leftovers(out_dir)
     writes = {(out_dir / name).absolute() for name in OUTPUT_FILES}
     in_place = provenance.get("kind") == "predictions" and _same_file(inputs["--predictions"], out_dir / PREDICTIONS_FILE)
     for flag, path in inputs.items():
@@ -109,24 +113,48 @@ def plan_outputs(config: EvalConfig, out_dir: Path, provenance: dict[str, Any], 
     raise UserError(f"{why}; pass another --output-dir, or --overwrite to replace them")
 
 
+REPLACED_PREFIX = ".replaced-"  # the hidden folder `Aside` keeps a replaced evaluation in
+
+
+def name_leftovers(out_dir: Path) -> None:
+    """A run killed outright (SIGKILL, a power cut: no handler runs) while --overwrite had the old
+    evaluation moved aside leaves it in a hidden folder; every later run there says where it is."""
+    if not out_dir.is_dir():
+        return
+    for folder in sorted(out_dir.glob(REPLACED_PREFIX + "*")):
+        print(f"warning: {folder} holds an evaluation that an --overwrite run moved aside and was killed "
+              f"before putting back; move its files back into {out_dir} to keep it, or delete the folder",
+              file=sys.stderr)
+
+
 class Aside:
-    """--overwrite: an output directory's evaluation files moved into a hidden folder, deleted
-    once the new evaluation is written (`drop`), or put back if it fails (`restore`)."""
+    """--overwrite: an output directory's evaluation files moved into a hidden folder (`move`),
+    deleted once the new evaluation is written (`drop`), or put back if it fails (`restore`, on
+    Ctrl-C and SIGTERM too, even one that lands while the files are being moved)."""
 
     def __init__(self, out_dir: Path):
         self.out_dir = out_dir
-        self.folder = out_dir / f".replaced-{os.getpid()}"
-        self.moved = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
-        self.folder.mkdir()
-        for name in self.moved:
-            (out_dir / name).rename(self.folder / name)
+        self.folder: Path | None = None
+        self.all_moved = False  # until then, an evaluation file still in out_dir is an old one
+
+    def move(self) -> None:
+        # a new name each time: a folder a killed run left behind is never reused or mixed into
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{REPLACED_PREFIX}{os.getpid()}-", dir=self.out_dir))
+        for name in OUTPUT_FILES:
+            if (self.out_dir / name).exists():
+                (self.out_dir / name).rename(self.folder / name)
+        self.all_moved = True
 
     def restore(self) -> None:
+        """Every file in the folder back in place, and the new evaluation's others removed."""
+        if self.folder is None:
+            return
         for name in OUTPUT_FILES:
-            (self.out_dir / name).unlink(missing_ok=True)
-        for name in self.moved:
-            (self.folder / name).rename(self.out_dir / name)
-        shutil.rmtree(self.folder)
+            if (self.folder / name).exists():
+                os.replace(self.folder / name, self.out_dir / name)
+            elif self.all_moved:  # the old evaluation had no such file: the new one wrote it
+                (self.out_dir / name).unlink(missing_ok=True)
+        self.folder.rmdir()  # empty now; never a recursive delete of what may be the user's only copy
 
     def drop(self) -> None:
         shutil.rmtree(self.folder)
@@ -159,36 +187,60 @@ def _record(i: int, sample: Sample) -> dict[str, Any]:
     return row
 
 
-def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, out_dir: Path,
-            keep: bool, timing: dict[str, Any] | None = None, mask_bias: float = 0.0) -> list[dict[str, Any]]:
-    """A prediction per sample, appended to predictions.jsonl as each is made; those an
-    interrupted run with the same provenance already wrote (`keep`) are not made again. Rows of
-    samples past --limit stay in the file. `timing` receives how many predictions this call made
-    and the seconds spent loading the model and generating. The rows hold what the model wrote:
-    the safety net is applied when they are scored, so a rescoring can leave it out."""
+class PredictionsFile:
+    """predictions.jsonl, with provenance.json beside it, made when the first prediction is: a
+    run that fails before one (a backend that cannot start, a model that does not load, Ctrl-C
+    or SIGTERM while it loads) leaves no files behind to refuse or misresume the next one."""
+
+    def __init__(self, out_dir: Path, provenance: dict[str, Any]):
+        self.out_dir, self.provenance = out_dir, provenance
+        self.file = None
+
+    def append(self, row: dict[str, Any]) -> None:
+        if self.file is None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.out_dir / PROVENANCE_FILE, self.provenance)
+            self.file = open_private_append(self.out_dir / PREDICTIONS_FILE)
+        self.file.write(dumps_line(row))
+        self.file.flush()  # a killed run resumes from every row it wrote
+
+    def __enter__(self) -> PredictionsFile:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, plan: Plan,
+            timing: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """A prediction per sample, appended to predictions.jsonl as each is made (`PredictionsFile`);
+    those an interrupted run with the same provenance already wrote (`plan.keep`) are not made
+    again. Rows of samples past --limit stay in the file. `timing` receives how many predictions
+    this call made and the seconds spent loading the model and generating. The rows hold what the
+    model wrote: the safety net is applied when they are scored, so a rescoring can leave it out."""
     from tqdm.auto import tqdm
 
     from ..inference.redactor import Redactor, Settings
 
-    path = out_dir / PREDICTIONS_FILE
-    kept = _done_predictions(path, samples) if keep else {}
+    path = plan.out_dir / PREDICTIONS_FILE
+    kept = _done_predictions(path, samples) if plan.keep else {}
     todo = [i for i in range(len(samples)) if i not in kept]
     if kept:
         print(f"resuming: {len(kept)} predictions already in {path}, {len(todo)} to go")
     done = dict(kept)
     if not todo:
         return [done[i] for i in range(len(samples))]
-    redactor = Redactor(model_dir, replace(Settings.of(config), mask_bias=mask_bias))
+    redactor = Redactor(model_dir, replace(Settings.of(config), mask_bias=plan.provenance["mask_bias"]))
     backend = redactor.backend
     source = gguf_for(config.gguf, model_dir) if backend == "llama.cpp" else model_dir  # what actually runs
     print(f"generating {len(todo)} redactions with {backend} ({config.decoding} decoding) from {source}")
-    with open_private_append(path) as f, tqdm(total=len(todo), unit="sample") as bar:
+    with PredictionsFile(plan.out_dir, plan.provenance) as out, tqdm(total=len(todo), unit="sample") as bar:
         for result in redactor.redact([samples[i].source for i in todo], [samples[i].prompt for i in todo]):
             i = todo[result.index]
             row = {**_record(i, samples[i]), "prediction": result.model_text,
                    "finish_reason": "stop" if result.finished else "length"}
-            f.write(dumps_line(row))
-            f.flush()
+            out.append(row)
             done[i] = row
             bar.update(1)
     stats = redactor.stats
@@ -240,12 +292,9 @@ def _input_file(path: str, flag: str, hint: str = "") -> Path:
     return p
 
 
-def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
-    """Predictions (a model's, a baseline's or a file's), their scores and report; see the module
-    docstring. Every output path is settled before anything is generated."""
-    from . import metrics, report
-
-    timing: dict[str, Any] = {}  # filled when this call generates predictions
+def plan_evaluation(config: EvalConfig) -> tuple[Plan, str]:
+    """(where and from what this evaluation writes, the report's title), checked before any work:
+    the inputs exist, the backend can run, the output directory takes this evaluation."""
     if config.predictions:
         source = _input_file(config.predictions, "--predictions")
         out_dir = Path(config.output_dir) if config.output_dir else source.parent
@@ -271,9 +320,21 @@ def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
                              if backend == "llama.cpp" else {})}
             title = f"{run_dir.name} on {config.data}"
         plan = plan_outputs(config, out_dir, provenance, {"--data": data})
+    return plan, title
 
+
+def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
+    """Predictions (a model's, a baseline's or a file's), their scores and report; see the module
+    docstring. Every output path is settled before anything is generated."""
+    from . import metrics, report
+
+    timing: dict[str, Any] = {}  # filled when this call generates predictions
+    plan, title = plan_evaluation(config)
+    out_dir = plan.out_dir
     aside = Aside(out_dir) if plan.replace else None
     try:
+        if aside is not None:
+            aside.move()
         records = _predictions(config, plan, timing)
         # on the model's outputs (or a predictions file), not on a baseline's
         net, propagate = config.safety_net and not config.baseline, config.propagate and not config.baseline
@@ -306,11 +367,10 @@ def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
 
 def _predictions(config: EvalConfig, plan: Plan, timing: dict[str, Any]) -> list[dict[str, Any]]:
     """The records to score, written to predictions.jsonl with their provenance (except when a
-    predictions file is rescored where it is)."""
+    predictions file is rescored where it is); nothing is written before they exist."""
     from . import metrics
 
     out_dir = plan.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
     if config.predictions:
         records = metrics.read_predictions(config.predictions)[: config.limit or None]
     else:
@@ -318,10 +378,10 @@ def _predictions(config: EvalConfig, plan: Plan, timing: dict[str, Any]) -> list
         if config.baseline:
             records = run_baseline(config.baseline, samples)
         else:
-            write_json(out_dir / PROVENANCE_FILE, plan.provenance)
             model_dir, _ = trained_model(config.model_dir, config.runs_dir)
-            return predict(config, samples, model_dir, out_dir, plan.keep, timing, plan.provenance["mask_bias"])
+            return predict(config, samples, model_dir, plan, timing)
     if not plan.in_place:
+        out_dir.mkdir(parents=True, exist_ok=True)
         write_jsonl(out_dir / PREDICTIONS_FILE, records)
         write_json(out_dir / PROVENANCE_FILE, plan.provenance)
     return records

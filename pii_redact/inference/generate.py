@@ -35,12 +35,21 @@ def token_budget(source: str) -> int:
     return faithful.max_output_tokens(source.strip())
 
 
-def vllm_usable() -> bool:
+def vllm_missing() -> str | None:
+    """What keeps vLLM from running here (it needs the package and a CUDA GPU), or None."""
     import importlib.util
 
     import torch
 
-    return torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
+    if importlib.util.find_spec("vllm") is None:
+        return "vLLM is not installed (pip install vllm, on a machine with a CUDA GPU)"
+    if not torch.cuda.is_available():
+        return "vLLM needs a CUDA GPU and none is visible"
+    return None
+
+
+def vllm_usable() -> bool:
+    return vllm_missing() is None
 
 
 def _cut(ids: list[int], stops: set[int], budget: int) -> tuple[list[int], str]:

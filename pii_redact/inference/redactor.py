@@ -109,12 +109,17 @@ def choose_backend(backend: str, decoding: str, model_dir: Path, gguf: str | Non
     names a file; vLLM where it runs and decoding is free (it cannot apply the faithful
     constraint); llama.cpp on a machine without a GPU where llama-cpp-python is installed and the
     run has a GGUF (with q8_0, 1.7x the samples/s of transformers at batch 16 and 4.7x a single
-    text's, the same scores on the hand-written texts); else transformers."""
+    text's, the same scores on the hand-written texts); else transformers. `--backend vllm`
+    where vLLM cannot run is a UserError here, before any output exists."""
+    from . import generate
+
+    if backend == "vllm" and (missing := generate.vllm_missing()):
+        raise UserError(f"--backend vllm: {missing}; or use --backend auto or transformers")
     if backend != "auto":
         return backend
     import torch
 
-    from . import generate, llamacpp
+    from . import llamacpp
 
     if gguf:  # a GGUF named with --gguf is run wherever it is asked for
         return "llama.cpp"

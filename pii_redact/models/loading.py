@@ -36,13 +36,14 @@ def load_for_generation(model_dir: str | Path):
     """A merged model directory -> (model, tokenizer) ready for batched greedy generation: bf16 on
     a GPU that has it (fp32 elsewhere: Gemma 3 overflows fp16), left padding, a pad token."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(model_dir)
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     try:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a cut-off or damaged weights file
         raise load_error("the model", model_dir, exc) from None
     tokenizer.padding_side = "left"  # decoder-only batches are padded on the left for generation
     if tokenizer.pad_token is None:

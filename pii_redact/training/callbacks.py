@@ -38,9 +38,10 @@ class RedactionTrainer(SFTTrainer):
 
 
 class StopOnCtrlC(TrainerCallback):
-    """The first Ctrl-C finishes the current step, saves a full checkpoint (weights, optimizer,
-    scheduler, RNG and trainer state: what --resume needs) and stops; a second stops at once.
-    `on_save` is called after every checkpoint (the run has saved something)."""
+    """The first Ctrl-C (or SIGTERM, which `cli.run` routes here) finishes the current step, saves
+    a full checkpoint (weights, optimizer, scheduler, RNG and trainer state: what --resume needs)
+    and stops; a second stops at once. `on_save` is called after every checkpoint (the run has
+    saved something)."""
 
     def __init__(self, on_save: Callable[[], None]):
         self._on_save = on_save
@@ -56,9 +57,11 @@ class StopOnCtrlC(TrainerCallback):
             signal.signal(signal.SIGINT, self.previous)
 
     def _request(self, signum, frame):
-        signal.signal(signal.SIGINT, self.previous)  # a second Ctrl-C interrupts at once
+        signal.signal(signal.SIGINT, self.previous)  # a second Ctrl-C (or SIGTERM) interrupts at once
         self.interrupted_at = -1
-        print("\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to stop at once)", flush=True)
+        # `cli.run` hands SIGTERM here too: say which one came, so a log shows who stopped the run
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{name}: saving a checkpoint after this step (Ctrl-C again to stop at once)", flush=True)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.interrupted_at is not None:
