@@ -264,3 +264,7 @@ def test_an_unfinished_piece_is_numbered_and_propagated_with_the_others():
     source = "Call Anna Schmidt now\nBye Schmidt"
     [out], _ = consistent([(source, "Call [GIVENNAME_9] [SURNAME_3][UNFINISHED]\n[UNFINISHED]")])
     assert out == "Call [GIVENNAME_1] [SURNAME_1][UNFINISHED]\n[UNFINISHED]"
+    # a source that holds the text [UNFINISHED] itself: copied, never taken for the cut
+    source = "Log [UNFINISHED] from Anna Schmidt\nmore"
+    [out], _ = consistent([(source, "Log [UNFINISHED] from [GIVENNAME_4] Schm[UNFINISHED]\n[UNFINISHED]")])
+    assert out == "Log [UNFINISHED] from [GIVENNAME_1] Schm[UNFINISHED]\n[UNFINISHED]"

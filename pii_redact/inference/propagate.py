@@ -53,9 +53,10 @@ class Segment:
 def segments(source: str, redaction: str) -> list[Segment] | None:
     """The redaction as clear and masked segments of its source, or None if it is not a faithful
     redaction of it (complete, or completed by masking its rest: `_unfinished_segments`)."""
-    if UNFINISHED in redaction and UNFINISHED not in source:
-        return _unfinished_segments(source, redaction)
-    return _faithful_segments(source, redaction)
+    found = _faithful_segments(source, redaction)
+    if found is None and UNFINISHED in redaction:  # (a source may hold the text `[UNFINISHED]` itself)
+        found = _unfinished_segments(source, redaction)
+    return found
 
 
 def _faithful_segments(source: str, redaction: str) -> list[Segment] | None:
