@@ -268,3 +268,15 @@ def test_an_unfinished_piece_is_numbered_and_propagated_with_the_others():
     source = "Log [UNFINISHED] from Anna Schmidt\nmore"
     [out], _ = consistent([(source, "Log [UNFINISHED] from [GIVENNAME_4] Schm[UNFINISHED]\n[UNFINISHED]")])
     assert out == "Log [UNFINISHED] from [GIVENNAME_1] Schm[UNFINISHED]\n[UNFINISHED]"
+
+
+@pytest.mark.parametrize("source", ["Call Anna Schmidt now  \n \nBye Schmidt\r\nx", "a\n\n", "\n x \r\n\r\n  y", "abc"])
+def test_the_cut_of_an_unfinished_redaction_is_every_place_its_masked_rest_fits(source):
+    """`_cuts` finds, in one pass per line, exactly the positions p where masking the rest of the
+    source from p gives the redaction's tail (checked against trying every p)."""
+    from pii_redact.core.labels import mask_rest
+    from pii_redact.inference.propagate import _cuts
+
+    for p in range(len(source) + 1):
+        tail = mask_rest(source[p:])
+        assert _cuts(source, tail) == [q for q in range(len(source) + 1) if mask_rest(source[q:]) == tail]

@@ -94,14 +94,21 @@ def _unfinished_segments(source: str, redaction: str) -> list[Segment] | None:
 
 
 def _cuts(source: str, tail: str) -> list[int]:
-    """The positions p, ascending, with `mask_rest(source[p:]) == tail`."""
+    """The positions p, ascending, with `mask_rest(source[p:]) == tail`: p lies on the line of the
+    source that the tail's first line masks, and the source's lines after it give the tail's
+    others (compared once, so a long line costs one pass, not one per position)."""
     breaks = [i for i, c in enumerate(source) if c in "\r\n"]
     n = sum(c in "\r\n" for c in tail)
     if n > len(breaks):
         return []
     low = breaks[len(breaks) - n - 1] + 1 if n < len(breaks) else 0
-    high = breaks[len(breaks) - n] if n else len(source)
-    return [p for p in range(low, high + 1) if mask_rest(source[p:]) == tail]
+    eol = breaks[len(breaks) - n] if n else len(source)
+    rest = mask_rest(source[eol:])
+    if not tail.endswith(rest):
+        return []
+    first = tail[:len(tail) - len(rest)]
+    return [p for p in range(low, eol + 1)
+            if (first == UNFINISHED if source[p:eol].strip() else first == source[p:eol])]
 
 
 def _unfinished_lines(rest: str) -> list[Segment]:
