@@ -119,6 +119,9 @@ class DataConfig:
                                            "unseen.jsonl, to measure text the model never saw")
     holdout_templates: float = option(0.0, "fraction of template families (a record's `template`) held out the same way",
                                       check=fraction)
+    calibration_templates: float = option(
+        0.02, "fraction of template families kept out of every other split and written to calibration.jsonl: "
+              "text the model never trained on, where `evaluate.py calibrate` chooses the privacy dial", check=fraction)
     on_error: Literal["fail", "drop"] = option("fail", "invalid records: stop with an error, or drop and count them in report.json")
 
     def __post_init__(self) -> None:

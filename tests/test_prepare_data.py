@@ -134,7 +134,8 @@ def test_invalid_records_are_dropped_and_counted_by_reason(tmp_path, run_prepare
         assert drops[reason]["examples"][0]["index"] == i, reason
     assert drops["wrong_type"]["count"] == 2  # the response of 42 and the list
     assert report["counts"] == {"records_in": 8, "records_out": 1, "dropped": 7,
-                                "train_records": 1, "val_records": 0, "test_records": 0, "unseen_records": 0}
+                                "train_records": 1, "val_records": 0, "test_records": 0, "unseen_records": 0,
+                                "calibration_records": 0}
 
 
 @pytest.mark.parametrize("reason", list(BAD))
@@ -269,10 +270,28 @@ def test_held_out_genres_and_template_families_go_to_the_unseen_split(tmp_path, 
     assert code == 0, err
     out = tmp_path / "out"
     unseen = split_records(out, "unseen")
-    seen = [r for s in ("train", "val", "test") for r in split_records(out, s)]
+    seen = [r for s in ("train", "val", "test", "calibration") for r in split_records(out, s)]
     assert unseen and seen and len(unseen) + len(seen) == len(records)
     assert all(r["genre"] == "review" for r in unseen if r["genre"] == "review")
     assert not any(r["genre"] == "review" for r in seen)  # the whole genre is held out
     unseen_templates = {r["template"] for r in unseen if r["genre"] != "review"}
     assert unseen_templates and not unseen_templates & {r["template"] for r in seen}  # whole families
     assert report["splits"]["unseen"]["genres"]["review"] == sum(r["genre"] == "review" for r in records)
+
+
+def test_the_calibration_split_is_whole_template_families_no_other_split_has(tmp_path, run_prepare):
+    """calibration.jsonl is where the privacy dial is chosen: text the model never trained on, so
+    it shares no template family with train, val, test or unseen (drawn first, by family)."""
+    records = [{**r, "template": f"en/note/{k % 40}"} for k, r in enumerate(templated(200, 2))]
+    code, err, report = run_prepare(write_json(tmp_path / "in.json", records),
+                                    extra=("--calibration-templates", "0.2", "--holdout-templates", "0.2"))
+    assert code == 0, err
+    out = tmp_path / "out"
+    families = {s: {r["template"] for r in split_records(out, s)} for s in prepare.SPLITS}
+    assert families["calibration"] and families["unseen"] and families["train"]
+    for other in ("train", "val", "test", "unseen"):
+        assert not families["calibration"] & families[other], other
+    assert report["counts"]["calibration_records"] == len(split_records(out, "calibration"))
+    # the default keeps a fiftieth of the families; data without template families has none
+    code, err, report = run_prepare(write_json(tmp_path / "plain.json", templated(40, 3)))
+    assert code == 0 and report["counts"]["calibration_records"] == 0, err

@@ -35,7 +35,9 @@ from ..core.files import (
 from .language import guess_language
 from .records import INVALID, Invalid, Record, read_input, split_line
 
-SPLITS = ("train", "val", "test", "unseen")  # unseen: the held-out genres and template families
+# unseen: the held-out genres and template families; calibration: template families kept apart for
+# choosing the privacy dial on text the model never trained on (`evaluate.py calibrate`)
+SPLITS = ("train", "val", "test", "unseen", "calibration")
 # Reasons a valid record is not written: always dropped and counted, never fatal.
 FILTERED = ("duplicate", "conflicting_response", "too_long")
 EXAMPLES_PER_REASON = 5
@@ -125,6 +127,18 @@ def split_of(group: str, seed: int, val_fraction: float, test_fraction: float) -
     if u < test_fraction + val_fraction:
         return "val"
     return "train"
+
+
+def split_for(record: Record, group: str, config: DataConfig) -> str:
+    """The split a record goes to. Template families are drawn for calibration first, so the
+    calibration split shares no family with any other; then held-out genres and families; then
+    the masked text decides between train, val and test."""
+    if record.template is not None and \
+            _uniform(config.seed, "calibration\0" + record.template) < config.calibration_templates:
+        return "calibration"
+    if held_out(record, config):
+        return "unseen"
+    return split_of(group, config.seed, config.val_fraction, config.test_fraction)
 
 
 def held_out(record: Record, config: DataConfig) -> bool:
@@ -262,8 +276,7 @@ def prepare(config: DataConfig) -> dict[str, Any]:
             valid = deduplicate(read_valid(inputs, drops, count_read), drops)
             for record, n in measure(valid, tokenizer, config.max_seq_length, drops):
                 group = labels.renumber(record.response)
-                split = "unseen" if held_out(record, config) else \
-                    split_of(group, config.seed, config.val_fraction, config.test_fraction)
+                split = split_for(record, group, config)
                 language = record.language or guess_language(record.source)
                 writer.stats[split].add(record, language, n, group)
                 writer.stats[split].genres[record.genre or "none"] += 1
@@ -329,7 +342,7 @@ def print_summary(report: dict[str, Any], output_dir: str) -> None:
     console.print(f"longest sample: {longest['num_tokens']} tokens, {longest['file']} record "
                   f"{longest['index']} ({longest['split']})")
     for s, st in report["splits"].items():
-        if not st["records"] and s != "unseen":
+        if not st["records"] and s not in ("unseen", "calibration"):
             console.print(f"[yellow]warning:[/] the {s} split is empty (too few distinct templates for "
                           f"its fraction)")
     console.print(f"wrote {', '.join(f'{output_dir}/{s}.jsonl' for s in SPLITS)} and {output_dir}/report.json")
