@@ -200,6 +200,11 @@ def _speculation(what: str, unit: str) -> Any:
                           f"measured faster), off with llama.cpp")
 
 
+def _model_dir() -> Any:
+    return option(None, "trained model (a finetune.py run directory, its merged/ or adapter/ folder, or a model "
+                        "directory); default: newest run in outputs/")
+
+
 def _mask_bias() -> Any:
     return option(None, "the privacy dial of faithful decoding: log-odds added to masking over copying in clear "
                         "wherever an entity may begin; higher masks more (fewer leaks), lower masks less (more readable); "
@@ -222,7 +227,7 @@ def _max_new_tokens(unit: str) -> Any:
 
 @dataclass
 class EvalConfig:
-    model_dir: Optional[str] = option(None, "trained model (a finetune.py run directory or merged model); default: newest run in outputs/")
+    model_dir: Optional[str] = _model_dir()
     runs_dir: str = option("outputs", "where to look for the newest run")
     data: str = option("data/test.jsonl", "held-out samples (prepare_data.py output, or prompt/response JSON/JSONL)")
     limit: int = option(0, "evaluate only the first N samples (0: all)", check=non_negative)
@@ -265,7 +270,7 @@ class EvalConfig:
 class RedactConfig:
     inputs: list[str] = option(["-"], "text files, JSONL files (one object per line, see --text-field), "
                                       "or - for standard input", positional=True)
-    model_dir: Optional[str] = option(None, "trained model (a finetune.py run directory or merged model); default: newest run in outputs/")
+    model_dir: Optional[str] = _model_dir()
     runs_dir: str = option("outputs", "where to look for the newest run")
     output_dir: Optional[str] = option(None, "write each input's redaction there under the same name (default: standard output)")
     entities: Optional[str] = option(None, "also write the entities found, as JSONL (input, record, start, end, label, number, text)")

@@ -108,3 +108,82 @@ def test_a_large_bias_masks_the_word_after_a_placeholder(tiny_run, backend):
     [result] = redactor.redact([source])
     assert result.finished and redactor.stats.backend == backend
     assert not {"Anna", "Schmidt", "met", "Luca", "Bianchi"} & set(re.findall(r"\w+", result.text)), result.text
+
+
+def test_the_export_records_the_weights_it_was_made_from(tiny_run, tiny_tokenizer):
+    """Beside the GGUF, the fingerprint of the merged weights it was exported from (what tells a
+    GGUF made before `finetune.py --resume` apart); its vocabulary is the run tokenizer's, not the
+    test tokenizer's."""
+    from pii_redact.core.errors import UserError
+    from pii_redact.models.loading import load_tokenizer
+    from pii_redact.training.runs import model_fingerprint
+
+    path = gguf.export(tiny_run, "f16")
+    record = json.loads(gguf.source_file(path).read_text())
+    assert record == {"merged_fingerprint": model_fingerprint(tiny_run / "merged"), "type": "f16"}
+    assert gguf.stale_reason(path, tiny_run / "merged") is None
+    gguf.check_vocabulary(path, load_tokenizer(tiny_run / "merged"), "--gguf x")
+    with pytest.raises(UserError, match="has another vocabulary than the model's tokenizer"):
+        gguf.check_vocabulary(path, tiny_tokenizer, "--gguf x")
+
+
+@needs_llama_cpp
+def test_a_gguf_older_than_the_runs_weights_is_never_run(tiny_run, gemma_dir, tmp_path, capsys):
+    """After `finetune.py --resume` rewrote merged/ (here: other weights saved there), the GGUF
+    exported before is refused by --backend llama.cpp and --gguf (one line saying how to export it
+    again) and passed over by --backend auto (a warning, then transformers' redaction); nothing is
+    written or changed. A copy of a run keeps its GGUF (content, not times, is compared), and the
+    GGUF exported again runs."""
+    import hashlib
+    import shutil
+
+    import torch
+    from tiny_model import build_model
+
+    from pii_redact import cli
+    from pii_redact.core import chat
+    from pii_redact.evaluation import evaluate
+    from pii_redact.inference import redact
+    from pii_redact.inference.llamacpp import gguf_for
+    from pii_redact.inference.redactor import choose_backend
+
+    def snapshot(root):
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+                if p.is_file()}
+
+    gguf.export(tiny_run, "f16")
+    run = tmp_path / tiny_run.name  # the same name: its GGUFs keep theirs
+    shutil.copytree(tiny_run, run)
+    exported = run / "gguf" / f"{tiny_run.name}-f16.gguf"
+    on_a_cpu = "transformers" if torch.cuda.is_available() else "llama.cpp"
+    assert choose_backend("auto", "faithful", run / "merged") == on_a_cpu
+    build_model(run / "merged", tokenizer_dir=gemma_dir, seed=1)  # what --resume does: other weights in merged/
+    text = tmp_path / "in.txt"
+    text.write_text("Call Anna Schmidt on +49 30 1234567.\n")
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"prompt": chat.build_prompt("Call Anna."), "response": "Call [GIVENNAME_1]."}) + "\n")
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    again = f"export it again: python -m pii_redact.models gguf {run} --type "  # the q8_0 of an earlier test, or f16
+    for main, argv in ((redact.main, ["--backend", "llama.cpp", "--output-dir", str(tmp_path / "out"), str(text)]),
+                       (redact.main, ["--gguf", str(exported), "--output-dir", str(tmp_path / "out"), str(text)]),
+                       (evaluate.main, ["--backend", "llama.cpp", "--data", str(data), "--output-dir", str(tmp_path / "e")])):
+        code = cli.run(main, ["--model-dir", str(run), *argv])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+        assert "was exported from other weights than" in err and again in err, err
+        assert snapshot(tmp_path) == before
+    if not torch.cuda.is_available():  # auto passes the stale GGUF over: transformers' redaction, and a warning
+        for name, backend in (("auto", "auto"), ("transformers", "transformers")):
+            assert cli.run(redact.main, ["--model-dir", str(run), "--backend", backend, "--output-dir",
+                                         str(tmp_path / name), str(text)]) == 0
+            err = capsys.readouterr().err
+            assert err.count("warning: the run's GGUF") == (backend == "auto") and again in err or backend != "auto", err
+        assert (tmp_path / "auto" / "in.txt").read_bytes() == (tmp_path / "transformers" / "in.txt").read_bytes()
+        assert {k: v for k, v in snapshot(tmp_path).items() if k.split("/")[0] not in ("auto", "transformers")} == before
+    gguf.source_file(exported).unlink()  # a GGUF with no record (an older export) is not vouched for either
+    assert choose_backend("auto", "faithful", run / "merged") == "transformers"
+    assert "has no record of the weights it was exported from" in capsys.readouterr().err
+    assert gguf.export(run, "f16") == exported  # exported again: run
+    assert choose_backend("auto", "faithful", run / "merged") == on_a_cpu
+    assert gguf_for(None, run / "merged") == exported

@@ -59,28 +59,73 @@ def choose(curve: list[dict[str, Any]]) -> float:
 
 def calibrate(run_dir: Path, model_dir: Path, data: Path, limit: int, biases: tuple[float, ...],
               batch_size: int) -> dict[str, Any]:
-    """Sweep, choose, and write privacy.json, privacy.png and run.json's `privacy`."""
+    """Sweep, choose, and write privacy.json, privacy.png and run.json's `privacy`; everything
+    that could refuse (the data, the files written) is checked before the sweep."""
     from ..core.files import write_json
     from ..data.records import read_samples
     from ..inference.redactor import Redactor, Settings
     from ..training.runs import read_run, write_run
 
     run = read_run(run_dir)  # a run, before anything slow
+    data_sha256 = check_calibration_data(data, run)
+    check_can_write_outputs(run_dir)
     samples = read_samples(data, limit)
     started = time.perf_counter()
     redactor = Redactor(model_dir, Settings(batch_size=batch_size))
     curve = sweep(redactor, samples, tuple(sorted(set(biases) | {0.0})))
     chosen = choose(curve)
-    result = {"mask_bias": chosen, "rule": RULE, "data": str(data), "samples": len(samples),
-              "seconds": round(time.perf_counter() - started, 1), "curve": curve}
-    write_json(run_dir / "privacy.json", result)
+    result = {"mask_bias": chosen, "rule": RULE, "data": str(data.resolve()), "data_sha256": data_sha256,
+              "samples": len(samples), "seconds": round(time.perf_counter() - started, 1), "curve": curve}
     plot(curve, chosen, run_dir / "privacy.png")
-    write_run(run_dir, {**run, "privacy": {k: result[k] for k in ("mask_bias", "rule", "data", "samples", "seconds")}})
+    write_json(run_dir / "privacy.json", result)
+    recorded = ("mask_bias", "rule", "data", "data_sha256", "samples", "seconds")
+    write_run(run_dir, {**run, "privacy": {k: result[k] for k in recorded}})
     return result
+
+
+def check_calibration_data(data: Path, run: dict[str, Any]) -> str:
+    """The sha256 of --data, once it is known to be none of the run's held-out or training
+    splits, by name or by content (a copy or a link under another name is the same text)."""
+    from ..core.files import sha256_file
+    from ..training.runs import HELD_OUT
+
+    digest = sha256_file(data)
+    forbidden = forbidden_data(run)
+    if data.name in HELD_OUT or data.resolve().name in HELD_OUT or digest in forbidden:
+        what = forbidden.get(digest, f"a held-out split ({data.resolve().name})")
+        raise UserError(f"--data {data} is {what}: a bias chosen on the text it is then scored on, or on "
+                        "the text the model learned, flatters the score; calibrate on the validation split (val.jsonl)")
+    return digest
+
+
+def forbidden_data(run: dict[str, Any]) -> dict[str, str]:
+    """sha256 -> what it is, of the text calibration must not use: the run's training split and
+    held-out splits as run.json recorded them, and the held-out splits now in its --data-dir."""
+    from ..training.runs import held_out_hashes
+
+    recorded = run.get("data_sha256") if isinstance(run.get("data_sha256"), dict) else {}
+    held_out = run.get("held_out_sha256") if isinstance(run.get("held_out_sha256"), dict) else {}
+    forbidden = {digest: f"the run's training split ({name})" for name, digest in recorded.items() if name == "train.jsonl"}
+    forbidden.update({digest: f"the run's held-out split ({name})" for name, digest in held_out.items()})
+    data_dir = run["config"].get("data_dir")
+    if isinstance(data_dir, str):
+        forbidden.update({digest: f"the held-out split {Path(data_dir) / name}"
+                          for name, digest in held_out_hashes(Path(data_dir)).items()})
+    return forbidden
+
+
+def check_can_write_outputs(run_dir: Path) -> None:
+    """Every file calibrate writes into the run, checked before the sweep rather than after it."""
+    from ..core.files import check_can_write
+
+    for name in ("privacy.json", "privacy.png", "run.json"):
+        check_can_write(run_dir / name, "--model-dir")
 
 
 def plot(curve: list[dict[str, Any]], chosen: float, path: Path) -> None:
     import matplotlib
+
+    from ..core.files import atomic_write
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -98,7 +143,8 @@ def plot(curve: list[dict[str, Any]], chosen: float, path: Path) -> None:
     lines = leak_axis.get_legend_handles_labels()[0] + fidelity_axis.get_legend_handles_labels()[0]
     leak_axis.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="center right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_write(path, "wb") as f:  # a failed write leaves the previous plot, never half a file
+        fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
 
 
@@ -117,7 +163,8 @@ def _bias_list(text: str) -> tuple[float, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     from ..cli import ArgumentParser, positive_int
-    from ..training.runs import RUN_FILE, trained_model
+    from ..training.runs import trained_model
+    from .evaluate import _input_file
 
     parser = ArgumentParser(prog="evaluate.py calibrate", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -129,15 +176,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated mask biases to try; 0 is always added (default: {','.join(map(str, BIASES))})")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="generation batch size (default: 32)")
     args = parser.parse_args(argv)
-    model_dir, run_dir = trained_model(args.model_dir, args.runs_dir)
-    if not (run_dir / RUN_FILE).is_file():
-        raise UserError(f"{run_dir} is not a finetune.py run (no {RUN_FILE}): the chosen bias is recorded there")
-    if not Path(args.data).is_file():
-        raise UserError(f"--data {args.data}: no such file (make the splits with prepare_data.py first)")
-    if Path(args.data).name in ("test.jsonl", "unseen.jsonl"):  # prepare_data.py's held-out splits
-        raise UserError(f"--data {args.data}: a bias chosen on the text you then score flatters the score; "
-                        "calibrate on the validation split (val.jsonl)")
-    result = calibrate(run_dir, model_dir, Path(args.data), args.limit, args.biases, args.batch_size)
+    model_dir, run_dir = trained_model(args.model_dir, args.runs_dir, run_only=True)  # the bias is recorded in the run
+    data = _input_file(args.data, "--data", " (make the splits with prepare_data.py first)")
+    result = calibrate(run_dir, model_dir, data, args.limit, args.biases, args.batch_size)
     for row in result["curve"]:
         mark = "  <- chosen" if row["mask_bias"] == result["mask_bias"] else ""
         print(f"mask bias {row['mask_bias']:>5g}: leak rate {row['leak_rate']:.4f}, samples with a leak "

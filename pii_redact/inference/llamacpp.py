@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -32,23 +33,49 @@ def available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
+class StaleGGUF(UserError):
+    """The run's GGUF was exported from other weights than its merged model holds now."""
+
+
+def _run_of(model_dir: Path) -> tuple[Path, Path]:
+    """(run or model directory, its merged weights) for a model directory `trained_model` gave."""
+    run = model_dir.parent if model_dir.name == "merged" else model_dir
+    return run, (run / "merged" if (run / "merged" / "config.json").is_file() else run)
+
+
 def find_gguf(model_dir: Path) -> Path:
     """The GGUF of a run or model directory: gguf/*-q8_0.gguf, else gguf/*-f16.gguf, else a
-    .gguf file given directly."""
+    .gguf file given directly; only one exported from the merged weights as they are now
+    (`finetune.py --resume` rewrites them): if every one is older, a StaleGGUF."""
+    from ..models import gguf as export
+
     if model_dir.suffix == ".gguf" and model_dir.is_file():
         return model_dir
-    run = model_dir.parent if model_dir.name == "merged" else model_dir
-    for kind in ("q8_0", "f16"):
-        found = sorted((run / "gguf").glob(f"*-{kind}.gguf"))
-        if found:
-            return found[0]
-    raise UserError(f"--backend llama.cpp: no GGUF in {run / 'gguf'}; export one with "
-                    f"python -m pii_redact.models gguf {run} --type q8_0")
+    run, merged = _run_of(model_dir)
+    found = [path for kind in ("q8_0", "f16") for path in sorted((run / "gguf").glob(f"*-{kind}.gguf"))]
+    if not found:
+        raise UserError(f"--backend llama.cpp: no GGUF in {run / 'gguf'}; export one with "
+                        f"python -m pii_redact.models gguf {run} --type q8_0")
+    fresh = next((path for path in found if export.stale_reason(path, merged) is None), None)
+    if fresh is None:
+        raise StaleGGUF(f"the run's GGUF {found[0]} {export.stale_reason(found[0], merged)}; export it again: "
+                        f"{export.export_command(found[0], run)}")
+    return fresh
+
+
+_WARNED: set[str] = set()  # stale GGUFs already warned about in this process
 
 
 def has_gguf(model_dir: Path) -> bool:
+    """Whether the run has a GGUF `find_gguf` runs. Where it has only stale ones, `--backend
+    auto` runs transformers instead, saying so once (never a GGUF of other weights)."""
     try:
         find_gguf(model_dir)
+    except StaleGGUF as exc:
+        if str(exc) not in _WARNED:
+            print(f"warning: {exc}; meanwhile the merged model runs on transformers", file=sys.stderr)
+            _WARNED.add(str(exc))
+        return False
     except UserError:
         return False
     return True
@@ -56,7 +83,8 @@ def has_gguf(model_dir: Path) -> bool:
 
 def gguf_for(gguf: str | None, model_dir: Path) -> Path:
     """The GGUF `--backend llama.cpp` runs (`--gguf`, else the run's own), checked before any
-    output is made: llama-cpp-python installed, the file there and a GGUF."""
+    output is made: llama-cpp-python installed, the file there and a GGUF, and a named one of
+    the model's vocabulary (and, if it is one of the run's own, exported from its weights as they are now)."""
     if not available():
         raise UserError(f"--backend llama.cpp needs llama-cpp-python: {INSTALL}")
     path = Path(gguf) if gguf else find_gguf(model_dir)
@@ -68,7 +96,30 @@ def gguf_for(gguf: str | None, model_dir: Path) -> Path:
     with open(path, "rb") as f:
         if f.read(4) != b"GGUF":
             raise UserError(f"{name} is not a GGUF file (--backend transformers runs the merged model instead)")
+    if gguf:
+        _check_named(path, model_dir, name)
     return path
+
+
+_CHECKED: set[tuple] = set()  # (GGUF, its size and time, model) whose vocabulary was checked in this process
+
+
+def _check_named(path: Path, model_dir: Path, name: str) -> None:
+    """A GGUF named with --gguf: the model's vocabulary, and one in the run's own gguf/ folder
+    exported from its merged weights as they are now."""
+    from ..models import gguf as export
+    from ..models.loading import load_tokenizer
+
+    run, merged = _run_of(model_dir)
+    if (run / "gguf").is_dir() and path.resolve().parent == (run / "gguf").resolve():
+        reason = export.stale_reason(path, merged)
+        if reason is not None:
+            raise StaleGGUF(f"{name} {reason}; export it again: {export.export_command(path, run)}")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, str(model_dir.resolve()))
+    if key not in _CHECKED:
+        export.check_vocabulary(path, load_tokenizer(model_dir), name)
+        _CHECKED.add(key)
 
 
 _log_callback = None  # kept referenced: llama.cpp calls it for as long as the library is loaded
@@ -82,7 +133,6 @@ def _quiet_llama_cpp() -> None:
     if _log_callback is not None:
         return
     import ctypes
-    import sys
 
     import llama_cpp
 

