@@ -120,3 +120,16 @@ def test_the_default_budget_always_finishes_a_faithful_redaction(tmp_path, seed)
                                                   decoding="faithful", speculation="off"))
     [(_, text, reason)] = outputs
     assert reason == "stop" and align(NAMES, text) is not None, text
+
+
+@pytest.mark.parametrize("label, value, coverable", [
+    # values of the training set with a "." that is not a sentence end: once unreachable, so a
+    # German date of birth could never be masked whole by faithful decoding
+    ("DATEOFBIRTH", "14. Oktober 1961", True), ("STREET", "C. de Vito Murillo", True),
+    ("BUILDINGNUM", "Nr. 35", True), ("CITY", "г. Лысьва", True),
+    # a sentence end still stops a placeholder
+    ("SURNAME", "Schmidt. Then", False), ("GIVENNAME", "Anna! Bob", False),
+])
+def test_a_placeholder_covers_abbreviations_and_ordinals_but_not_a_sentence_end(label, value, coverable):
+    constraint = faithful.Constraint(value)
+    assert (len(value.encode()) in constraint._resume(0, label)) is coverable

@@ -129,6 +129,14 @@ def split_of(group: str, seed: int, val_fraction: float, test_fraction: float) -
     return "train"
 
 
+def calibration_split(data_dir: str | Path) -> Path:
+    """The samples the privacy dial is chosen on: the calibration split (template families no
+    other split has) where the data has one, else the validation split, whose templates the
+    model trained on (data without template families, or prepared before there was one)."""
+    path = Path(data_dir) / "calibration.jsonl"
+    return path if path.is_file() and path.stat().st_size else Path(data_dir) / "val.jsonl"
+
+
 def split_for(record: Record, group: str, config: DataConfig) -> str:
     """The split a record goes to. Template families are drawn for calibration first, so the
     calibration split shares no family with any other; then held-out genres and families; then

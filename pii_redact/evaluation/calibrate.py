@@ -1,9 +1,11 @@
 """Calibrating the privacy dial: which mask bias a run redacts with.
 
-    python evaluate.py calibrate                         # the newest run, on data/val.jsonl
+    python evaluate.py calibrate                         # the newest run, on data/calibration.jsonl
     python evaluate.py calibrate --model-dir outputs/my-run --limit 256
 
-The run's model redacts the same validation samples (never the test split) once per mask bias,
+The run's model redacts the same samples once per mask bias: the calibration split, template
+families that no other split has, so the dial is chosen on text the model never trained on (the
+validation split where the data has none; never the test split),
 with evaluate.py's defaults otherwise (faithful decoding, safety net, propagation), and each is
 scored: leak rate, samples with a leak, entity precision/recall/F1, text fidelity. The rule that
 picks the bias (`choose`): the lowest leak rate whose text fidelity stays within half a point
@@ -164,20 +166,23 @@ def _bias_list(text: str) -> tuple[float, ...]:
 def main(argv: list[str] | None = None) -> int:
     from ..cli import ArgumentParser, positive_int
     from ..training.runs import trained_model
+    from ..data.prepare import calibration_split
     from .evaluate import _input_file
 
     parser = ArgumentParser(prog="evaluate.py calibrate", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", help="a finetune.py run directory (default: the newest run in --runs-dir)")
     parser.add_argument("--runs-dir", default="outputs", help="where to look for the newest run (default: outputs)")
-    parser.add_argument("--data", default="data/val.jsonl", help="validation samples, never the test split (default: data/val.jsonl)")
+    parser.add_argument("--data", help="samples to calibrate on, never the test split (default: data/calibration.jsonl, "
+                                       "else data/val.jsonl)")
     parser.add_argument("--limit", type=positive_int, default=256, help="samples redacted per bias (default: 256)")
     parser.add_argument("--biases", type=_bias_list, default=BIASES,
                         help=f"comma-separated mask biases to try; 0 is always added (default: {','.join(map(str, BIASES))})")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="generation batch size (default: 32)")
     args = parser.parse_args(argv)
     model_dir, run_dir = trained_model(args.model_dir, args.runs_dir, run_only=True)  # the bias is recorded in the run
-    data = _input_file(args.data, "--data", " (make the splits with prepare_data.py first)")
+    data = _input_file(args.data or str(calibration_split("data")), "--data",
+                       " (make the splits with prepare_data.py first)")
     result = calibrate(run_dir, model_dir, data, args.limit, args.biases, args.batch_size)
     for row in result["curve"]:
         mark = "  <- chosen" if row["mask_bias"] == result["mask_bias"] else ""

@@ -43,7 +43,9 @@ MAX_COVER_BYTES = 120
 MAX_WORDS = {"GIVENNAME": 3, "SURNAME": 4, "CITY": 5}  # others: DEFAULT_MAX_WORDS
 DEFAULT_MAX_WORDS = 7
 NO_DIGITS = frozenset({"GIVENNAME", "SURNAME", "CITY"})
-_SENTENCE_END = re.compile(r"[.!?]\s+\S")
+# A sentence ends at "!" or "?", or at "." after a word of four letters or more: "14. Oktober",
+# "C. de Vito Murillo", "Nr. 35" and "г. Лысьва" are values of the training set, not sentence ends.
+_SENTENCE_END = re.compile(r"(?:[!?]|(?<=[^\W\d_]{4})\.)\s+\S")
 _LABEL_BYTES = tuple(label.encode() for label in LABELS)
 # The longest placeholder the constraint lets a model write: `[CREDITCARDNUMBER_999]`.
 MAX_PLACEHOLDER_BYTES = max(map(len, _LABEL_BYTES)) + 3 + MAX_NUMBER_DIGITS

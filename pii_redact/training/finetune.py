@@ -27,6 +27,7 @@ from ..cli import config_dict, parse_config
 from ..config import TrainConfig
 from ..core.errors import UserError
 from ..core.files import sha256_file, write_text
+from ..data.prepare import calibration_split
 from .runs import (
     Replacement,
     check_resume,
@@ -81,22 +82,23 @@ def plan(config: TrainConfig, config_path: str | None = None) -> Plan:
     check_names(config)
     train_path, val_path = ensure_data(config, config_path, model_path)
     if calibrates(config):
-        check_calibration_split(val_path)
+        check_calibration_split(calibration_split(config.data_dir))
     hashes = {p.name: sha256_file(p) for p in (train_path, val_path)}
     fingerprint = model_fingerprint(model_path)
     resume_from = check_resume(run_dir, config, hashes, model_path, fingerprint) if config.resume else None
     return Plan(model_path, run_dir, train_path, val_path, hashes, fingerprint, resume_from)
 
 
-def check_calibration_split(val_path: Path) -> None:
-    """--calibrate redacts validation samples after training: a split without one fails now."""
+def check_calibration_split(path: Path) -> None:
+    """--calibrate redacts calibration (or validation) samples after training: a split without
+    one fails now."""
     from ..data.records import read_samples
 
     try:
-        read_samples(val_path, 1, prepared=True)
+        read_samples(path, 1, prepared=True)
     except UserError as exc:
-        raise UserError(f"--calibrate needs validation samples: {exc}; prepare the data with a --val-fraction "
-                        "above 0, or pass --no-calibrate") from None
+        raise UserError(f"--calibrate needs calibration or validation samples: {exc}; prepare the data with a "
+                        "--val-fraction above 0, or pass --no-calibrate") from None
 
 
 def read_splits(config: TrainConfig, train_path: Path, val_path: Path | None) -> Splits:
@@ -355,17 +357,18 @@ loss.png, README.md (model card), checkpoints/ for --resume and, where it calibr
 dial (--calibrate), privacy.json and privacy.png."""
 
 
-def calibrate(run_dir: Path, val_path: Path, config: TrainConfig) -> int:
-    """The privacy dial's calibration on the validation split (`evaluate.py calibrate`), in a fresh
-    interpreter: this one imported Unsloth, which patches transformers, and evaluate.py and
+def calibrate(run_dir: Path, config: TrainConfig) -> int:
+    """The privacy dial's calibration on the calibration split (`evaluate.py calibrate`), in a
+    fresh interpreter: this one imported Unsloth, which patches transformers, and evaluate.py and
     redact.py redact without it. Its exit status."""
     import subprocess
 
+    data = calibration_split(config.data_dir)
     root = Path(__file__).resolve().parents[2]  # where the package is importable from
     command = [sys.executable, "-m", "pii_redact.evaluation.calibrate", "--model-dir", str(run_dir.resolve()),
-               "--data", str(val_path.resolve()), "--limit", str(config.calibration_samples),
+               "--data", str(data.resolve()), "--limit", str(config.calibration_samples),
                "--batch-size", str(config.batch_size)]
-    print(f"calibrating the privacy dial on {config.calibration_samples} validation samples "
+    print(f"calibrating the privacy dial on up to {config.calibration_samples} samples of {data.name} "
           "(--no-calibrate skips it; `python evaluate.py calibrate` runs it later)", flush=True)
     return subprocess.run(command, cwd=root).returncode
 
@@ -379,8 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = finetune(config, config_path=config_path)
     if calibrates(config):
         run_dir = Path(summary["run_dir"])
-        val_path = Path(config.data_dir) / "val.jsonl"
-        if calibrate(run_dir, val_path, config) != 0:
+        if calibrate(run_dir, config) != 0:
             print(f"error: the calibration failed; the run is saved in {run_dir}: retry with "
                   f"python evaluate.py calibrate --model-dir {run_dir}", file=sys.stderr)
             return 1
