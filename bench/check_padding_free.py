@@ -6,7 +6,9 @@ Builds the trainer exactly as finetune.py does (padding-free left to Unsloth), r
 Unsloth turned padding-free batching on, then computes the loss of the same samples twice through
 the trainer's own loss: once as the trainer collates them (one packed row when padding-free is on)
 and once padded. Packed samples must not attend to each other, so the two losses agree up to bf16
-noise (relative difference well under 1e-2) or the packing is wrong. Exits 1 when they disagree,
+noise (relative difference well under 1e-2) or the packing is wrong. With --decision-weight the
+loss is the weighted one (`training.decisions`), so the weights must follow the tokens into the
+packed row too. Exits 1 when they disagree,
 2 when padding-free is off on a GPU. On a CPU padding-free is never on and the check only runs
 through the code.
 """
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packed", action="store_true",
                         help="compare one padding-free (packed) row whatever the trainer chose (on a CPU too, "
                              "where transformers reads the packing from the position ids)")
+    parser.add_argument("--decision-weight", type=float, default=None,
+                        help="compare the loss weighted as finetune.py --decision-weight weighs it (default: the recipe's)")
     args = parser.parse_args(argv)
     if args.samples < 1:
         parser.error("--samples must be at least 1")
@@ -59,8 +63,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from pii_redact.config import TrainConfig
     from pii_redact.core.errors import UserError
+    from pii_redact.training.decisions import DecisionWeights
 
-    config = TrainConfig(model=args.model, eval_steps=0, max_steps=1)
+    weight = {} if args.decision_weight is None else {"decision_weight": args.decision_weight}
+    try:
+        config = TrainConfig(model=args.model, eval_steps=0, max_steps=1, **weight)
+    except UserError as exc:
+        raise SystemExit(f"error: {exc}") from None
     with tempfile.TemporaryDirectory() as tmp:
         try:
             trainer, model, tokenizer, _ = setup(config, Path(args.data_dir) / "train.jsonl", None, Path(tmp))
@@ -70,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"padding-free batching: {'on' if padding_free else 'off'} "
               f"(device: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'})")
         rows = [trainer.train_dataset[i] for i in range(min(args.samples, len(trainer.train_dataset)))]
-        packed = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True,
-                                                 return_position_ids=True)
-        padded = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=False)
+        # both carry the weights where the rows have them (--decision-weight), else pass rows through
+        packed = DecisionWeights(DataCollatorForLanguageModeling(
+            pad_token_id=tokenizer.pad_token_id, padding_free=True, return_position_ids=True))
+        padded = DecisionWeights(DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=False))
         collators = {"as trained": packed if args.packed else trainer.data_collator, "padded": padded}
         losses = {}
         for name, (loss, shape) in loss_per_collation(trainer, model, rows, collators).items():

@@ -93,6 +93,12 @@ def test_padding_free_check_compares_a_packed_row_and_can_fail(tiny_model_dir, t
     out = capsys.readouterr().out
     shapes = re.findall(r"input_ids \((\d+), (\d+)\)", out)
     assert [rows for rows, _ in shapes] == ["1", "4"] and "OK" in out  # one packed row against four padded ones
+    # weighted (--decision-weight): the weights follow their tokens into the packed row
+    assert check_padding_free.main(args + ["--packed", "--tolerance", "1e-4", "--decision-weight", "4"]) == 0
+    weighted = capsys.readouterr().out
+    assert "OK" in weighted and "decide" in weighted
+    plain_loss, weighted_loss = (float(re.search(r"loss as trained\s+(\S+)", o).group(1)) for o in (out, weighted))
+    assert weighted_loss > plain_loss * 1.05
 
     trainer, model, tokenizer, _ = setup(TrainConfig(model=str(tiny_model_dir), eval_steps=0, max_steps=1),
                                          tmp_path / "data" / "train.jsonl", None, tmp_path / "out")

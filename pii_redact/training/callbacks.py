@@ -28,6 +28,19 @@ class NonFiniteLoss(RuntimeError):
 
 
 class RedactionTrainer(SFTTrainer):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """TRL's loss, or with --decision-weight the weighted one on training batches (`decisions`)."""
+        from .decisions import WEIGHTS, weighted_loss
+
+        weights = inputs.pop(WEIGHTS, None)
+        if weights is None or return_outputs:  # only training rows carry weights: validation is the plain mean
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        loss = weighted_loss(model, inputs, weights, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            # as TRL's loss: the count covers every rank's tokens, and DDP averages the gradients
+            loss = loss * self.accelerator.num_processes
+        return loss
+
     def training_step(self, model, inputs, *args, **kwargs):
         loss = super().training_step(model, inputs, *args, **kwargs)
         # Checked before the optimizer step, so the weights (and the next checkpoint) stay finite.

@@ -123,12 +123,17 @@ def load_model(config: TrainConfig):
 
 
 def tokenize(config: TrainConfig, tokenizer, splits: Splits):
-    """(train, val) datasets of `input_ids` and `labels`, the training one layout-checked."""
+    """(train, val) datasets of `input_ids` and `labels`, the training one layout-checked and, with
+    --decision-weight other than 1, weighted (`decisions`). The validation loss stays the plain
+    mean, so runs with different weights are measured alike."""
     from .dataset import check_token_layout, tokenize_samples
+    from .decisions import add_decision_weights
 
     vocab_size = len(tokenizer)
     train_ds = tokenize_samples(tokenizer, splits.train, config.max_seq_length, splits.train_path)
     check_token_layout(tokenizer, splits.train, train_ds, vocab_size)
+    if config.decision_weight != 1:  # at 1 no weights exist: today's loss, on today's code path
+        train_ds = add_decision_weights(tokenizer, splits.train, train_ds, config.decision_weight)
     val_ds = tokenize_samples(tokenizer, splits.val, config.max_seq_length, splits.val_path) if splits.val else None
     # Every row is already within max_seq_length (tokenize_samples refuses longer ones). Unsloth's GPU
     # SFTTrainer turns padding-free batching off for pre-tokenized data unless the dataset attests
@@ -147,6 +152,7 @@ def build_trainer(config: TrainConfig, model, tokenizer, dtype, train_ds, val_ds
     from transformers import PrinterCallback
 
     from .callbacks import RedactionTrainer, ReleaseMemory
+    from .decisions import WEIGHTS, DecisionWeights
 
     vocab_size = len(tokenizer)
     callbacks = list(callbacks)
@@ -158,6 +164,11 @@ def build_trainer(config: TrainConfig, model, tokenizer, dtype, train_ds, val_ds
     if len(tokenizer) != vocab_size:
         raise RuntimeError(f"the tokenizer grew from {vocab_size} to {len(tokenizer)} tokens during setup")
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; LogCallback writes readable lines
+    if WEIGHTS in train_ds.column_names:
+        # wrapped after the trainer is built: a collator passed in would turn Unsloth's padding-free batches off
+        trainer.data_collator = DecisionWeights(trainer.data_collator)
+        print("the weighted loss is computed through TRL's fused LM head (per-token log-probabilities) "
+              "instead of the model's own loss")
     return trainer
 
 

@@ -154,7 +154,8 @@ def check_resume(run_dir: Path, config: TrainConfig, data_hashes: dict[str, str]
     from transformers.trainer_utils import get_last_checkpoint
 
     saved = read_run(run_dir)
-    old, new = saved["config"], dict(vars(config))
+    # A setting the run predates has its default there: a new setting's default keeps what came before.
+    old, new = {**vars(TrainConfig()), **saved["config"]}, dict(vars(config))
     changed = sorted(k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k])
     if changed:
         diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)
