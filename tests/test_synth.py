@@ -388,6 +388,22 @@ def test_v3_post_boxes_and_flats_are_building_numbers(v3_records):
     assert len(words) >= 12 and sum(words.values()) >= 80, words
 
 
+def test_v3_address_of_a_foreign_person_in_their_countrys_layout():
+    """An American in a British text: no v3 layout of the text's country, and no US state, which
+    the British Faker cannot draw."""
+    import random
+
+    from pii_redact.synth.draft import Draft, Person
+
+    fakers = Generator(1, ("en",), 3).fakers
+    rng = random.Random(1)
+    for _ in range(40):
+        draft = Draft(fakers, rng, "en_GB", version=3)
+        draft.people[1] = Person("en_US", "female")
+        text = "".join(t for _, t in draft.render("{address}"))
+        assert re.fullmatch(r"\S.*, \S.*", text) and "Flat" not in text and "PO Box" not in text, text
+
+
 def test_v3_addresses_of_more_countries(v3_records):
     """Neighbour countries' postcodes and prefixes, and postcodes after the city."""
     prefixed = Counter(m.group(0) for r in v3_records for e in r.entities if e.label == "ZIPCODE"

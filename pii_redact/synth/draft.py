@@ -149,9 +149,11 @@ class Draft:
         before or after the city). Version 3 adds the layouts of `V3["addresses"]`: post boxes,
         flats, neighbour countries, the number or the postcode on the other side."""
         locale = self.person(who).locale
-        layouts = V3["addresses"].get(locale, {}).get(name) if self.version >= 3 else None
-        if layouts and (locale not in LOCALE_TEXT and locale not in FOREIGN_LOCALES
-                        or self.rng.random() < V3["address_share"]):
+        # a neighbour's layouts are all version 3 has of them; a foreign person's stay their
+        # country's (an American's state is not in a British text's Faker)
+        own, neighbour = locale == self.locale, locale not in FOREIGN_LOCALES
+        layouts = V3["addresses"].get(locale, {}).get(name) if self.version >= 3 and (own or neighbour) else None
+        if layouts and (neighbour or self.rng.random() < V3["address_share"]):
             return self.rng.choice(layouts)
         if locale == self.locale:
             layout = LOCALE_TEXT[self.locale][name]  # a layout, or a list of them to pick from
