@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable
+from typing import Callable, Iterable
 
 LABELS: tuple[str, ...] = (
     "ACCOUNTNUM", "BUILDINGNUM", "CITY", "CREDITCARDNUMBER", "DATEOFBIRTH", "DRIVERLICENSENUM",
@@ -198,9 +198,12 @@ def placeholders_in(text: str) -> set[tuple[str, int]]:
     return {(m.group(1), int(m.group(2))) for m in PLACEHOLDER_RE.finditer(text) if m.group(2)}
 
 
-def mask(source: str, spans: list[tuple[int, int, str]]) -> tuple[str, list[Entity]]:
+def mask(source: str, spans: list[tuple[int, int, str]],
+         key: Callable[[str, str], object] | None = None) -> tuple[str, list[Entity]]:
     """`source` with each (start, end, label) span replaced by `[LABEL_n]`, numbered by value
-    (the same value keeps its number); the spans must not overlap. Returns (redaction, entities)."""
+    (the same value keeps its number); the spans must not overlap. Returns (redaction, entities).
+    `key(label, value)`, where given, is what numbers a value instead of its text, so that one
+    value written in other forms (`Amsterdam`, `amsterdam`; `Jan`, `J.`) keeps one number."""
     number = Numbering()
     out: list[str] = []
     entities: list[Entity] = []
@@ -209,7 +212,7 @@ def mask(source: str, spans: list[tuple[int, int, str]]) -> tuple[str, list[Enti
         if start < pos or end <= start:
             raise ValueError(f"overlapping or empty span {(start, end, label)}")
         value = source[start:end]
-        index = number(label, value)
+        index = number(label, value if key is None else key(label, value))
         out += [source[pos:start], f"[{label}_{index}]"]
         entities.append(Entity(start, end, label, value, index))
         pos = end

@@ -22,6 +22,10 @@ that a redaction alone leaves ambiguous (`Via Roma 12` as `[STREET_1] [BUILDINGN
 metrics use those spans. A record where a PII value also stands in the response's clear text is
 drawn again. Generation is deterministic for a seed: one
 seeded Faker per locale and one `random.Random`, no global random state, no clock.
+
+`--version 3` (not the default) draws a mix shaped like the model's leaks: more running prose
+about people (`shapes` defines and measures it), values written again in other forms and numbered
+as their value, more address layouts and lookalikes that stay in clear (tables/v3.yaml).
 """
 from .generator import Generated, Generator
 

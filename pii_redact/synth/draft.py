@@ -4,7 +4,9 @@ so a repeated field repeats its value), and templates rendered into segments.
 `{LABEL}` is a PII field of person 1 (`{LABEL:2}` of person 2...); lowercase names are decoys that
 stay in clear text, `{address}`/`{name}` expand to the locale's layout, `{@term}` is a
 locale-specific word, `{>pool}` / `{>pool?}` a sentence of the genre's pool (optional), and
-`|upper`, `|lower`, `|cap` change a field's case.
+`|upper`, `|lower`, `|cap` change a field's case, and (version 3) `|initial` writes a name as its
+initials and `|phone` a phone number in another layout: one value in other forms, which keeps its
+number (`forms`). `{FLAT}` and `{POBOX}` are building numbers of their own (a flat, a post box).
 """
 from __future__ import annotations
 
@@ -16,11 +18,11 @@ from datetime import timedelta
 from faker import Faker
 
 from ..core.labels import LABELS
-from .tables import FIELDS, FOREIGN_LOCALES, LANGUAGE_TEXT, LOCALE_TEXT
-from .values import LOG_EPOCH, draw_decoy, draw_pii
+from .tables import FIELDS, FOREIGN_LOCALES, LANGUAGE_TEXT, LOCALE_TEXT, V3
+from .values import CASES, LOG_EPOCH, UNIT_NUMBERS, another_form, draw_decoy, draw_pii
 
 FOREIGN_SHARE = 0.15  # people (and their addresses) from another country than the text's
-FIELD_RE = re.compile(r"\{(@?>?[A-Za-z_]+)(\?)?(?::(\d))?(?:\|(upper|lower|cap))?\}")
+FIELD_RE = re.compile(r"\{(@?>?[A-Za-z_]+)(\?)?(?::(\d))?(?:\|(upper|lower|cap|initial|phone))?\}")
 
 
 Segment = tuple[str | None, str]  # (label, value) for PII, (None, text) for literal text
@@ -47,6 +49,10 @@ class Draft:
     decoys: dict[tuple[str, int], str] = field(default_factory=dict)
     clock: int | None = None  # current log timestamp, seconds after LOG_EPOCH
     used: set = field(default_factory=set)  # pool sentences already in this text
+    version: int = 2  # of the generated set: 3 adds neighbour countries and address layouts
+    # (label, a value's written form, casefolded) -> the value, casefolded: what numbers it
+    forms: dict[tuple[str, str], str] = field(default_factory=dict)
+    clash: bool = False  # one written form stands for two values (two names with one initial)
 
     @property
     def language(self) -> str:
@@ -61,6 +67,9 @@ class Draft:
             rng = self.rng
             foreign = rng.random() < FOREIGN_SHARE
             locale = rng.choice([loc for loc in FOREIGN_LOCALES if loc[:2] != self.language]) if foreign else self.locale
+            neighbours = V3["neighbours"].get(self.locale) if self.version >= 3 and not foreign else None
+            if neighbours and rng.random() < V3["neighbour_share"]:  # Austrians in a German text
+                locale = rng.choice(neighbours)
             self.people[index] = Person(locale, rng.choice(["female", "male"]))
         return self.people[index]
 
@@ -103,8 +112,8 @@ class Draft:
                 elif segments and segments[-1][0] is None:  # left out: so is the space before it
                     segments[-1] = (None, segments[-1][1].rstrip(" "))
                 continue
-            if name in LABELS:
-                part = [(name, self.pii(name, who))]
+            if name in LABELS or name in UNIT_NUMBERS:
+                part, case = [self._written(name, who, case)], None  # the form includes the case
             elif name == "name":
                 layout = FOREIGN_LOCALES.get(self.person(who).locale)
                 order = "{SURNAME} {GIVENNAME}" if layout is not None and layout.family_name_first \
@@ -120,11 +129,32 @@ class Draft:
         segments.append((None, template[last:]))
         return segments
 
+    def _written(self, name: str, who: int, form: str | None) -> Segment:
+        """A PII field as written (`form`), remembered as a form of its value: every form of one
+        value is numbered as the value (`forms`)."""
+        label, value = UNIT_NUMBERS.get(name, name), self.pii(name, who)
+        text = another_form(label, value, form) if form else value
+        if self.version >= 3:  # version 2 numbers each written form as a value of its own
+            known = self.forms.setdefault((label, text.casefold()), value.casefold())
+            self.clash |= known != value.casefold()
+        return label, text
+
+    def number_key(self, label: str, text: str) -> str:
+        """What numbers a masked span (`labels.mask`'s key): the value it is a form of."""
+        return self.forms.get((label, text.casefold()), text.casefold())
+
     def _address_layout(self, name: str, who: int) -> str:
         """The text locale's address layout for its own people; a foreign person's address is
         written the way their country writes it (number before or after the street, postcode
-        before or after the city)."""
+        before or after the city). Version 3 adds the layouts of `V3["addresses"]`: post boxes,
+        flats, neighbour countries, the number or the postcode on the other side."""
         locale = self.person(who).locale
+        # a neighbour's layouts are all version 3 has of them; a foreign person's stay their
+        # country's (an American's state is not in a British text's Faker)
+        own, neighbour = locale == self.locale, locale not in FOREIGN_LOCALES
+        layouts = V3["addresses"].get(locale, {}).get(name) if self.version >= 3 and (own or neighbour) else None
+        if layouts and (neighbour or self.rng.random() < V3["address_share"]):
+            return self.rng.choice(layouts)
         if locale == self.locale:
             layout = LOCALE_TEXT[self.locale][name]  # a layout, or a list of them to pick from
             return layout if isinstance(layout, str) else self.rng.choice(layout)
@@ -138,4 +168,4 @@ class Draft:
 
 
 def _cased(text: str, case: str) -> str:
-    return text.upper() if case == "upper" else text.lower() if case == "lower" else text[:1].upper() + text[1:]
+    return CASES[case](text)  # `|initial` and `|phone` (KeyError here) are forms of one field only

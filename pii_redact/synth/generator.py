@@ -1,4 +1,8 @@
-"""Records: drawing one (genre, values, checks), the Generator over a seed, and the command line."""
+"""Records: drawing one (genre, values, checks), the Generator over a seed, and the command line.
+
+Two versions of the set: 2, the committed `pii_redaction_train.json` (the default), and 3, which
+adds running prose about people (`remark`, `story`), values written again in other forms and
+numbered as their value, addresses of more countries and lookalikes (tables/v3.yaml)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from faker import Faker
 
@@ -18,10 +22,12 @@ from ..core.chat import build_prompt
 from ..core.labels import LABELS, PLACEHOLDER_RE, Entity, mask, occurrences
 from .draft import Draft, Segment
 from .genres import KINDS_IN_CODE, compose
-from .tables import FOREIGN_LOCALES, GENRES, KINDS, LANGUAGES, LOCALES
+from .shapes import shares
+from .tables import FOREIGN_LOCALES, GENRES, KINDS, LANGUAGES, LOCALES, V3
 
 NO_PII_SHARE = 0.07  # records that are all decoys: the model must learn to change nothing
 MAX_ATTEMPTS = 200   # draws per record before giving up (a template that can never pass)
+VERSIONS = (2, 3)    # of the generated set; 2 is the committed file
 
 
 @dataclass
@@ -48,15 +54,17 @@ class Generated:
         return record
 
 
-def _redact(segments: list[Segment]) -> tuple[str, str, list[Entity]]:
-    """Source, response and true entities, numbered as `labels.mask` numbers them."""
+def _redact(segments: list[Segment], key: Callable[[str, str], object] | None = None
+            ) -> tuple[str, str, list[Entity]]:
+    """Source, response and true entities, numbered as `labels.mask` numbers them (by `key`,
+    where given: version 3 numbers each form of a value as the value)."""
     source, spans, pos = [], [], 0
     for label, text in segments:
         source.append(text)
         if label is not None:
             spans.append((pos, pos + len(text), label))
         pos += len(text)
-    response, entities = mask("".join(source), spans)
+    response, entities = mask("".join(source), spans, key)
     return "".join(source), response, entities
 
 
@@ -80,14 +88,19 @@ def _valid(source: str, response: str, entities: list[Entity]) -> bool:
 class Generator:
     """Draws records from one seed: one seeded Faker per locale, one random.Random for choices."""
 
-    def __init__(self, seed: int, languages: tuple[str, ...] = LANGUAGES) -> None:
+    def __init__(self, seed: int, languages: tuple[str, ...] = LANGUAGES, version: int = 2) -> None:
         unknown = set(languages) - set(LANGUAGES)
         if unknown or not languages:
             raise ValueError(f"languages must be a non-empty subset of {LANGUAGES}, got {languages}")
-        self.languages = tuple(languages)
+        if version not in VERSIONS:
+            raise ValueError(f"version must be one of {VERSIONS}, got {version}")
+        self.languages, self.version = tuple(languages), version
         self.rng = random.Random(seed)
         self.fakers: dict[str, Faker] = {}
-        for locale in sorted({loc for lang in self.languages for loc in LOCALES[lang]} | set(FOREIGN_LOCALES)):
+        locales = {loc for lang in self.languages for loc in LOCALES[lang]} | set(FOREIGN_LOCALES)
+        if version >= 3:
+            locales |= {loc for neighbours in V3["neighbours"].values() for loc in neighbours}
+        for locale in sorted(locales):
             fake = Faker(locale)
             fake.seed_instance(f"{seed}:{locale}")  # str seeds hash stably (sha512), unlike hash()
             self.fakers[locale] = fake
@@ -98,13 +111,14 @@ class Generator:
         lang = rng.choice(self.languages)
         locale = rng.choice(LOCALES[lang])
         has_pii = rng.random() >= NO_PII_SHARE
-        kinds = [k for k in KINDS if k in KINDS_IN_CODE or k in GENRES[lang]]
-        kind = rng.choices(kinds, weights=[KINDS[k] for k in kinds])[0] if has_pii else "plain"
+        shares = V3["genres"] if self.version >= 3 else KINDS
+        kinds = [k for k in shares if k in KINDS_IN_CODE or k in GENRES[lang]]
+        kind = rng.choices(kinds, weights=[shares[k] for k in kinds])[0] if has_pii else "plain"
         for _ in range(MAX_ATTEMPTS):
-            draft = Draft(self.fakers, rng, locale)
+            draft = Draft(self.fakers, rng, locale, version=self.version)
             segments, template = compose(draft, kind, has_pii)
-            source, response, entities = _redact(segments)
-            if _valid(source, response, entities):
+            source, response, entities = _redact(segments, draft.number_key if self.version >= 3 else None)
+            if _valid(source, response, entities) and not draft.clash:
                 return Generated(source, response, entities, lang, locale, kind, template)
             self.redraws += 1
         raise RuntimeError(f"no valid {locale} {kind} record in {MAX_ATTEMPTS} draws")
@@ -126,11 +140,19 @@ def main(argv: list[str] | None = None) -> int:
                     "The output is deterministic for a given --seed.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--output", "-o", type=Path, default=Path("pii_redaction_train.json"), help="JSON file to write")
+    parser.add_argument("--output", "-o", type=Path, default=None,
+                        help="JSON file to write (default: pii_redaction_train.json for version 2, "
+                             "pii_redaction_train_v3.json for version 3)")
     parser.add_argument("--n", type=int, default=35_000, help="number of records")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same file)")
     parser.add_argument("--languages", default=",".join(LANGUAGES),
                         help=f"comma-separated subset of {','.join(LANGUAGES)}")
+    parser.add_argument("--version", type=int, choices=VERSIONS, default=2,
+                        help="version of the set: 2 is the committed file, 3 adds running prose about "
+                             "people, values repeated in other forms, more address layouts, lookalikes")
+    parser.add_argument("--stats", action="store_true",
+                        help="print the shares of free prose, single sentences and names in prose "
+                             "(pii_redact/synth/shapes.py) instead of writing a file")
     args = parser.parse_args(argv)
     languages = tuple(lang.strip() for lang in args.languages.split(",") if lang.strip())
     if args.n < 1:
@@ -139,15 +161,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--languages must be a comma-separated subset of {','.join(LANGUAGES)}")
 
     started = time.perf_counter()
-    generator = Generator(args.seed, languages)
+    generator = Generator(args.seed, languages, args.version)
     records = [generator.record() for _ in range(args.n)]
-    write_json([r.to_json() for r in records], args.output)
+    if args.stats:
+        print(f"version {args.version}, {len(records)} records, seed {args.seed}: "
+              f"{shares((r.source, r.entities, r.kind) for r in records)}")
+        return 0
+    output = args.output or Path("pii_redaction_train.json" if args.version == 2 else f"pii_redaction_train_v{args.version}.json")
+    write_json([r.to_json() for r in records], output)
 
     labels = Counter(e.label for r in records for e in r.entities)
-    shares = Counter(r.language for r in records)
-    print(f"wrote {len(records)} records to {args.output} in {time.perf_counter() - started:.1f}s "
+    languages_written = Counter(r.language for r in records)
+    print(f"wrote {len(records)} records to {output} in {time.perf_counter() - started:.1f}s "
           f"({generator.redraws} redraws)", file=sys.stderr)
-    print("languages: " + ", ".join(f"{k} {v / len(records):.1%}" for k, v in sorted(shares.items())), file=sys.stderr)
+    print("languages: " + ", ".join(f"{k} {v / len(records):.1%}" for k, v in sorted(languages_written.items())),
+          file=sys.stderr)
     print("entities:  " + ", ".join(f"{k} {labels[k]}" for k in LABELS), file=sys.stderr)
     print(f"no-PII records: {sum(not r.entities for r in records)}", file=sys.stderr)
     return 0

@@ -1,11 +1,13 @@
 """Genres: how a text of each kind is composed from sentences and fields (emails, chats, tickets,
-letters, notes, logs; forms, HTML, JSON, CSV; and the genres written as frames in tables/)."""
+letters, notes, logs; forms, HTML, JSON, CSV; version 3's remarks and stories; and the genres
+written as frames in tables/)."""
 from __future__ import annotations
 
 import random
 import re
 
-from .draft import Draft, Segment
+from ..core.labels import LABELS
+from .draft import FIELD_RE, Draft, Segment
 from .tables import (
     DECOY_FIELDS,
     GENRES,
@@ -13,7 +15,11 @@ from .tables import (
     LABELS_IN_FORM_ORDER,
     LOG_LINES,
     TEXTS,
+    V3,
 )
+
+NEGATIVE_SHARE = 0.3  # version 3's remarks and stories with a sentence of lookalikes
+MESSAGE_SHARE = 0.4   # version 3's stories sent as a message: a greeting and a signature
 
 
 def _joined(parts: list[list[Segment]], sep: str) -> list[Segment]:
@@ -76,6 +82,36 @@ def _log(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
     return _joined([draft.render(t) for t in draft.rng.sample(LOG_LINES, draft.rng.randint(1, 4))], "\n")
 
 
+def _remark(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+    """Version 3: one sentence naming people and towns in running prose, or lookalikes."""
+    texts = V3["languages"][draft.language]
+    return draft.render(draft.rng.choice(texts["negative" if draft.rng.random() < NEGATIVE_SHARE else "remark"]))
+
+
+def _fields_of(template: str, person: int) -> set[str]:
+    """The PII labels of `person` a template writes directly (`{SURNAME}`, `{CITY|lower}`)."""
+    return {m.group(1) for m in FIELD_RE.finditer(template)
+            if m.group(1) in LABELS and int(m.group(3) or 1) == person}
+
+
+def _story(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+    """Version 3: a paragraph that introduces someone (person 1) and then refers back to what
+    it said, often in another form (the surname alone, initials, the town in lower case, the
+    phone number laid out otherwise); maybe with lookalikes, maybe sent as a message to someone
+    else (person 3) and signed by a third (person 2)."""
+    rng, texts = draft.rng, V3["languages"][draft.language]
+    sentences = [draft.render(rng.choice(texts["intro"]))]
+    drawn = set(draft.person(1).fields)
+    follow = [t for t in texts["follow"] if _fields_of(t, 1) <= drawn]
+    sentences += [draft.render(t) for t in rng.sample(follow, min(len(follow), rng.randint(1, 3)))]
+    if rng.random() < NEGATIVE_SHARE:
+        sentences.insert(rng.randint(1, len(sentences)), draft.render(rng.choice(texts["negative"])))
+    body = _joined(sentences, " ")
+    if rng.random() < MESSAGE_SHARE:
+        return _joined([_pick(draft, "greeting", person=3), body, _pick(draft, "closing", person=2)], "\n\n")
+    return body
+
+
 # Structured kinds: (draft, the fields listed, the pools prose comes from) -> segments.
 
 def _value(draft: Draft, key: str, person: int = 1) -> list[Segment]:
@@ -112,7 +148,8 @@ def _csv(draft: Draft, keys: list[str], pools: tuple[str, ...]) -> list[Segment]
     return _joined([header, *rows], "\n")
 
 
-PROSE = {"email": _email, "chat": _chat, "ticket": _ticket, "letter": _letter, "note": _note, "log": _log}
+PROSE = {"email": _email, "chat": _chat, "ticket": _ticket, "letter": _letter, "note": _note, "log": _log,
+         "remark": _remark, "story": _story}  # the last two only in version 3's genre shares
 STRUCTURED = {"form": _form, "html": _html, "json": _json, "csv": _csv}
 KINDS_IN_CODE = frozenset(PROSE) | frozenset(STRUCTURED)  # the other genres are frames in tables/
 

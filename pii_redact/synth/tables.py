@@ -10,6 +10,8 @@ addresses, text kinds and their shares, the field order of structured texts, dec
 keys and log lines (software writes English). An address layout may be a list of alternatives;
 `names` (per locale) gives the shares of compound and hyphenated given names, double surnames and
 multi-word street names.
+v3.yaml: what version 3 of the set adds (its genre shares, neighbour countries, address layouts,
+lookalike firms and brands, and the sentence pools of its `remark` and `story` genres).
 """
 from __future__ import annotations
 
@@ -51,3 +53,4 @@ LABELS_IN_FORM_ORDER: list[str] = _COMMON["labels_in_form_order"]
 DECOY_FIELDS: list[str] = _COMMON["decoy_fields"]
 JSON_KEYS: dict[str, str] = _COMMON["json_keys"]
 LOG_LINES: list[str] = _COMMON["log_lines"]
+V3: dict = _load("v3")

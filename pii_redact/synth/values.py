@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 from faker import Faker
 from faker.providers.address.it_IT import Provider as ItalianAddresses
 
-from .tables import LOCALE_TEXT, MONTHS
+from .tables import LOCALE_TEXT, MONTHS, V3
 
 if TYPE_CHECKING:
     from .draft import Draft, Person
@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 LOG_EPOCH = datetime(2023, 1, 1)  # log timestamps fall in 2023-2026
 PERSONAL_FIELDS = frozenset({"GIVENNAME", "SURNAME", "TELEPHONENUM", "STREET", "BUILDINGNUM", "CITY", "ZIPCODE"})
 UPPER, DIGITS = string.ascii_uppercase, string.digits
+# Building numbers of their own beside the house number: a flat or door, a post box (version 3).
+UNIT_NUMBERS = {"FLAT": "BUILDINGNUM", "POBOX": "BUILDINGNUM"}
+CASES: dict[str, Callable[[str], str]] = {"upper": str.upper, "lower": str.lower,
+                                          "cap": lambda text: text[:1].upper() + text[1:]}
 
 
 def _chars(rng: random.Random, alphabet: str, n: int) -> str:
@@ -209,11 +213,43 @@ def _handle(given: str, surname: str) -> tuple[str, str]:
     return re.sub(r"[^a-z]", "", _ascii(given).lower()), re.sub(r"[^a-z]", "", _ascii(surname).lower())
 
 
+def initials(name: str) -> str:
+    """A name as its initials, joined as written: "Anna" -> "A.", "Jean-Pierre" -> "J.-P.",
+    "María José" -> "M. J."."""
+    return re.sub(r"(\w)\w*", r"\1.", name)
+
+
+def regrouped_phone(number: str) -> str:
+    """The same phone number laid out another way: a grouped number run together (an extension
+    dropped), a run-together one grouped in threes from the end."""
+    main = re.split(r"x|ext", number)[0].strip()
+    digits = re.sub(r"[^\d+]", "", main)
+    if digits != main:
+        return digits
+    head = len(digits) % 3 or 3
+    return " ".join([digits[:head]] + [digits[i:i + 3] for i in range(head, len(digits), 3)])
+
+
+def another_form(label: str, value: str, form: str) -> str:
+    """`value` written in `form`: a case (`CASES`), its `initial`s, or a regrouped `phone`."""
+    if form in CASES:
+        return CASES[form](value)
+    if form == "initial":
+        return initials(value)
+    if form == "phone" and label == "TELEPHONENUM":
+        return regrouped_phone(value)
+    raise ValueError(f"no form {form!r} of {label}")
+
+
 def draw_pii(draft: Draft, label: str, person: int) -> str:
     """A fresh value of `label` for `person` of the draft."""
     # Documents, accounts and cards follow the text's country; names, phones and addresses
     # follow the person's.
     rng, who = draft.rng, draft.people[person]
+    if label == "FLAT":
+        return str(rng.randint(1, 48)) + (rng.choice("ABCD") if rng.random() < 0.2 else "")
+    if label == "POBOX":
+        return str(rng.randint(10, 99_999))
     locale = who.locale if label in PERSONAL_FIELDS else draft.locale
     fake = draft.fakers[locale]
     if label in LOCALE_VALUES.get(locale, {}):
@@ -317,5 +353,22 @@ def draw_decoy(draft: Draft, name: str) -> str:
         return f"{rng.randint(11, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
     if name == "state":
         return fake.state_abbr()
+    if name in ("firm", "brand"):
+        return _lookalike(draft, name)
+    if name == "flight":
+        return f"{rng.choice(['LH', 'KL', 'AF', 'AZ', 'IB', 'BA', 'U2', 'FR', 'LX', 'OS'])} {rng.randint(100, 9999)}"
+    if name == "room":
+        return str(rng.randint(100, 699))
     return {"company": fake.company, "org": fake.company, "country": fake.country, "url": fake.url,
             "job": fake.job}[name]()
+
+
+def _lookalike(draft: Draft, name: str) -> str:
+    """A hard negative of version 3: a firm or product named after a family, a first name or a
+    town ("Jansen & Zonen", "Hotel Mailand", "the Clara desk lamp"), written the way the text's
+    language names them, that stays in clear."""
+    fake, rng = draft.fake, draft.rng
+    city = LOCALE_VALUES.get(draft.locale, {}).get("CITY", lambda f, r: f.city())
+    base = {"firm": lambda: rng.choice([fake.last_name, lambda: city(fake, rng)])(),
+            "brand": lambda: rng.choice([fake.first_name, lambda: city(fake, rng)])()}[name]()
+    return rng.choice(V3["languages"][draft.language][f"{name}s"]).replace("*", base)
