@@ -16,7 +16,7 @@ from pii_redact.core.errors import UserError
 
 def test_the_tokens_that_open_a_placeholder_or_copy_a_word_start_are_weighted(tiny_tokenizer, capsys):
     from pii_redact.data.records import Sample
-    from pii_redact.inference.faithful import Constraint, Vocabulary
+    from pii_redact.core.constraint import Constraint, Vocabulary
     from pii_redact.training.dataset import tokenize_samples
     from pii_redact.training.decisions import add_decision_weights, token_decisions
 

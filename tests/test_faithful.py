@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from pii_redact.core import chat
+from pii_redact.core import chat, constraint
 from pii_redact.core.alignment import align
 from pii_redact.evaluation.metrics import format_valid
-from pii_redact.inference import faithful, generate
+from pii_redact.inference import generate
 from pii_redact.models.loading import load_for_generation
 
 SOURCES = [
@@ -26,7 +26,7 @@ def tiny(tiny_model_dir):
 
 def test_vocabulary_bytes_spell_every_text(tiny):
     _, tokenizer = tiny
-    vocab = faithful.Vocabulary(tokenizer)
+    vocab = constraint.Vocabulary(tokenizer)
     for text in SOURCES:
         ids = tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         assert b"".join(vocab.bytes[i] for i in ids) == text.encode()
@@ -34,7 +34,7 @@ def test_vocabulary_bytes_spell_every_text(tiny):
 
 
 def test_copying_resumes_only_where_an_entity_can_end():
-    c = faithful.Constraint("Call 0070.606.322.6244. Now")
+    c = constraint.Constraint("Call 0070.606.322.6244. Now")
     start = c.start()
     after = c.advance(start, b"Call [TELEPHONENUM_1].")
     assert after == frozenset({("C", 23)})  # the "." after the number, not the ones inside it
@@ -48,7 +48,7 @@ def test_copying_resumes_only_where_an_entity_can_end():
 
 
 def test_what_a_placeholder_may_cover():
-    c = faithful.Constraint("Mr. X is a 27 year old man. Y lives in Lyon.\nNext")
+    c = constraint.Constraint("Mr. X is a 27 year old man. Y lives in Lyon.\nNext")
     # a name covers no digits, no sentence end, no more than a few words, no line break
     assert not c.advance(c.start(), b"Mr. [GIVENNAME_1] year")
     assert not c.advance(c.start(), b"Mr. [SURNAME_1] Y lives")
@@ -57,7 +57,7 @@ def test_what_a_placeholder_may_cover():
 
 
 def test_a_placeholder_opens_only_where_an_entity_can_begin():
-    c = faithful.Constraint("Pat Rossi, Maria Rosa and anna@x.io at linkedin.com/in/jdoe.")
+    c = constraint.Constraint("Pat Rossi, Maria Rosa and anna@x.io at linkedin.com/in/jdoe.")
     assert c.advance(c.start(), b"Pat [SURNAME_1], [GIVENNAME_1] Rosa")
     assert not c.advance(c.start(), b"Pa[")                     # inside a word
     assert not c.advance(c.start(), b"Pat Rossi, Maria Ros[")
@@ -66,23 +66,23 @@ def test_a_placeholder_opens_only_where_an_entity_can_begin():
 
 
 def test_a_cut_off_output_is_completed_by_masking_never_by_copying():
-    c = faithful.Constraint("Call 0070.606.322.6244. Now\nAnna\r\n\nBye")
+    c = constraint.Constraint("Call 0070.606.322.6244. Now\nAnna\r\n\nBye")
     rest = b"[UNFINISHED]\n[UNFINISHED]\r\n\n[UNFINISHED]"
     assert c.complete(c.advance(c.start(), b"Call [TELEPH")) == b"ONENUM_1]" + rest
     assert c.complete(c.advance(c.start(), b"Call [TELEPHONENUM_")) == b"1]" + rest
     assert c.complete(c.advance(c.start(), b"Call [TELEPHONENUM_1]")) == rest
     assert c.complete(c.advance(c.start(), b"Call 00")) == rest
     # a character cut in two by a byte-level token is finished before the mask
-    k = faithful.Constraint("Köln 50667")
+    k = constraint.Constraint("Köln 50667")
     assert k.complete(k.advance(k.start(), "Kö".encode()[:2])) == "ö".encode()[1:] + b"[UNFINISHED]"
 
 
 def test_the_output_bound_covers_the_longest_faithful_redaction():
     source = "Anna, Bo, Li, Jo, Al, Ed"
     every_word = "[GIVENNAME_999], [GIVENNAME_999], [GIVENNAME_999], [GIVENNAME_999], [GIVENNAME_999], [GIVENNAME_999]"
-    c = faithful.Constraint(source)
+    c = constraint.Constraint(source)
     assert c.may_end(c.advance(c.start(), every_word.encode()))
-    assert faithful.max_output_tokens(source) > len(every_word.encode())
+    assert constraint.max_output_tokens(source) > len(every_word.encode())
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
@@ -131,5 +131,5 @@ def test_the_default_budget_always_finishes_a_faithful_redaction(tmp_path, seed)
     ("SURNAME", "Schmidt. Then", False), ("GIVENNAME", "Anna! Bob", False),
 ])
 def test_a_placeholder_covers_abbreviations_and_ordinals_but_not_a_sentence_end(label, value, coverable):
-    constraint = faithful.Constraint(value)
-    assert (len(value.encode()) in constraint._resume(0, label)) is coverable
+    c = constraint.Constraint(value)
+    assert (len(value.encode()) in c._resume(0, label)) is coverable

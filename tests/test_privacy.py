@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pii_redact.core import chat
+from pii_redact.core import chat, constraint
 from pii_redact.core.alignment import align
 from pii_redact.inference import faithful, generate
 from pii_redact.inference.propagate import consistent
@@ -42,13 +42,13 @@ def test_no_bias_is_the_constrained_greedy_choice(tiny):
 
     model, tokenizer = tiny
     stops = chat.stop_token_ids(tokenizer)
-    vocab = faithful.Vocabulary(tokenizer)
+    vocab = constraint.Vocabulary(tokenizer)
     for source in SOURCES:
         decoder = faithful.Decoder(vocab, [source], stops)
         ids = chat.encode_prompt(tokenizer, chat.build_prompt(source))
         generated: list[int] = []
         with torch.inference_mode():
-            while not decoder.done[0] and len(generated) < faithful.max_output_tokens(source):
+            while not decoder.done[0] and len(generated) < constraint.max_output_tokens(source):
                 logits = model(input_ids=torch.tensor([ids + generated])).logits[0, -1]
                 allowed = decoder.allowed(0)
                 token = allowed[int(logits[allowed].argmax())]
@@ -188,7 +188,7 @@ def test_the_dial_reaches_the_word_after_a_placeholder(gemma_dir):
     tokenizer = AutoTokenizer.from_pretrained(gemma_dir)
     schmidt, space, opening = (tokenizer.convert_tokens_to_ids(t) for t in ("▁Schmidt", "▁", "▁["))
     assert tokenizer.unk_token_id not in (schmidt, space, opening)
-    vocab, stops = faithful.Vocabulary(tokenizer), chat.stop_token_ids(tokenizer)
+    vocab, stops = constraint.Vocabulary(tokenizer), chat.stop_token_ids(tokenizer)
     scores = torch.zeros(len(tokenizer))
     for bias in (0.0, 8.0, -8.0):
         decoder = faithful.Decoder(vocab, ["Anna Schmidt called."], stops, bias)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pii_redact.core import chat
+from pii_redact.core import chat, constraint
 from pii_redact.inference import faithful, generate, speculative
 from pii_redact.models.loading import load_for_generation
 
@@ -53,7 +53,7 @@ def test_speculative_equals_plain_greedy(tiny, faithful_decoding, mask_bias, row
     prompts = chat.encode_prompts(tokenizer, [chat.build_prompt(s) for s in sources])
     budgets = [generate.estimated_output_tokens(tokenizer, s) for s in sources]
     stops = chat.stop_token_ids(tokenizer)
-    vocab = faithful.Vocabulary(tokenizer) if faithful_decoding else None
+    vocab = constraint.Vocabulary(tokenizer) if faithful_decoding else None
 
     def decoder():
         return faithful.Decoder(vocab, [s.strip() for s in sources], stops, mask_bias) if vocab else None

@@ -27,12 +27,12 @@ def estimated_output_tokens(tokenizer, source: str) -> int:
 
 def token_budget(source: str) -> int:
     """The generation budget of one sample: the most tokens any faithful redaction of it can take
-    (`faithful.max_output_tokens`). Faithful decoding always finishes within it; free decoding,
+    (`constraint.max_output_tokens`). Faithful decoding always finishes within it; free decoding,
     which has no bound of its own, gets the same room, so a correct redaction always fits and
     only an output that rambles past every faithful one is cut off."""
-    from . import faithful
+    from ..core.constraint import max_output_tokens
 
-    return faithful.max_output_tokens(source.strip())
+    return max_output_tokens(source.strip())
 
 
 def vllm_missing() -> str | None:
@@ -83,6 +83,7 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
     passes; "off" runs transformers' own `generate`; "auto" speculates for a batch of one only.
     `stats` receives forward passes, tokens and the seconds spent in the faithful constraint."""
     from ..core import chat
+    from ..core.constraint import Vocabulary
     from . import faithful
 
     stops = chat.stop_token_ids(tokenizer)
@@ -91,7 +92,7 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
     positions = getattr(model.config.get_text_config(), "max_position_embeddings", None) or 10**9
     budgets = [max(1, min(max_new_tokens or token_budget(s), positions - len(ids)))
                for s, ids in zip(sources, encoded)]
-    vocab = faithful.Vocabulary(tokenizer) if decoding == "faithful" else None
+    vocab = Vocabulary(tokenizer) if decoding == "faithful" else None
     # Similar lengths together: less left padding, and the slowest batches come first (honest ETA).
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     for start in range(0, len(order), batch_size):

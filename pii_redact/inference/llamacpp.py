@@ -206,12 +206,13 @@ def generate(engine: Engine, tokenizer, prompts: Sequence[str], sources: Sequenc
     """Yield (index, prediction, finish_reason) for each prompt, as `generate.generate_transformers`
     does; speculation "auto" is off (see the module's docstring)."""
     from ..core import chat
+    from ..core.constraint import Vocabulary
     from . import faithful
     from .generate import decoded, token_budget
     from .speculative import Row, accept, greedy, propose, verify
 
     stops = chat.stop_token_ids(tokenizer)
-    vocab = faithful.Vocabulary(tokenizer) if decoding == "faithful" else None
+    vocab = Vocabulary(tokenizer) if decoding == "faithful" else None
     encoded = chat.encode_prompts(tokenizer, prompts)
     for i, (ids, source) in enumerate(zip(encoded, sources)):
         budget = max(1, min(max_new_tokens or token_budget(source), engine.llm.n_ctx() - len(ids) - 1))

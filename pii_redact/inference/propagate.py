@@ -78,7 +78,7 @@ def _unfinished_segments(source: str, redaction: str) -> list[Segment] | None:
     """Segments of an unfinished faithful redaction: a faithful redaction of `source[:p]`, then
     `mask_rest(source[p:])`, each line's content a segment that UNFINISHED stands for. The cut
     `p` is the first one that reads, and where the head ends in a placeholder, one where an
-    entity may end (what `faithful.Constraint.complete` chooses)."""
+    entity may end (what `constraint.Constraint.complete` chooses)."""
     k = redaction.find(UNFINISHED)
     while k >= 0:
         head, tail = redaction[:k], redaction[k:]

@@ -2,7 +2,7 @@
 
 Nearly every supervised token of a redaction copies its source; the few that decide between
 copying a value and opening a placeholder are drowned in the mean. These are found with faithful
-decoding's own definition (`faithful.Constraint.decisions`), walked over each token's bytes as
+decoding's own definition (`constraint.Constraint.decisions`), walked over each token's bytes as
 decoding walks them, so training weighs exactly the choices the privacy dial later moves: a token
 that opens a placeholder where an entity may begin (+1), or copies the start of such a place in
 clear (-1: keeping a word is learnt too, so precision does not pay for recall).
@@ -16,7 +16,7 @@ a decision token's grows. Adam's step is nearly blind to the overall scale this 
 """
 from __future__ import annotations
 
-from ..inference.faithful import Constraint, Vocabulary
+from ..core.constraint import Constraint, Vocabulary
 
 WEIGHTS = "weights"  # the dataset column, and the batch key
 
