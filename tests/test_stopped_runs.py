@@ -24,7 +24,7 @@ from typing import Callable
 import pytest
 
 from pii_redact import cli
-from pii_redact.config import DataConfig, TrainConfig
+from tiny_model import make_tiny_run
 from pii_redact.core import chat
 from pii_redact.evaluation import evaluate
 from pii_redact.inference.generate import vllm_missing, vllm_usable
@@ -51,17 +51,8 @@ def snapshot(root: Path) -> dict[str, str]:
 def work(tmp_path_factory, tiny_model_dir) -> Path:
     """Prepared splits, a 2-step run `outputs/tiny` of the tiny model, and MANY samples (`many.jsonl`)
     and texts (`texts.jsonl`) to be stopped in the middle of."""
-    from pii_redact.data import prepare
-    from pii_redact.training.finetune import finetune
-
     work = tmp_path_factory.mktemp("stopped")
-    raw = [{"prompt": chat.build_prompt(s + f" Ref {k}."), "response": r + f" Ref {k}."}
-           for k in range(6) for s, r in SAMPLES]
-    (work / "raw.json").write_text(json.dumps(raw))
-    prepare.prepare(DataConfig(input=[str(work / "raw.json")], output_dir=str(work / "data"),
-                               model=str(tiny_model_dir), val_fraction=0.2, test_fraction=0.2, seed=2))
-    finetune(TrainConfig(model=str(tiny_model_dir), data_dir=str(work / "data"), output_dir=str(work / "outputs"),
-                         run_name="tiny", max_steps=2, batch_size=4, lora_r=4, lora_alpha=4, eval_steps=0))
+    make_tiny_run(work, tiny_model_dir, SAMPLES, repeats=6, seed=2, run_name="tiny")
     rows = [{"prompt": chat.build_prompt(s + f" Ref {k}."), "response": r + f" Ref {k}."}
             for k in range(MANY // len(SAMPLES)) for s, r in SAMPLES]
     (work / "many.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -94,3 +94,24 @@ def build_model(out_dir: str | Path, *, shape: str = "tiny", seed: int = 0, dtyp
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def make_tiny_run(work: Path, model_dir: Path, pairs, *, repeats: int, seed: int, run_name: str) -> Path:
+    """In `work`: raw.json of `pairs` (source, redaction) each repeated with a reference number,
+    prepared splits in data/ (a fifth each for validation and test) and a 2-step run of the
+    tiny model in outputs/RUN_NAME; returns the run directory."""
+    import json
+
+    from pii_redact.config import DataConfig, TrainConfig
+    from pii_redact.core import chat
+    from pii_redact.data import prepare
+    from pii_redact.training.finetune import finetune
+
+    raw = [{"prompt": chat.build_prompt(s + f" Ref {k}."), "response": r + f" Ref {k}."}
+           for k in range(repeats) for s, r in pairs]
+    (work / "raw.json").write_text(json.dumps(raw))
+    prepare.prepare(DataConfig(input=[str(work / "raw.json")], output_dir=str(work / "data"),
+                               model=str(model_dir), val_fraction=0.2, test_fraction=0.2, seed=seed))
+    summary = finetune(TrainConfig(model=str(model_dir), data_dir=str(work / "data"), output_dir=str(work / "outputs"),
+                                   run_name=run_name, max_steps=2, batch_size=4, lora_r=4, lora_alpha=4, eval_steps=0))
+    return Path(summary["run_dir"])
