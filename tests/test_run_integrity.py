@@ -45,7 +45,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-# --- 3. --model-dir RUN/merged (or RUN/adapter) is the run ----------------------------------------
+# --- --model-dir RUN/merged (or RUN/adapter) is the run ----------------------------------------
 
 def test_redact_with_a_runs_model_folder_uses_the_runs_calibrated_bias(run_copy, tmp_path, capsys):
     edit_run(run_copy, privacy={"mask_bias": -100.0})
@@ -86,7 +86,7 @@ def test_evaluate_of_a_runs_merged_folder_uses_the_runs_calibrated_bias(work, ru
     assert provenance["mask_bias"] == 2.5 and provenance["model"] == str((run_copy / "merged").resolve())
 
 
-# --- 10. a GGUF of another vocabulary is refused ----------------------------------------------------
+# --- a GGUF of another vocabulary is refused ----------------------------------------------------
 
 def write_gguf(path: Path, tokens: list[str]) -> Path:
     """A GGUF holding a vocabulary and nothing else (what the check reads)."""
@@ -144,7 +144,7 @@ def test_evaluate_and_redact_refuse_a_gguf_of_another_vocabulary_before_any_outp
         assert snapshot(tmp_path) == before
 
 
-# --- 11. calibration never chooses on held-out or training text, and records what it chose on --------
+# --- calibration never chooses on held-out or training text, and records what it chose on --------
 
 def calibrate_args(run: Path, data: Path, *extra: str) -> list[str]:
     return ["calibrate", "--model-dir", str(run), "--data", str(data), "--limit", "1", "--batch-size", "1", *extra]
@@ -185,7 +185,7 @@ def test_calibrate_records_its_data_by_resolved_path_and_sha256(work, run_copy, 
     assert (run_copy / "privacy.png").read_bytes().startswith(b"\x89PNG")
 
 
-# --- 12. what calibration writes is checked before the sweep ------------------------------------------
+# --- what calibration writes is checked before the sweep ------------------------------------------
 
 def test_calibrate_refuses_a_run_it_could_not_write_before_the_sweep(work, run_copy, capsys):  # noqa: F811
     (run_copy / "privacy.png").mkdir()
@@ -207,7 +207,7 @@ def test_calibrate_refuses_a_read_only_run_before_the_sweep(work, run_copy, caps
     assert snapshot(run_copy) == before
 
 
-# --- 13. finetune.py --calibrate with nothing to calibrate on fails before training -------------------
+# --- finetune.py --calibrate with nothing to calibrate on fails before training -------------------
 
 def test_finetune_calibrate_without_validation_samples_fails_before_training(tiny_model_dir, tmp_path, capsys):
     raw = [{"prompt": chat.build_prompt(s + f" Ref {k}."), "response": r + f" Ref {k}."}
@@ -220,11 +220,11 @@ def test_finetune_calibrate_without_validation_samples_fails_before_training(tin
     code, err = run_main(finetune.main, ["--model", str(tiny_model_dir), "--data-dir", str(tmp_path / "data"),
                                          "--output-dir", str(tmp_path / "outputs"), "--run-name", "r", "--max-steps", "1",
                                          "--batch-size", "4", "--lora-r", "4", "--eval-steps", "0", "--calibrate"], capsys)
-    one_line_error(code, err, "--calibrate needs validation samples", f"{tmp_path / 'data' / 'val.jsonl'}: no samples")
+    one_line_error(code, err, "--calibrate needs calibration or validation samples", f"{tmp_path / 'data' / 'val.jsonl'}: no samples")
     assert snapshot(tmp_path) == before and not (tmp_path / "outputs" / "r").exists()
 
 
-# --- 14. calibrate refuses what is not a run before building or loading anything ---------------------
+# --- calibrate refuses what is not a run before building or loading anything ---------------------
 
 def test_calibrate_refuses_a_base_model_before_building_it(work, tiny_model_dir, tmp_path, capsys, monkeypatch):  # noqa: F811
     monkeypatch.setenv("PII_REDACT_CACHE", str(tmp_path / "cache"))

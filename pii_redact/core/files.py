@@ -259,6 +259,19 @@ def open_private_append(path: str | Path):
     return os.fdopen(fd, "a", encoding="utf-8", newline="\n")
 
 
+def input_file(path: str | Path, flag: str, hint: str = "") -> Path:
+    """`path`, given with `flag`, checked to be a regular file to read (`hint` ends the message of
+    a missing one)."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{flag} {p} is a directory, not a file")
+    if p.exists() and not p.is_file():
+        raise UserError(f"{flag} {p} is not a regular file")
+    if not p.is_file():
+        raise UserError(f"{flag} {p}: no such file{hint}")
+    return p
+
+
 def check_can_write(path: str | Path, flag: str, *, directory: bool = False) -> None:
     """Before any work: a UserError naming `flag` if `path` could not be written at the end (its
     folder is missing or read-only, or it is a folder where a file goes, or the reverse).

@@ -34,17 +34,17 @@ def sweep(redactor, samples: list, biases: tuple[float, ...]) -> list[dict[str, 
     from tqdm.auto import tqdm
 
     from . import metrics
-    from .evaluate import apply_finish
 
     rows = []
     for bias in tqdm(biases, unit="bias", desc="calibrating", disable=None):
         dialled = redactor.configured(mask_bias=bias)
+        # the Redactor's results are finished (safety net, propagation, numbering), as evaluate.py scores them
         records = [{"source": samples[r.index].source, "response": samples[r.index].response,
-                    "prediction": r.model_text, "finish_reason": "stop" if r.finished else "length",
+                    "prediction": r.text, "finish_reason": "stop" if r.finished else "length",
                     **({"entities": [[e.start, e.end, e.label] for e in samples[r.index].entities]}
                        if samples[r.index].entities is not None else {})}
                    for r in dialled.redact([s.source for s in samples], [s.prompt for s in samples])]
-        scores = metrics.score(apply_finish(records, safety_net=True, propagate=True)[0])[0]
+        scores = metrics.score(records)[0]
         rows.append({"mask_bias": bias, "leak_rate": scores["leak_rate"], "samples_with_leak": scores["samples_with_leak"],
                      "entity_precision": scores["entity"]["precision"], "entity_recall": scores["entity"]["recall"],
                      "entity_f1": scores["entity"]["f1"], "text_fidelity": scores["text_fidelity"],
@@ -166,8 +166,8 @@ def _bias_list(text: str) -> tuple[float, ...]:
 def main(argv: list[str] | None = None) -> int:
     from ..cli import ArgumentParser, positive_int
     from ..training.runs import trained_model
+    from ..core.files import input_file
     from ..data.prepare import calibration_split
-    from .evaluate import _input_file
 
     parser = ArgumentParser(prog="evaluate.py calibrate", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=positive_int, default=32, help="generation batch size (default: 32)")
     args = parser.parse_args(argv)
     model_dir, run_dir = trained_model(args.model_dir, args.runs_dir, run_only=True)  # the bias is recorded in the run
-    data = _input_file(args.data or str(calibration_split("data")), "--data",
+    data = input_file(args.data or str(calibration_split("data")), "--data",
                        " (make the splits with prepare_data.py first)")
     result = calibrate(run_dir, model_dir, data, args.limit, args.biases, args.batch_size)
     for row in result["curve"]:

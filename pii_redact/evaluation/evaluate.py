@@ -28,6 +28,7 @@ from ..core.files import (
     BadRecord,
     check_can_write,
     dumps_line,
+    input_file,
     iter_records,
     open_private_append,
     read_json,
@@ -281,29 +282,18 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.exists() and b.exists() and os.path.samefile(a, b)
 
 
-def _input_file(path: str, flag: str, hint: str = "") -> Path:
-    p = Path(path)
-    if p.is_dir():
-        raise UserError(f"{flag} {p} is a directory, not a file")
-    if p.exists() and not p.is_file():
-        raise UserError(f"{flag} {p} is not a regular file")
-    if not p.is_file():
-        raise UserError(f"{flag} {p}: no such file{hint}")
-    return p
-
-
 def plan_evaluation(config: EvalConfig) -> tuple[Plan, str]:
     """(where and from what this evaluation writes, the report's title), checked before any work:
     the inputs exist, the backend can run, the output directory takes this evaluation."""
     if config.predictions:
-        source = _input_file(config.predictions, "--predictions")
+        source = input_file(config.predictions, "--predictions")
         out_dir = Path(config.output_dir) if config.output_dir else source.parent
         provenance = {"kind": "predictions", "predictions": str(source.resolve()),
                       "predictions_sha256": sha256_file(source)}
         plan = plan_outputs(config, out_dir, provenance, {"--predictions": source})
         title = f"predictions {config.predictions}"
     else:
-        data = _input_file(config.data, "--data", " (make the splits with prepare_data.py first)")
+        data = input_file(config.data, "--data", " (make the splits with prepare_data.py first)")
         data_id = {"data": str(data.resolve()), "data_sha256": sha256_file(data)}
         if config.baseline:
             out_dir = Path(config.output_dir or Path(config.runs_dir) / f"baseline-{config.baseline}")
