@@ -61,6 +61,11 @@ class Between:
 MASK_BIAS_RANGE = Between(-100.0, 100.0)
 
 
+def loss_weight(value: float) -> str | None:
+    """A weight the loss can take: a huge one makes the loss overflow to inf, and training stop."""
+    return None if 0 < value <= 100 else "must be above 0 and at most 100"
+
+
 def plain_name(value: str) -> str | None:
     """A run name is one directory name: never a path that could point outside the output directory."""
     if not value or value in (".", "..") or re.search(r"[/\\\x00]", value) or value != value.strip():
@@ -163,7 +168,7 @@ class TrainConfig:
         1.0, "loss weight of the response tokens that decide between masking and copying where an entity may "
              "begin (those that open a placeholder there, and those that copy such a word in clear), as faithful "
              "decoding defines them; every other supervised token weighs 1, so 1 is the plain mean loss",
-        check=positive)
+        check=loss_weight)
     eval_steps: int = option(200, "evaluate validation loss every N steps (0: never)", check=non_negative)
     val_samples: Optional[int] = option(
         None, "cap on validation samples used for the loss (0: all), or unset for 500 on a GPU and 64 on a CPU "

@@ -117,7 +117,8 @@ def test_finetune_with_a_decision_weight_runs_and_records_it(tiny_model_dir, dat
     assert summary["val_loss"] is not None and math.isfinite(summary["val_loss"])
 
 
-@pytest.mark.parametrize("value, problem", [(0.0, "must be positive"), (-2.0, "must be positive"),
+@pytest.mark.parametrize("value, problem", [(0.0, "must be above 0 and at most 100"), (-2.0, "must be above 0 and at most 100"),
+                                            (1e30, "must be above 0 and at most 100"),  # the loss would overflow
                                             (float("nan"), "must be a finite number"),
                                             (float("inf"), "must be a finite number")])
 def test_bad_decision_weights_are_refused(value, problem):

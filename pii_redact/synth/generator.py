@@ -127,8 +127,10 @@ class Generator:
 def write_json(records: list[dict[str, Any]], path: Path) -> None:
     """A JSON list, one record per line (UTF-8, fixed layout): it regenerates byte-identically
     and diffs line by line."""
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n")
+    from ..core.files import write_text
+
+    # atomic: a failed or interrupted run never leaves a truncated set where a whole one was
+    write_text(path, "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n")
 
 
 def main(argv: list[str] | None = None) -> int:
