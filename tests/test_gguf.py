@@ -154,6 +154,8 @@ def test_a_gguf_older_than_the_runs_weights_is_never_run(tiny_run, gemma_dir, tm
     gguf.export(tiny_run, "f16")
     run = tmp_path / tiny_run.name  # the same name: its GGUFs keep theirs
     shutil.copytree(tiny_run, run)
+    for other in (run / "gguf").glob("*-q8_0.gguf*"):  # an earlier test's q8_0 would be looked at first
+        other.unlink()
     exported = run / "gguf" / f"{tiny_run.name}-f16.gguf"
     on_a_cpu = "transformers" if torch.cuda.is_available() else "llama.cpp"
     assert choose_backend("auto", "faithful", run / "merged") == on_a_cpu
@@ -164,7 +166,7 @@ def test_a_gguf_older_than_the_runs_weights_is_never_run(tiny_run, gemma_dir, tm
     data.write_text(json.dumps({"prompt": chat.build_prompt("Call Anna."), "response": "Call [GIVENNAME_1]."}) + "\n")
     before = snapshot(tmp_path)
     capsys.readouterr()
-    again = f"export it again: python -m pii_redact.models gguf {run} --type "  # the q8_0 of an earlier test, or f16
+    again = f"export it again: python -m pii_redact.models gguf {run} --type f16"
     for main, argv in ((redact.main, ["--backend", "llama.cpp", "--output-dir", str(tmp_path / "out"), str(text)]),
                        (redact.main, ["--gguf", str(exported), "--output-dir", str(tmp_path / "out"), str(text)]),
                        (evaluate.main, ["--backend", "llama.cpp", "--data", str(data), "--output-dir", str(tmp_path / "e")])):
