@@ -221,6 +221,13 @@ def _mask_bias() -> Any:
                         "unset: the value the run calibrated (run.json), else 0", check=MASK_BIAS_RANGE)
 
 
+def _placeholder_bounds() -> Any:
+    return option("words", "what faithful decoding lets one placeholder cover: words (a few words, no digits in a "
+                           "name) or label (each label's bounds from the training set: words, characters, "
+                           "punctuation, a digit in every number; BENCHMARKS.md: fewer ordinary words masked, a "
+                           "few more leaks)")
+
+
 def _propagate() -> Any:
     return option(True, "mask every other occurrence of a value the model masked (a surname alone, a number "
                         "written twice), with one numbering per text")
@@ -253,6 +260,7 @@ class EvalConfig:
     gguf: Optional[str] = _gguf()
     decoding: Literal["faithful", "free"] = _decoding("source")
     mask_bias: Optional[float] = _mask_bias()
+    placeholder_bounds: Literal["words", "label"] = _placeholder_bounds()
     safety_net: bool = _safety_net()
     propagate: bool = _propagate()
     speculation: Literal["auto", "on", "off"] = _speculation("source", "sample")
@@ -293,6 +301,7 @@ class RedactConfig:
     max_new_tokens: int = _max_new_tokens("piece")
     decoding: Literal["faithful", "free"] = _decoding("text")
     mask_bias: Optional[float] = _mask_bias()
+    placeholder_bounds: Literal["words", "label"] = _placeholder_bounds()
     safety_net: bool = _safety_net()
     propagate: bool = _propagate()
     speculation: Literal["auto", "on", "off"] = _speculation("text", "piece")
@@ -310,10 +319,14 @@ class RedactConfig:
 
 
 def check_mask_bias(config: Any) -> None:
-    """The dial turns faithful decoding's choice between copying and masking: free decoding has none."""
+    """The dial turns faithful decoding's choice between copying and masking, and the bounds limit its
+    placeholders: free decoding has neither."""
     if config.mask_bias and config.decoding == "free":
         raise UserError("--mask-bias needs faithful decoding (free decoding has no place where it chooses "
                         "between copying and masking); drop one of --mask-bias and --decoding free")
+    if config.placeholder_bounds != "words" and config.decoding == "free":
+        raise UserError("--placeholder-bounds bounds what faithful decoding lets a placeholder cover: free "
+                        "decoding has no such bound; drop one of --placeholder-bounds and --decoding free")
 
 
 def check_gguf(config: Any) -> None:

@@ -133,3 +133,20 @@ def test_the_default_budget_always_finishes_a_faithful_redaction(tmp_path, seed)
 def test_a_placeholder_covers_abbreviations_and_ordinals_but_not_a_sentence_end(label, value, coverable):
     c = constraint.Constraint(value)
     assert (len(value.encode()) in c._resume(0, label)) is coverable
+
+
+def test_label_bounds_keep_a_placeholder_to_what_its_label_may_be(tiny):
+    """`--placeholder-bounds label`: a number's placeholder never covers a word without a digit and a
+    surname's never a parenthesis, whatever the model wants, even with the dial at its top; the
+    default word bounds allow both."""
+    from pii_redact.core.labels import BOUNDS
+
+    for value, label in (("Senior", "SOCIALNUM"), ("Rossi (x)", "SURNAME")):
+        assert len(value.encode()) in constraint.Constraint(value)._resume(0, label)
+        assert len(value.encode()) not in constraint.Constraint(value, BOUNDS)._resume(0, label)
+    model, tokenizer = tiny
+    source = "Senior Manager (Sales) at Acme"
+    [(_, text, _)] = generate.generate_transformers(model, tokenizer, [chat.build_prompt(source)], [source], 1,
+                                                    mask_bias=100.0, placeholder_bounds="label")
+    entities = align(source, text)
+    assert entities and all(BOUNDS[e.label].fits(e.value) for e in entities), text

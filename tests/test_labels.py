@@ -1,4 +1,9 @@
-"""Placeholder parsing and the exact source/redaction alignment everything else rests on."""
+"""Placeholder parsing and the exact source/redaction alignment everything else rests on; what a
+placeholder may stand for (`labels.BOUNDS`)."""
+from pathlib import Path
+
+import pytest
+
 from pii_redact.core.alignment import align
 from pii_redact.core.labels import (
     Entity,
@@ -55,3 +60,37 @@ def test_mask_numbers_values_per_label_by_first_appearance():
     assert redacted == "[GIVENNAME_1] met [GIVENNAME_2], then [GIVENNAME_1] met [GIVENNAME_3] at [BUILDINGNUM_1]."
     assert [e.index for e in entities] == [1, 2, 1, 3, 1]
     assert unnumbered(redacted) == "[GIVENNAME] met [GIVENNAME], then [GIVENNAME] met [GIVENNAME] at [BUILDINGNUM]."
+
+
+def test_every_value_of_the_training_set_fits_its_labels_bounds():
+    """`labels.BOUNDS` is what faithful decoding lets a placeholder cover: taken from the committed
+    data set with a margin, so it must hold every value the model was trained to mask."""
+    import json
+
+    from pii_redact.core.alignment import align
+    from pii_redact.core.labels import BOUNDS
+
+    records = json.loads((Path(__file__).resolve().parent.parent / "pii_redaction_train.json").read_text())
+    checked = 0
+    for record in records[::5]:
+        source = record["prompt"].split("\n\nText:\n", 1)[1]
+        spans = record.get("entities") or [(e.start, e.end, e.label) for e in align(source, record["response"])]
+        for start, end, label in spans:
+            assert BOUNDS[label].fits(source[start:end]), (label, record["template"])
+            checked += 1
+    assert checked > 30_000
+
+
+@pytest.mark.parametrize("label, value, fits", [
+    ("SURNAME", "Rossi", True), ("SURNAME", "van der Berg", True), ("SURNAME", "O'Connor", True),
+    ("SURNAME", "called me (twice) about", False),   # runaway masking: words and a parenthesis
+    ("GIVENNAME", "María José", True), ("GIVENNAME", "Anna: see", False), ("GIVENNAME", "Anna2", False),
+    ("CITY", "Frankfurt (Oder)", True), ("CITY", "10115 Berlin", False),
+    ("EMAIL", "a.b+c_d@x-y.io", True), ("EMAIL", "a b@x.io", False),
+    ("PASSWORD", "!w)D6T*CB2^Sap", True), ("ZIPCODE", "SW1A 1AA", True), ("BUILDINGNUM", "12 to 14 a", False),
+    ("SOCIALNUM", "Senior", False), ("SOCIALNUM", "123-45-6789", True), ("TELEPHONENUM", "call", False),
+])
+def test_bounds_of_a_label(label, value, fits):
+    from pii_redact.core.labels import BOUNDS
+
+    assert BOUNDS[label].fits(value) is fits

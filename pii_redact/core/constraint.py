@@ -12,6 +12,8 @@ What a placeholder may stand for is designed, not left open, because a constrain
 model that wants to hallucinate turns hallucinations into placeholders swallowing ordinary words:
   * entity-like spans only: no line break, no sentence end inside, not starting or ending with
     whitespace, at most a few words (3 for a given name, 4 for a surname...), no digits in a name;
+    or, with `bounds` (`--placeholder-bounds label`), within its label's bounds (`labels.BOUNDS`,
+    from the training set's values: no parenthesis in a surname, a digit in every number...);
   * a placeholder may open only where an entity can begin, and copying may resume only where
     one can end (`labels.can_start`, `labels.can_end`): at whitespace, the ends of the text or a
     separator, never inside a word or a dotted, hyphenated or @-joined string, so a stray "."
@@ -31,7 +33,7 @@ import re
 from bisect import bisect_left, bisect_right
 from functools import lru_cache
 
-from .labels import LABELS, can_end, can_start, mask_rest
+from .labels import LABELS, Bounds, can_end, can_start, mask_rest
 
 MAX_NUMBER_DIGITS = 3
 MAX_COVER_BYTES = 120
@@ -135,8 +137,9 @@ def _placeholder_next(text: bytes) -> tuple[set[int], str | None]:
 class Constraint:
     """Which bytes may come next in a faithful redaction of `source`, and where copying may resume."""
 
-    def __init__(self, source: str):
+    def __init__(self, source: str, bounds: dict[str, Bounds] | None = None):
         self.text = source
+        self.bounds = bounds  # per label what a placeholder may cover; None: the word bounds above
         self.source = source.encode()
         n = len(self.source)
         # byte position -> character position, where a character starts there (never split one)
@@ -161,16 +164,27 @@ class Constraint:
         start = self.char_at[pos]
         if start is None or start >= len(self.text) or self.text[start].isspace() or not can_start(self.text, start):
             return ()
-        max_words, no_digits = MAX_WORDS.get(label, DEFAULT_MAX_WORDS), label in NO_DIGITS
-        out = []
+        fits, out = self._cover_rule(label), []
         for q in self.end_points[bisect_right(self.end_points, pos):]:
             covered = self.text[start:self.char_at[q]]
-            if q - pos > MAX_COVER_BYTES or "\n" in covered or _SENTENCE_END.search(covered) \
-                    or len(covered.split()) > max_words or (no_digits and any(c.isdigit() for c in covered)):
+            if "\n" in covered or _SENTENCE_END.search(covered):
                 break
-            if not covered[-1].isspace():
+            within, whole = fits(covered, q - pos)
+            if not within:
+                break
+            if whole and not covered[-1].isspace():
                 out.append(q)
         return tuple(out)
+
+    def _cover_rule(self, label: str):
+        """(cover, its length in bytes) -> (within the bounds, a whole value may be this): the
+        first only gets stricter as the cover grows (`_resume_points` stops at the first miss)."""
+        if self.bounds is not None:
+            bounds = self.bounds[label]
+            return lambda covered, size: (bounds.allows(covered.rstrip()), bounds.fits(covered.rstrip()))
+        max_words, no_digits = MAX_WORDS.get(label, DEFAULT_MAX_WORDS), label in NO_DIGITS
+        return lambda covered, size: (size <= MAX_COVER_BYTES and len(covered.split()) <= max_words
+                                      and not (no_digits and any(c.isdigit() for c in covered)), True)
 
     def _live(self, pos: int, text: bytes) -> bool:
         """Whether a placeholder that starts `text` at `pos` can be finished and cover something:

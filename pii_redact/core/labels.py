@@ -9,6 +9,7 @@ Recovering the spans a redaction replaced is `alignment`'s job.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Iterable
@@ -61,6 +62,62 @@ UNFINISHED_LINE = re.compile(r"[^\r\n]*\S[^\r\n]*")
 def mask_rest(text: str) -> str:
     """`text` with the content of each of its lines replaced by UNFINISHED (line breaks kept)."""
     return UNFINISHED_LINE.sub(UNFINISHED, text)
+
+
+# --------------------------------------------------------------------------------------------
+# What a placeholder may stand for
+
+@dataclass(frozen=True)
+class Bounds:
+    """The most a value of one label spans, from the training set's values with a margin
+    (`tests/test_labels.py` checks that every value of the committed set fits): words, characters,
+    whether digits may occur or must, and which punctuation (None: any). Faithful decoding lets a
+    placeholder cover only text within its label's bounds, so a surname cannot swallow four words
+    and a parenthesis, a given name never covers a colon, and a social security number is never
+    an ordinary word."""
+
+    words: int
+    chars: int
+    digits: bool = True
+    symbols: str | None = ""  # punctuation besides letters, digits, spaces and combining marks
+    needs: str = ""  # characters of which every value has one (a digit, an @), if any
+
+    def allows(self, value: str) -> bool:
+        """Whether `value` stays within the bounds: false for every longer cover too."""
+        return (len(value) <= self.chars and len(value.split()) <= self.words
+                and (self.digits or not any(c.isdigit() for c in value))
+                and (self.symbols is None or all(c in self.symbols for c in _symbols(value))))
+
+    def fits(self, value: str) -> bool:
+        """Whether `value` may be a whole value of the label: within the bounds, with a digit
+        where the label's values always have one."""
+        return self.allows(value) and (not self.needs or any(c in self.needs for c in value))
+
+
+def _symbols(value: str) -> set[str]:
+    return {c for c in value if not (c.isalnum() or c.isspace() or unicodedata.category(c).startswith("M"))}
+
+
+DIGITS = "0123456789"
+BOUNDS: dict[str, Bounds] = {
+    "ACCOUNTNUM": Bounds(7, 48, symbols="-", needs=DIGITS),
+    "BUILDINGNUM": Bounds(2, 16, symbols="-./"),
+    "CITY": Bounds(5, 48, digits=False, symbols="'’()-./"),
+    "CREDITCARDNUMBER": Bounds(4, 28, symbols="-", needs=DIGITS),
+    "DATEOFBIRTH": Bounds(5, 32, symbols=",-./", needs=DIGITS),
+    "DRIVERLICENSENUM": Bounds(3, 24, symbols="-/", needs=DIGITS),
+    "EMAIL": Bounds(1, 80, symbols="-.@_+"),
+    "GIVENNAME": Bounds(3, 40, digits=False, symbols="-.'’"),
+    "IDCARDNUM": Bounds(3, 20, symbols="-/"),
+    "PASSWORD": Bounds(3, 32, symbols=None),
+    "SOCIALNUM": Bounds(7, 32, symbols="-/.", needs=DIGITS),
+    "STREET": Bounds(6, 56, symbols="'’,-./"),
+    "SURNAME": Bounds(4, 48, digits=False, symbols="-'’,"),
+    "TAXNUM": Bounds(5, 24, symbols="-/.", needs=DIGITS),
+    "TELEPHONENUM": Bounds(6, 32, symbols="()+-./", needs=DIGITS),
+    "USERNAME": Bounds(1, 48, symbols="-._"),
+    "ZIPCODE": Bounds(3, 14, symbols="-", needs=DIGITS),
+}
 
 
 # --------------------------------------------------------------------------------------------

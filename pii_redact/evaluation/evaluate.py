@@ -306,6 +306,9 @@ def plan_evaluation(config: EvalConfig) -> tuple[Plan, str]:
             provenance = {"model": str(model_dir.resolve()), "model_fingerprint": run_fingerprint(model_dir, run_dir),
                           **data_id, "max_new_tokens": config.max_new_tokens, "backend": backend,
                           "decoding": config.decoding, "mask_bias": resolve_mask_bias(config.mask_bias, run_dir),
+                          # only where it is not the default: earlier evaluations' provenance still matches
+                          **({"placeholder_bounds": config.placeholder_bounds}
+                             if config.placeholder_bounds != "words" else {}),
                           **({"gguf": str(gguf_for(config.gguf, model_dir).resolve())}
                              if backend == "llama.cpp" else {})}
             title = f"{run_dir.name} on {config.data}"

@@ -21,9 +21,16 @@ import time
 from functools import wraps
 
 from ..core.constraint import Constraint, Vocabulary
+from ..core.labels import BOUNDS, Bounds
 
 # --------------------------------------------------------------------------------------------
 # a batch of constrained generations
+
+def bounds(placeholder_bounds: str) -> dict[str, Bounds] | None:
+    """The cover bounds a `--placeholder-bounds` setting names: None for `words` (the constraint's
+    own word bounds), `labels.BOUNDS` for `label`."""
+    return BOUNDS if placeholder_bounds == "label" else None
+
 
 def _timed(method):
     """Adds the method's run time to its Decoder's `seconds` (what the constraint costs)."""
@@ -42,10 +49,11 @@ class Decoder:
     """The constraint of each row of a batch, kept in step with the tokens generated so far.
     `seconds` is the time spent in it, for the statistics of whoever generates."""
 
-    def __init__(self, vocab: Vocabulary, sources: list[str], stop_ids: list[int], mask_bias: float = 0.0):
+    def __init__(self, vocab: Vocabulary, sources: list[str], stop_ids: list[int], mask_bias: float = 0.0,
+                 bounds: dict[str, Bounds] | None = None):
         self.vocab = vocab
         self.mask_bias = mask_bias  # log-odds masking gains over copying where an entity may begin
-        self.constraints = [Constraint(s) for s in sources]
+        self.constraints = [Constraint(s, bounds) for s in sources]
         self.states = [c.start() for c in self.constraints]
         self.stop_ids = stop_ids
         self.done = [False] * len(sources)

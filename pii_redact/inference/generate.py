@@ -73,11 +73,13 @@ def _left_padded(tokenizer, rows: list[list[int]]):
 
 def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Sequence[str], batch_size: int,
                           max_new_tokens: int = 0, decoding: str = "faithful", speculation: str = "auto",
-                          stats: dict | None = None, mask_bias: float = 0.0) -> Iterator[tuple[int, str, str]]:
+                          stats: dict | None = None, mask_bias: float = 0.0,
+                          placeholder_bounds: str = "words") -> Iterator[tuple[int, str, str]]:
     """Yield (index, prediction, finish_reason) for each prompt, batch by batch (longest first).
 
     decoding="faithful" constrains every output to a redaction of its source (`faithful`), with
-    `mask_bias` the log-odds masking gains over copying (the privacy dial); an output that runs out of
+    `mask_bias` the log-odds masking gains over copying (the privacy dial), `placeholder_bounds` what
+    one placeholder may cover (`faithful.bounds`); an output that runs out of
     tokens is completed by masking and reported as "length".
     speculation="on" drafts from the source (`speculative`): the same tokens in fewer forward
     passes; "off" runs transformers' own `generate`; "auto" speculates for a batch of one only.
@@ -98,7 +100,8 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
         # the model saw each text trimmed (the chat template trims contents): it redacts that
-        decoder = faithful.Decoder(vocab, [sources[i].strip() for i in batch], stops, mask_bias) if vocab else None
+        decoder = faithful.Decoder(vocab, [sources[i].strip() for i in batch], stops, mask_bias,
+                                   faithful.bounds(placeholder_bounds)) if vocab else None
         prompt_ids, batch_budgets = [encoded[i] for i in batch], [budgets[i] for i in batch]
         # Verifying a draft costs a forward pass over all its tokens. With one sample that pass is
         # overhead-bound and speculation wins (1.2x on a 2-core CPU); with 16 it is compute-bound

@@ -202,7 +202,7 @@ class Engine:
 
 def generate(engine: Engine, tokenizer, prompts: Sequence[str], sources: Sequence[str], max_new_tokens: int = 0,
              decoding: str = "faithful", speculation: str = "auto", stats: dict | None = None,
-             mask_bias: float = 0.0) -> Iterator[tuple[int, str, str]]:
+             mask_bias: float = 0.0, placeholder_bounds: str = "words") -> Iterator[tuple[int, str, str]]:
     """Yield (index, prediction, finish_reason) for each prompt, as `generate.generate_transformers`
     does; speculation "auto" is off (see the module's docstring)."""
     from ..core import chat
@@ -216,7 +216,8 @@ def generate(engine: Engine, tokenizer, prompts: Sequence[str], sources: Sequenc
     encoded = chat.encode_prompts(tokenizer, prompts)
     for i, (ids, source) in enumerate(zip(encoded, sources)):
         budget = max(1, min(max_new_tokens or token_budget(source), engine.llm.n_ctx() - len(ids) - 1))
-        decoder = faithful.Decoder(vocab, [source.strip()], stops, mask_bias) if vocab else None
+        decoder = faithful.Decoder(vocab, [source.strip()], stops, mask_bias,
+                                   faithful.bounds(placeholder_bounds)) if vocab else None
         row = Row(0, ids, budget)
         engine.reset()
         accept(row, [greedy(engine.feed(ids, every=False)[-1], row, decoder)], set(stops), decoder)

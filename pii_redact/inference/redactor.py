@@ -39,6 +39,7 @@ class Settings:
     batch_size: int = 16
     max_new_tokens: int = 0  # 0: each text's own bound (`generate.token_budget`)
     mask_bias: float = 0.0   # the privacy dial: log-odds masking gains over copying (faithful decoding)
+    placeholder_bounds: Literal["words", "label"] = "words"  # what one placeholder may cover (`core.constraint`)
     safety_net: bool = True
     propagate: bool = True   # mask every other occurrence of what was masked (`propagate`)
 
@@ -208,11 +209,13 @@ class Redactor:
             from . import llamacpp
 
             stream = llamacpp.generate(engine, tokenizer, their_prompts, texts, settings.max_new_tokens,
-                                       settings.decoding, settings.speculation, counters, settings.mask_bias)
+                                       settings.decoding, settings.speculation, counters, settings.mask_bias,
+                                       settings.placeholder_bounds)
         else:
             stream = generate.generate_transformers(engine, tokenizer, their_prompts, texts, settings.batch_size,
                                                     settings.max_new_tokens, settings.decoding,
-                                                    settings.speculation, counters, settings.mask_bias)
+                                                    settings.speculation, counters, settings.mask_bias,
+                                                    settings.placeholder_bounds)
         clock = time.perf_counter()
         for j, model_text, reason in stream:
             final = finish(texts[j], model_text, settings, reason != "length")
