@@ -382,7 +382,7 @@ def _predictions(config: EvalConfig, plan: Plan, timing: dict[str, Any]) -> list
 
 DESCRIPTION = "Generate redactions for held-out text and score them (leaks, entity P/R/F1, fidelity)."
 USAGE = ("evaluate.py [options]\n       evaluate.py compare METRICS [METRICS ...] [--output FILE]\n"
-         "       evaluate.py calibrate [--model-dir RUN] [--data data/val.jsonl] [--limit N]")
+         "       evaluate.py calibrate [--model-dir RUN] [--data data/calibration.jsonl] [--limit N]")
 EPILOG = """examples:
   python evaluate.py                              # newest run in outputs/, on data/test.jsonl
   python evaluate.py --model-dir outputs/my-run --limit 200
