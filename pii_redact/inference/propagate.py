@@ -52,6 +52,8 @@ _SEPARATOR_ONLY = re.compile(r"[ \t,]{1,3}")
 
 @dataclass
 class Segment:
+    """A stretch of a source text as its redaction shows it: in clear, or covered by one placeholder."""
+
     text: str                  # the source text this segment covers
     label: str | None = None   # None: clear text
     number: int | None = None  # the placeholder's number, as written (None: `[LABEL]`)

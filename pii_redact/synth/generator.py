@@ -20,7 +20,7 @@ from faker import Faker
 from ..core.alignment import align
 from ..core.chat import build_prompt
 from ..core.labels import LABELS, PLACEHOLDER_RE, Entity, mask, occurrences
-from .draft import Draft, Segment
+from .draft import Draft, Fragment
 from .genres import KINDS_IN_CODE, compose
 from .shapes import shares
 from .tables import FOREIGN_LOCALES, GENRES, KINDS, LANGUAGES, LOCALES, V3
@@ -54,12 +54,12 @@ class Generated:
         return record
 
 
-def _redact(segments: list[Segment], key: Callable[[str, str], object] | None = None
+def _redact(fragments: list[Fragment], key: Callable[[str, str], object] | None = None
             ) -> tuple[str, str, list[Entity]]:
     """Source, response and true entities, numbered as `labels.mask` numbers them (by `key`,
     where given: version 3 numbers each form of a value as the value)."""
     source, spans, pos = [], [], 0
-    for label, text in segments:
+    for label, text in fragments:
         source.append(text)
         if label is not None:
             spans.append((pos, pos + len(text), label))
@@ -116,8 +116,8 @@ class Generator:
         kind = rng.choices(kinds, weights=[shares[k] for k in kinds])[0] if has_pii else "plain"
         for _ in range(MAX_ATTEMPTS):
             draft = Draft(self.fakers, rng, locale, version=self.version)
-            segments, template = compose(draft, kind, has_pii)
-            source, response, entities = _redact(segments, draft.number_key if self.version >= 3 else None)
+            fragments, template = compose(draft, kind, has_pii)
+            source, response, entities = _redact(fragments, draft.number_key if self.version >= 3 else None)
             if _valid(source, response, entities) and not draft.clash:
                 return Generated(source, response, entities, lang, locale, kind, template)
             self.redraws += 1
