@@ -2,7 +2,10 @@
 
 Two versions of the set: 2, the committed `pii_redaction_train.json` (the default), and 3, which
 adds running prose about people (`remark`, `story`), values written again in other forms and
-numbered as their value, addresses of more countries and lookalikes (tables/v3.yaml)."""
+numbered as their value, addresses of more countries and lookalikes (tables/v3.yaml).
+
+The command line (`main`) is `config.SynthConfig`'s flags; `chosen_languages` reads --languages
+against the tables' languages."""
 from __future__ import annotations
 
 import json
