@@ -3,8 +3,11 @@
     dataclass defaults  <  the section of `--config FILE` (e.g. `train:`)  <  flags
 
 `--config` is read before the parser is built, so `--help --config my.yaml` shows my.yaml's values
-as the defaults, as TRL's and torchtune's scripts do. Only the standard library and PyYAML are
-imported here, so `--help` is instant; `run` gives every script the same exit codes.
+as the defaults, as TRL's and torchtune's scripts do. Every command line becomes settings here:
+a script's flags through `parse_config`, a script of subcommands (`python -m pii_redact.models
+fetch`) through `parse_command`, each field one argument (`add_fields`). Only the standard
+library and PyYAML are imported here, so `--help` is instant; `run` gives every script the same
+exit codes.
 """
 from __future__ import annotations
 
@@ -159,7 +162,8 @@ class _Repeatable(argparse.Action):
 
 def _converter(tp: Any) -> Callable[[str], Any]:
     base, optional = unwrap_optional(tp)
-    parse = str if typing.get_origin(base) is Literal else base
+    # a Literal's choices are compared as what they are: `--version 3` is the int 3
+    parse = type(typing.get_args(base)[0]) if typing.get_origin(base) is Literal else base
 
     def convert(text: str) -> Any:
         return None if optional and text.lower() in ("none", "null") else parse(text)
@@ -168,24 +172,32 @@ def _converter(tp: Any) -> Callable[[str], Any]:
     return convert
 
 
-def build_parser(cls: type, prog: str, description: str, epilog: str | None = None,
-                 defaults: dict[str, Any] | None = None, usage: str | None = None) -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog=prog, description=description, epilog=epilog, usage=usage,
-                            formatter_class=_HelpFormatter)
-    parser.add_argument("--config", metavar="FILE",
-                        help="YAML file whose section for this script sets the defaults below "
-                             "(see configs/); flags override it")
+def _add_positional(parser: argparse.ArgumentParser, f: dataclasses.Field, base: Any, default: Any) -> None:
+    """A positional field: a list takes any number of values, a single value one (optional where
+    the field has a default)."""
+    help_text = f.metadata.get("help", "")
+    if typing.get_origin(base) is list:
+        parser.add_argument(f.name, nargs="*", metavar=f.name.upper().rstrip("S"), default=default,
+                            help=f"{help_text} (default: {' '.join(map(str, default)) or 'none'})")
+    elif default is dataclasses.MISSING:
+        parser.add_argument(f.name, metavar=f.name.upper(), type=base, help=help_text)
+    else:  # taken as written: a directory may be called "none"
+        parser.add_argument(f.name, nargs="?", metavar=f.name.upper(), type=base, default=default, help=help_text)
+
+
+def add_fields(parser: argparse.ArgumentParser, cls: type, defaults: dict[str, Any] | None = None) -> None:
+    """One argument per field of the settings dataclass `cls`, with its help text and default
+    (`defaults` overrides the dataclass's own)."""
     hints = typing.get_type_hints(cls)
     defaults = defaults or {}
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         base, optional = unwrap_optional(tp)
         default = defaults.get(f.name, f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
-        kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", ""), "default": default}
         if f.metadata.get("positional"):
-            parser.add_argument(f.name, nargs="*", metavar=f.name.upper().rstrip("S"), default=default,
-                                help=f"{kwargs['help']} (default: {' '.join(map(str, default)) or 'none'})")
+            _add_positional(parser, f, base, default)
             continue
+        kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", ""), "default": default}
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(base) is list:
@@ -197,20 +209,65 @@ def build_parser(cls: type, prog: str, description: str, epilog: str | None = No
                 kwargs["choices"] = list(typing.get_args(base)) + ([None] if optional else [])
             else:
                 kwargs["metavar"] = {int: "N", float: "X"}.get(base, f.name.split("_")[-1].upper())
-        parser.add_argument(flag(f.name), **kwargs)
+        short = f.metadata.get("short")
+        parser.add_argument(flag(f.name), *([short] if short else []), **kwargs)
+
+
+def settings(cls: type[T], args: argparse.Namespace) -> T:
+    """The settings dataclass `cls` from parsed arguments: made, hence checked, here."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def build_parser(cls: type, prog: str, description: str, epilog: str | None = None,
+                 defaults: dict[str, Any] | None = None, usage: str | None = None,
+                 config_file: bool = True) -> argparse.ArgumentParser:
+    """The parser of a script whose settings are `cls`; with `config_file`, a `--config FILE`
+    flag whose section sets the defaults (read before, see `parse_config`)."""
+    parser = ArgumentParser(prog=prog, description=description, epilog=epilog, usage=usage,
+                            formatter_class=_HelpFormatter)
+    if config_file:
+        parser.add_argument("--config", metavar="FILE",
+                            help="YAML file whose section for this script sets the defaults below "
+                                 "(see configs/); flags override it")
+    add_fields(parser, cls, defaults)
     return parser
 
 
-def parse_config(cls: type[T], section: str, argv: list[str] | None, prog: str, description: str,
+def parse_config(cls: type[T], section: str | None, argv: list[str] | None, prog: str, description: str,
                  epilog: str | None = None, usage: str | None = None) -> tuple[T, str | None]:
-    """(config, the --config path or None) from the command line; see the module docstring."""
+    """(config, the --config path or None) from the command line; see the module docstring. A
+    command without a `section` has no --config flag: only its flags set what they name."""
     argv = sys.argv[1:] if argv is None else argv
+    if section is None:
+        parser = build_parser(cls, prog, description, epilog, usage=usage, config_file=False)
+        return settings(cls, parser.parse_args(argv)), None
     pre = ArgumentParser(add_help=False)
     pre.add_argument("--config")
     config_path = pre.parse_known_args(argv)[0].config
     parser = build_parser(cls, prog, description, epilog, yaml_defaults(cls, section, config_path), usage)
+    return settings(cls, parser.parse_args(argv)), config_path
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A subcommand of a script (`python -m pii_redact.models fetch`): its settings dataclass,
+    its line in the script's list of commands, and its own --help text."""
+
+    settings: type
+    help: str
+    description: str
+
+
+def parse_command(commands: dict[str, Command], argv: list[str] | None, prog: str,
+                  description: str) -> tuple[str, Any]:
+    """(the subcommand named first on the command line, its settings from the rest)."""
+    parser = ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in commands.items():
+        add_fields(subparsers.add_parser(name, help=command.help, description=command.description,
+                                         formatter_class=_HelpFormatter), command.settings)
     args = parser.parse_args(argv)
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}), config_path
+    return args.command, settings(commands[args.command].settings, args)
 
 
 def positive_int(text: str) -> int:

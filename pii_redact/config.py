@@ -1,9 +1,11 @@
-"""Settings of the scripts: one typed dataclass each, the only place a default is written.
+"""Settings of the scripts and commands: one typed dataclass each, the only place a default is written.
 
 Each field carries its help text and, where a value can be wrong, a check; a config is checked
 when it is made (`__post_init__`), so a bad flag, YAML value or programmatic value fails before any
 directory is created or any model is loaded. `cli.parse_config` turns these into flags, with a
-YAML file's section (`--config FILE`) as the defaults that flags override.
+YAML file's section (`--config FILE`) as the defaults that flags override; `cli.parse_command`
+does the same for the subcommands of `python -m pii_redact.models` (no YAML section there, nor
+for `python -m pii_redact.synth`).
 """
 from __future__ import annotations
 
@@ -13,19 +15,27 @@ import re
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
 from .core.errors import UserError
 
 DEFAULT_MODEL = "unsloth/gemma-3-270m-it"
+TRAINING_SET = "pii_redaction_train.json"  # the committed set: what the generator writes, prepare_data.py reads
+GgufType = Literal["f16", "q8_0"]  # the tensor types a GGUF export writes (`models.gguf.TYPES`)
 
 Check = Callable[[Any], Optional[str]]  # value -> what is wrong with it, or None
 
 
-def option(default: Any, help: str, *, check: Check | None = None, positional: bool = False) -> Any:
-    """A dataclass field with its help text, an optional check of its value, and whether it is
-    given as positional arguments (a list field) rather than a flag."""
-    metadata = {"help": help, "check": check, "positional": positional}
+REQUIRED: Any = dataclasses.MISSING  # the default of a value the command line must give
+
+
+def option(default: Any, help: str, *, check: Check | None = None, positional: bool = False,
+           short: str | None = None) -> Any:
+    """A dataclass field with its help text, an optional check of its value, whether it is given
+    as positional arguments (a list field takes any number) rather than a flag, and the flag's
+    short form (`-o`), if any."""
+    metadata = {"help": help, "check": check, "positional": positional, "short": short}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -112,7 +122,7 @@ def unwrap_optional(tp: Any) -> tuple[Any, bool]:
 
 @dataclass
 class DataConfig:
-    input: list[str] = option(["pii_redaction_train.json"], "prompt/response JSON or JSONL file(s), or raw ai4privacy rows")
+    input: list[str] = option([TRAINING_SET], "prompt/response JSON or JSONL file(s), or raw ai4privacy rows")
     output_dir: str = option("data", "where train/val/test .jsonl and report.json are written")
     model: str = option(DEFAULT_MODEL, "model id or local directory whose tokenizer and chat template measure lengths")
     max_seq_length: int = option(1024, "samples longer than this many tokens (prompt + response) are dropped, never truncated",
@@ -178,7 +188,7 @@ class TrainConfig:
     save_total_limit: int = option(2, "checkpoints kept on disk", check=positive)
     logging_steps: int = option(10, "log a line every N steps", check=positive)
     seed: int = option(3407, "seed for LoRA init and data order")
-    gguf: Optional[Literal["f16", "q8_0"]] = option(None, "also export a GGUF for llama.cpp / Docker Model Runner")
+    gguf: Optional[GgufType] = option(None, "also export a GGUF for llama.cpp / Docker Model Runner")
     calibrate: Optional[bool] = option(
         None, "after training, sweep the privacy dial (--mask-bias) on the validation split and record the chosen "
               "bias in the run (evaluate.py calibrate): true/false, or unset for on where a GPU trained (a minute "
@@ -334,3 +344,46 @@ def check_gguf(config: Any) -> None:
     """--gguf names what llama.cpp runs: with another backend it would be silently ignored."""
     if config.gguf and config.backend not in ("auto", "llama.cpp"):
         raise UserError(f"--gguf runs in llama.cpp, --backend {config.backend} would ignore it; drop one of them")
+
+
+# The commands beside the four scripts: `python -m pii_redact.synth` and `python -m pii_redact.models`.
+
+@dataclass
+class SynthConfig:
+    output: Optional[str] = option(None, f"JSON file to write (default: {TRAINING_SET} for version 2, "
+                                         f"{Path(TRAINING_SET).stem}_v3.json for version 3)", short="-o")
+    n: int = option(35_000, "number of records", check=positive)
+    seed: int = option(0, "random seed (same seed, same file)")
+    languages: Optional[str] = option(None, "comma-separated subset of the languages above (default: all of them)")
+    version: Literal[2, 3] = option(2, "version of the set: 2 is the committed file, 3 adds running prose about "
+                                       "people, values repeated in other forms, more address layouts, lookalikes")
+    stats: bool = option(False, "print the shares of free prose, single sentences and names in prose "
+                                "(pii_redact/synth/shapes.py) instead of writing a file")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def output_path(self) -> Path:
+        """Where the set is written: --output, else the committed file's name (with `_v3` for version 3)."""
+        if self.output:
+            return Path(self.output)
+        return Path(TRAINING_SET if self.version == 2 else f"{Path(TRAINING_SET).stem}_v{self.version}.json")
+
+
+@dataclass
+class FetchConfig:
+    dir: Optional[str] = option(None, "where to build it (default: gemma-3-270m in the cache, see above)",
+                                positional=True)
+    force: bool = option(False, "rebuild even if DIR already holds the model")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass
+class GgufConfig:
+    run: str = option(REQUIRED, "a finetune.py run directory", positional=True)
+    type: GgufType = option("f16", "tensor type (default: f16)")
+
+    def __post_init__(self) -> None:
+        validate(self)

@@ -94,3 +94,46 @@ def test_bounds_of_a_label(label, value, fits):
     from pii_redact.core.labels import BOUNDS
 
     assert BOUNDS[label].fits(value) is fits
+
+
+def test_the_registry_holds_one_entry_per_label():
+    """What a label is lives in its `labels.REGISTRY` entry: the name list, the bounds and the
+    rules are read from it, never kept beside it."""
+    from pii_redact.core.labels import BOUNDS, LABELS, REGISTRY
+
+    assert LABELS == tuple(sorted(REGISTRY)) and all(REGISTRY[name].name == name for name in LABELS)
+    assert BOUNDS == {name: spec.bounds for name, spec in REGISTRY.items()}
+    for spec in REGISTRY.values():
+        assert spec.only_after is None or spec.only_after in REGISTRY
+    with_rules = [spec.rank for spec in REGISTRY.values() if spec.net or spec.baseline]
+    assert 0 not in with_rules and len(set(with_rules)) == len(with_rules)  # every rule has its place
+
+
+def test_rules_run_by_rank_and_share_their_patterns():
+    """Where two labels' rules overlap the earlier one wins, so their order is part of the output;
+    the IBAN pattern is written once, for the safety net (with its check digits) and the baseline."""
+    from pii_redact.core import recognizers
+    from pii_redact.core.labels import REGISTRY, ranked
+
+    assert [label for label, _ in ranked(lambda spec: spec.net)] == [
+        "EMAIL", "ACCOUNTNUM", "CREDITCARDNUMBER", "TELEPHONENUM"]
+    assert [label for label, _ in ranked(lambda spec: spec.baseline)] == [
+        "EMAIL", "ACCOUNTNUM", "CREDITCARDNUMBER", "SOCIALNUM", "DATEOFBIRTH", "ZIPCODE", "TELEPHONENUM"]
+    account = REGISTRY["ACCOUNTNUM"]
+    assert account.net.pattern is account.baseline.pattern is recognizers.IBAN
+    assert account.net.valid is recognizers.iban_ok
+
+
+@pytest.mark.parametrize("label, value, faults", [
+    ("GIVENNAME", "Anna", 0), ("GIVENNAME", "Anna Maria Luisa Berta", 1), ("GIVENNAME", "Anna2", 1),
+    ("SURNAME", "van der Berg", 0), ("CITY", "AB Den Haag", 1), ("CITY", "12", 2),
+    ("STREET", "Via Roma 12", 1), ("BUILDINGNUM", "12a", 0), ("BUILDINGNUM", "Roma", 1),
+    ("EMAIL", "anna@x.io", 0), ("EMAIL", "anna at x", 2), ("TAXNUM", "DE 123 456", 0),
+    ("PASSWORD", "", 1), ("NOT_A_LABEL", "anything", 0),
+])
+def test_shape_faults(label, value, faults):
+    """A name's shape rules include its word limit, the one the word bounds of faithful decoding
+    use (`LabelSpec.max_words`)."""
+    from pii_redact.core.labels import shape_faults
+
+    assert shape_faults(label, value) == faults

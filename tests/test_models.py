@@ -173,6 +173,35 @@ def test_cli_dir_is_a_file_exits_2(tmp_path):
     assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'file'} is a file, not a directory"]
 
 
+def test_cli_parses_each_command_into_its_settings():
+    """`python -m pii_redact.models` builds its command line from `config.FetchConfig` and
+    `config.GgufConfig` (`cli.parse_command`); a bad command line exits 2 before anything runs."""
+    import typing
+
+    from pii_redact.cli import parse_command
+    from pii_redact.config import FetchConfig, GgufConfig, GgufType
+    from pii_redact.models import gguf
+    from pii_redact.models.__main__ import COMMANDS
+
+    def parse(*argv):
+        return parse_command(COMMANDS, list(argv), "models", "")
+
+    assert parse("fetch") == ("fetch", FetchConfig(None, False))
+    assert parse("fetch", "none", "--force") == ("fetch", FetchConfig("none", True))  # a path is taken as written
+    assert parse("gguf", "outputs/a") == ("gguf", GgufConfig("outputs/a", "f16"))
+    assert parse("gguf", "outputs/a", "--type", "q8_0") == ("gguf", GgufConfig("outputs/a", "q8_0"))
+    for argv in ([], ["gguf"], ["gguf", "r", "--type", "q4"], ["fetch", "a", "b"], ["bogus"]):
+        with pytest.raises(SystemExit) as info:
+            parse(*argv)
+        assert info.value.code == 2, argv
+    assert typing.get_args(GgufType) == gguf.TYPES
+
+
+def test_cli_gguf_without_a_run_directory_is_one_line(tmp_path, capsys):
+    assert run(fetch_main, ["gguf", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'missing'}: no such run directory\n"
+
+
 # --- the real model (needs requirements-offline.txt) ------------------------------------------
 
 needs_packages = pytest.mark.skipif(

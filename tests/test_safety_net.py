@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pii_redact.core.alignment import align
-from pii_redact.inference.safety_net import luhn_ok, safety_net
+from pii_redact.core.recognizers import iban_ok, luhn_ok
+from pii_redact.inference.safety_net import safety_net
 
 
 @pytest.mark.parametrize("digits, valid", [
@@ -16,6 +17,17 @@ def test_luhn(digits, valid):
     assert luhn_ok(digits) is valid
 
 
+@pytest.mark.parametrize("text, valid", [
+    ("GB82WEST12345698765432", True), ("GB82 WEST 1234 5698 7654 32", True), ("DE89370400440532013000", True),
+    ("GB83WEST12345698765432", False),   # a wrong check digit
+    ("GB82WEST12345698765433", False),   # a changed account digit
+    ("DE89 3704", False),                # shorter than any IBAN
+    ("DE89" + "1" * 31, False),          # longer than any IBAN
+])
+def test_iban_check(text, valid):
+    assert iban_ok(text) is valid
+
+
 @pytest.mark.parametrize("value, label", [
     ("anna.berg+news@mail.example.org", "EMAIL"),
     ("DE89 3704 0044 0532 0130 00", "ACCOUNTNUM"),   # mod 97 == 1
@@ -24,6 +36,10 @@ def test_luhn(digits, valid):
     ("5500-0055-5555-5559", "CREDITCARDNUMBER"),
     ("+49 30 1234567", "TELEPHONENUM"),
     ("+33 1 42 68 53 00", "TELEPHONENUM"),
+    ("3782 822463 10005", "CREDITCARDNUMBER"),        # 15 digits in an American Express grouping
+    ("4111111111111111003", "CREDITCARDNUMBER"),      # 19 digits
+    ("+1 (555) 123-4567", "TELEPHONENUM"),
+    ("+49-30-1234567", "TELEPHONENUM"),
 ])
 def test_each_rule_masks_what_it_is_sure_of(value, label):
     source = f"Write to {value} today."
@@ -40,10 +56,35 @@ def test_each_rule_masks_what_it_is_sure_of(value, label):
     "49 30 1234567",                 # no '+': the rule stays high-precision
     "order 5521-0042",
     "anna@localhost",                # no domain with a dot: not an address the rule is sure of
+    "GB83WEST12345698765432",        # an IBAN with a wrong check digit, ungrouped
+    "DE89 3704",                     # IBAN-shaped, too short for one
+    "41111111111114",                # a card prefix and a valid Luhn digit, but 14 digits
+    "1234567890123452",              # a valid Luhn digit, but no card prefix
+    "+49 30 1234 5678 9012 345",     # too many digits for a phone number
+    "030 1234567",                   # a national number: without '+' it may be anything
+    # values inside longer tokens: a word or number goes on around them
+    "ID4111111111111111",
+    "4111111111111111X",
+    "XDE89370400440532013000",
+    "DE89370400440532013000X",
+    "abc+49301234567",
+    "+49 30 1234567x",
+    "anna@x.io2",
 ])
 def test_look_alikes_are_left_as_they_are(value):
     source = f"Write to {value} today."
     assert safety_net(source, source) == (source, 0)
+
+
+@pytest.mark.parametrize("value, label, masked", [
+    ("tel:+49 30 1234567", "TELEPHONENUM", "tel:[TELEPHONENUM_1]"),
+    ("mailto:anna@x.io", "EMAIL", "mailto:[EMAIL_1]"),
+    ("(GB82WEST12345698765432)", "ACCOUNTNUM", "([ACCOUNTNUM_1])"),
+])
+def test_values_after_a_separator_are_found(value, label, masked):
+    """A scheme or a bracket before a value is not part of it: the value is masked, they stay."""
+    source = f"Write to {value} today."
+    assert safety_net(source, source) == (f"Write to {masked} today.", 1)
 
 
 def test_numbering_follows_the_placeholders_already_there():

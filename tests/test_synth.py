@@ -213,8 +213,35 @@ def test_languages_option(tmp_path):
     data = json.loads(out.read_text(encoding="utf-8"))
     assert len(data) == 50 and {"prompt", "response", "template"} <= set(data[0]) <= {"prompt", "response", "template", "entities"}
     assert {r["template"].split("/")[0] for r in data} == {"nl"}
-    with pytest.raises(SystemExit):
-        main(["--languages", "xx", "--output", str(out)])
+    assert main(["--n", "5", "--languages", " it, nl ", "-o", str(out)]) == 0  # -o is --output
+    assert {r["template"].split("/")[0] for r in json.loads(out.read_text(encoding="utf-8"))} <= {"it", "nl"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--languages", "xx"], "error: --languages must be a comma-separated subset of en,de,fr,it,es,nl"),
+    (["--languages", ","], "error: --languages must be a comma-separated subset"),
+    (["--n", "0"], "error: --n must be positive"),
+])
+def test_bad_settings_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
+    from pii_redact.cli import run
+
+    out = tmp_path / "set.json"
+    assert run(main, [*argv, "--output", str(out)]) == 2
+    assert capsys.readouterr().err.startswith(message) and not out.exists()
+
+
+def test_settings_defaults_and_versions():
+    """The command's settings (`config.SynthConfig`): the committed file's name by version, and
+    the versions the generator draws."""
+    import typing
+
+    from pii_redact.config import SynthConfig
+    from pii_redact.synth.generator import VERSIONS
+
+    assert SynthConfig().output_path() == Path("pii_redaction_train.json")
+    assert SynthConfig(version=3).output_path() == Path("pii_redaction_train_v3.json")
+    assert SynthConfig(output="x.json", version=3).output_path() == Path("x.json")
+    assert typing.get_args(typing.get_type_hints(SynthConfig)["version"]) == VERSIONS
 
 
 def test_committed_file_counts():

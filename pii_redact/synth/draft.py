@@ -1,5 +1,5 @@
 """One record being drawn: the people a text mentions, their values and decoys (each drawn once,
-so a repeated field repeats its value), and templates rendered into segments.
+so a repeated field repeats its value), and templates rendered into fragments.
 
 `{LABEL}` is a PII field of person 1 (`{LABEL:2}` of person 2...); lowercase names are decoys that
 stay in clear text, `{address}`/`{name}` expand to the locale's layout, `{@term}` is a
@@ -25,7 +25,8 @@ FOREIGN_SHARE = 0.15  # people (and their addresses) from another country than t
 FIELD_RE = re.compile(r"\{(@?>?[A-Za-z_]+)(\?)?(?::(\d))?(?:\|(upper|lower|cap|initial|phone))?\}")
 
 
-Segment = tuple[str | None, str]  # (label, value) for PII, (None, text) for literal text
+# A piece of a text being drawn: (label, value) for PII, (None, text) for literal text.
+Fragment = tuple[str | None, str]
 
 
 @dataclass
@@ -94,13 +95,13 @@ class Draft:
             self.decoys[(name, person)] = draw_decoy(self, name)
         return self.decoys[(name, person)]
 
-    def render(self, template: str, person: int = 1, pools: dict[str, list[str]] | None = None) -> list[Segment]:
-        """Template -> segments; `{X}` fields refer to `person` unless they name one (`{X:2}`);
+    def render(self, template: str, person: int = 1, pools: dict[str, list[str]] | None = None) -> list[Fragment]:
+        """Template -> fragments; `{X}` fields refer to `person` unless they name one (`{X:2}`);
         `{>pool}` draws a sentence of `pools` not used yet in this text."""
-        segments: list[Segment] = []
+        fragments: list[Fragment] = []
         last = 0
         for m in FIELD_RE.finditer(template):
-            segments.append((None, template[last:m.start()]))
+            fragments.append((None, template[last:m.start()]))
             name, optional, who, case = m.group(1), m.group(2), int(m.group(3)) if m.group(3) else person, m.group(4)
             last = m.end()
             if name.startswith(">"):
@@ -108,9 +109,9 @@ class Draft:
                 if choices and not (optional and self.rng.random() < 0.5):
                     sentence = self.rng.choice(choices)
                     self.used.add((name, sentence))
-                    segments += self.render(sentence, person, pools)
-                elif segments and segments[-1][0] is None:  # left out: so is the space before it
-                    segments[-1] = (None, segments[-1][1].rstrip(" "))
+                    fragments += self.render(sentence, person, pools)
+                elif fragments and fragments[-1][0] is None:  # left out: so is the space before it
+                    fragments[-1] = (None, fragments[-1][1].rstrip(" "))
                 continue
             if name in LABELS or name in UNIT_NUMBERS:
                 part, case = [self._written(name, who, case)], None  # the form includes the case
@@ -125,11 +126,11 @@ class Draft:
                 part = self.render(LOCALE_TEXT[self.locale][name], who)
             else:
                 part = [(None, self.decoy(name, who))]
-            segments += [(label, _cased(text, case)) for label, text in part] if case else part
-        segments.append((None, template[last:]))
-        return segments
+            fragments += [(label, _cased(text, case)) for label, text in part] if case else part
+        fragments.append((None, template[last:]))
+        return fragments
 
-    def _written(self, name: str, who: int, form: str | None) -> Segment:
+    def _written(self, name: str, who: int, form: str | None) -> Fragment:
         """A PII field as written (`form`), remembered as a form of its value: every form of one
         value is numbered as the value (`forms`)."""
         label, value = UNIT_NUMBERS.get(name, name), self.pii(name, who)

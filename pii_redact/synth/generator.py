@@ -2,13 +2,16 @@
 
 Two versions of the set: 2, the committed `pii_redaction_train.json` (the default), and 3, which
 adds running prose about people (`remark`, `story`), values written again in other forms and
-numbered as their value, addresses of more countries and lookalikes (tables/v3.yaml)."""
+numbered as their value, addresses of more countries and lookalikes (tables/v3.yaml).
+
+The command line (`main`) is `config.SynthConfig`'s flags; `chosen_languages` reads --languages
+against the tables' languages."""
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
+import textwrap
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -17,10 +20,13 @@ from typing import Any, Callable
 
 from faker import Faker
 
+from ..cli import parse_config, run
+from ..config import SynthConfig
 from ..core.alignment import align
 from ..core.chat import build_prompt
+from ..core.errors import UserError
 from ..core.labels import LABELS, PLACEHOLDER_RE, Entity, mask, occurrences
-from .draft import Draft, Segment
+from .draft import Draft, Fragment
 from .genres import KINDS_IN_CODE, compose
 from .shapes import shares
 from .tables import FOREIGN_LOCALES, GENRES, KINDS, LANGUAGES, LOCALES, V3
@@ -54,12 +60,12 @@ class Generated:
         return record
 
 
-def _redact(segments: list[Segment], key: Callable[[str, str], object] | None = None
+def _redact(fragments: list[Fragment], key: Callable[[str, str], object] | None = None
             ) -> tuple[str, str, list[Entity]]:
     """Source, response and true entities, numbered as `labels.mask` numbers them (by `key`,
     where given: version 3 numbers each form of a value as the value)."""
     source, spans, pos = [], [], 0
-    for label, text in segments:
+    for label, text in fragments:
         source.append(text)
         if label is not None:
             spans.append((pos, pos + len(text), label))
@@ -116,8 +122,8 @@ class Generator:
         kind = rng.choices(kinds, weights=[shares[k] for k in kinds])[0] if has_pii else "plain"
         for _ in range(MAX_ATTEMPTS):
             draft = Draft(self.fakers, rng, locale, version=self.version)
-            segments, template = compose(draft, kind, has_pii)
-            source, response, entities = _redact(segments, draft.number_key if self.version >= 3 else None)
+            fragments, template = compose(draft, kind, has_pii)
+            source, response, entities = _redact(fragments, draft.number_key if self.version >= 3 else None)
             if _valid(source, response, entities) and not draft.clash:
                 return Generated(source, response, entities, lang, locale, kind, template)
             self.redraws += 1
@@ -133,55 +139,46 @@ def write_json(records: list[dict[str, Any]], path: Path) -> None:
     write_text(path, "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pii_redact.synth",
-        description="Generate the Faker-based PII redaction training set: a JSON list of "
-                    "{prompt, response} records in six languages, where the response replaces every "
-                    f"PII value with [LABEL_n] for the {len(LABELS)} labels ({', '.join(LABELS)}). "
-                    "The output is deterministic for a given --seed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--output", "-o", type=Path, default=None,
-                        help="JSON file to write (default: pii_redaction_train.json for version 2, "
-                             "pii_redaction_train_v3.json for version 3)")
-    parser.add_argument("--n", type=int, default=35_000, help="number of records")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same file)")
-    parser.add_argument("--languages", default=",".join(LANGUAGES),
-                        help=f"comma-separated subset of {','.join(LANGUAGES)}")
-    parser.add_argument("--version", type=int, choices=VERSIONS, default=2,
-                        help="version of the set: 2 is the committed file, 3 adds running prose about "
-                             "people, values repeated in other forms, more address layouts, lookalikes")
-    parser.add_argument("--stats", action="store_true",
-                        help="print the shares of free prose, single sentences and names in prose "
-                             "(pii_redact/synth/shapes.py) instead of writing a file")
-    args = parser.parse_args(argv)
-    languages = tuple(lang.strip() for lang in args.languages.split(",") if lang.strip())
-    if args.n < 1:
-        parser.error("--n must be at least 1")
+def chosen_languages(text: str | None) -> tuple[str, ...]:
+    """--languages as languages of the tables, all of them when unset; else a UserError."""
+    if text is None:
+        return LANGUAGES
+    languages = tuple(lang.strip() for lang in text.split(",") if lang.strip())
     if not languages or set(languages) - set(LANGUAGES):
-        parser.error(f"--languages must be a comma-separated subset of {','.join(LANGUAGES)}")
+        raise UserError(f"--languages must be a comma-separated subset of {','.join(LANGUAGES)}, got {text!r}")
+    return languages
 
+
+def main(argv: list[str] | None = None) -> int:
+    description = textwrap.fill(
+        "Generate the Faker-based PII redaction training set: a JSON list of {prompt, response} records "
+        f"in {len(LANGUAGES)} languages ({','.join(LANGUAGES)}), where the response replaces every PII value "
+        f"with [LABEL_n] for the {len(LABELS)} labels ({', '.join(LABELS)}). The output is deterministic "
+        "for a given --seed.", width=78)
+    config, _ = parse_config(SynthConfig, None, argv, prog="python -m pii_redact.synth", description=description)
+    languages = chosen_languages(config.languages)
     started = time.perf_counter()
-    generator = Generator(args.seed, languages, args.version)
-    records = [generator.record() for _ in range(args.n)]
-    if args.stats:
-        print(f"version {args.version}, {len(records)} records, seed {args.seed}: "
+    generator = Generator(config.seed, languages, config.version)
+    records = [generator.record() for _ in range(config.n)]
+    if config.stats:
+        print(f"version {config.version}, {len(records)} records, seed {config.seed}: "
               f"{shares((r.source, r.entities, r.kind) for r in records)}")
         return 0
-    output = args.output or Path("pii_redaction_train.json" if args.version == 2 else f"pii_redaction_train_v{args.version}.json")
+    output = config.output_path()
     write_json([r.to_json() for r in records], output)
+    _print_summary(records, output, time.perf_counter() - started, generator.redraws)
+    return 0
 
+
+def _print_summary(records: list[Generated], output: Path, seconds: float, redraws: int) -> None:
     labels = Counter(e.label for r in records for e in r.entities)
     languages_written = Counter(r.language for r in records)
-    print(f"wrote {len(records)} records to {output} in {time.perf_counter() - started:.1f}s "
-          f"({generator.redraws} redraws)", file=sys.stderr)
+    print(f"wrote {len(records)} records to {output} in {seconds:.1f}s ({redraws} redraws)", file=sys.stderr)
     print("languages: " + ", ".join(f"{k} {v / len(records):.1%}" for k, v in sorted(languages_written.items())),
           file=sys.stderr)
     print("entities:  " + ", ".join(f"{k} {labels[k]}" for k in LABELS), file=sys.stderr)
     print(f"no-PII records: {sum(not r.entities for r in records)}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run(main))

@@ -7,7 +7,7 @@ import random
 import re
 
 from ..core.labels import LABELS
-from .draft import FIELD_RE, Draft, Segment
+from .draft import FIELD_RE, Draft, Fragment
 from .tables import (
     DECOY_FIELDS,
     GENRES,
@@ -22,33 +22,33 @@ NEGATIVE_SHARE = 0.3  # version 3's remarks and stories with a sentence of looka
 MESSAGE_SHARE = 0.4   # version 3's stories sent as a message: a greeting and a signature
 
 
-def _joined(parts: list[list[Segment]], sep: str) -> list[Segment]:
-    out: list[Segment] = []
+def _joined(parts: list[list[Fragment]], sep: str) -> list[Fragment]:
+    out: list[Fragment] = []
     for i, part in enumerate(parts):
         out += ([(None, sep)] if i else []) + part
     return out
 
 
-def _sentences(draft: Draft, pools: tuple[str, ...], lo: int, hi: int) -> list[list[Segment]]:
+def _sentences(draft: Draft, pools: tuple[str, ...], lo: int, hi: int) -> list[list[Fragment]]:
     """Between lo and hi distinct sentences drawn from the record language's `pools`."""
     rng, texts = draft.rng, TEXTS[draft.language]
     pool = [t for p in pools for t in texts[p]]
     return [draft.render(t) for t in rng.sample(pool, min(len(pool), rng.randint(lo, hi)))]
 
 
-def _pick(draft: Draft, pool: str, person: int = 1) -> list[Segment]:
+def _pick(draft: Draft, pool: str, person: int = 1) -> list[Fragment]:
     return draft.render(draft.rng.choice(TEXTS[draft.language][pool]), person)
 
 
-# Prose kinds: (draft, the pools body sentences come from) -> segments.
+# Prose kinds: (draft, the pools body sentences come from) -> fragments.
 
-def _email(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+def _email(draft: Draft, pools: tuple[str, ...]) -> list[Fragment]:
     greeting = _pick(draft, "greeting")
     body = _joined(_sentences(draft, pools, 1, 4), draft.rng.choice([" ", "\n"]))
     return _joined([greeting, body, _pick(draft, "closing", person=2)], "\n\n")
 
 
-def _chat(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+def _chat(draft: Draft, pools: tuple[str, ...]) -> list[Fragment]:
     rng = draft.rng
     if rng.random() < 0.5:
         return _joined(_sentences(draft, pools, 1, 3), " ")
@@ -60,17 +60,17 @@ def _chat(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
     return _joined(lines, "\n")
 
 
-def _ticket(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+def _ticket(draft: Draft, pools: tuple[str, ...]) -> list[Fragment]:
     return _joined([_pick(draft, "ticket"), _joined(_sentences(draft, pools, 1, 4), " ")], "\n")
 
 
-def _letter(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+def _letter(draft: Draft, pools: tuple[str, ...]) -> list[Fragment]:
     return _joined([draft.render("{name}\n{address_block}"), draft.render("{CITY:2}, {date}"),
                     _pick(draft, "greeting"), _joined(_sentences(draft, pools, 1, 3), " "),
                     _pick(draft, "closing", person=2)], "\n\n")
 
 
-def _note(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+def _note(draft: Draft, pools: tuple[str, ...]) -> list[Fragment]:
     rng = draft.rng
     topic = rng.randrange(3)
     heading = TEXTS[draft.language]["notes"][topic] + rng.choice([":", " -", ""])
@@ -78,11 +78,11 @@ def _note(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
     return _joined([[(None, heading)], _joined(sentences, rng.choice([" ", "\n"]))], "\n")
 
 
-def _log(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+def _log(draft: Draft, pools: tuple[str, ...]) -> list[Fragment]:
     return _joined([draft.render(t) for t in draft.rng.sample(LOG_LINES, draft.rng.randint(1, 4))], "\n")
 
 
-def _remark(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+def _remark(draft: Draft, pools: tuple[str, ...]) -> list[Fragment]:
     """Version 3: one sentence naming people and towns in running prose, or lookalikes."""
     texts = V3["languages"][draft.language]
     return draft.render(draft.rng.choice(texts["negative" if draft.rng.random() < NEGATIVE_SHARE else "remark"]))
@@ -94,7 +94,7 @@ def _fields_of(template: str, person: int) -> set[str]:
             if m.group(1) in LABELS and int(m.group(3) or 1) == person}
 
 
-def _story(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
+def _story(draft: Draft, pools: tuple[str, ...]) -> list[Fragment]:
     """Version 3: a paragraph that introduces someone (person 1) and then refers back to what
     it said, often in another form (the surname alone, initials, the town in lower case, the
     phone number laid out otherwise); maybe with lookalikes, maybe sent as a message to someone
@@ -112,18 +112,18 @@ def _story(draft: Draft, pools: tuple[str, ...]) -> list[Segment]:
     return body
 
 
-# Structured kinds: (draft, the fields listed, the pools prose comes from) -> segments.
+# Structured kinds: (draft, the fields listed, the pools prose comes from) -> fragments.
 
-def _value(draft: Draft, key: str, person: int = 1) -> list[Segment]:
+def _value(draft: Draft, key: str, person: int = 1) -> list[Fragment]:
     return draft.render("{" + key + "}", person)
 
 
-def _form(draft: Draft, keys: list[str], pools: tuple[str, ...]) -> list[Segment]:
+def _form(draft: Draft, keys: list[str], pools: tuple[str, ...]) -> list[Fragment]:
     sep = draft.rng.choice([": ", ":\t", " = "])
     return _joined([[(None, draft.field_name(k) + sep)] + _value(draft, k) for k in keys], "\n")
 
 
-def _html(draft: Draft, keys: list[str], pools: tuple[str, ...]) -> list[Segment]:
+def _html(draft: Draft, keys: list[str], pools: tuple[str, ...]) -> list[Fragment]:
     style = draft.rng.random()
     if style < 0.5:  # a paragraph of prose rather than the fields
         return [(None, "<p>")] + _joined(_sentences(draft, pools, 1, 4), " ") + [(None, "</p>")]
@@ -134,14 +134,14 @@ def _html(draft: Draft, keys: list[str], pools: tuple[str, ...]) -> list[Segment
     return [(None, "<tr>")] + cells + [(None, "</tr>")]
 
 
-def _json(draft: Draft, keys: list[str], pools: tuple[str, ...]) -> list[Segment]:
+def _json(draft: Draft, keys: list[str], pools: tuple[str, ...]) -> list[Fragment]:
     pretty = draft.rng.random() < 0.5  # pretty-printed or one line
     sep, pad = (",\n", "  ") if pretty else (", ", "")
     items = [[(None, f'{pad}"{JSON_KEYS[k]}": "')] + _value(draft, k) + [(None, '"')] for k in keys]
     return [(None, "{\n" if pretty else "{")] + _joined(items, sep) + [(None, "\n}" if pretty else "}")]
 
 
-def _csv(draft: Draft, keys: list[str], pools: tuple[str, ...]) -> list[Segment]:
+def _csv(draft: Draft, keys: list[str], pools: tuple[str, ...]) -> list[Fragment]:
     sep = "," if draft.language == "en" else draft.rng.choice([";", ","])
     header = [(None, sep.join(draft.field_name(k) for k in keys))]
     rows = [_joined([_value(draft, k, person) for k in keys], sep) for person in range(1, draft.rng.randint(2, 4))]
@@ -154,8 +154,8 @@ STRUCTURED = {"form": _form, "html": _html, "json": _json, "csv": _csv}
 KINDS_IN_CODE = frozenset(PROSE) | frozenset(STRUCTURED)  # the other genres are frames in tables/
 
 
-def compose(draft: Draft, kind: str, has_pii: bool) -> tuple[list[Segment], str]:
-    """The segments of one text of genre `kind`, and the template it came from ("lang/genre" for
+def compose(draft: Draft, kind: str, has_pii: bool) -> tuple[list[Fragment], str]:
+    """The fragments of one text of genre `kind`, and the template it came from ("lang/genre" for
     the genres composed in code, "lang/genre/frame" for the ones written in synth_data/); with
     `has_pii=False`, decoy sentences only."""
     rng = draft.rng
@@ -171,8 +171,8 @@ def compose(draft: Draft, kind: str, has_pii: bool) -> tuple[list[Segment], str]
     if kind not in PROSE and kind not in STRUCTURED:
         genre = GENRES[draft.language][kind]
         index = rng.randrange(len(genre["frames"]))
-        segments = draft.render(genre["frames"][index], pools=genre.get("pools", {}))
-        return _styled(segments, genre.get("style"), rng), f"{template}/{index}"
+        fragments = draft.render(genre["frames"][index], pools=genre.get("pools", {}))
+        return _styled(fragments, genre.get("style"), rng), f"{template}/{index}"
     body_pools = ("body",) if rng.random() < 0.7 else ("body", "decoy")
     if kind in PROSE:
         return PROSE[kind](draft, body_pools), template
@@ -185,11 +185,11 @@ def compose(draft: Draft, kind: str, has_pii: bool) -> tuple[list[Segment], str]
 _WORD = re.compile(r"[^\W\d_]{4,}")
 
 
-def _styled(segments: list[Segment], style: str | None, rng: random.Random) -> list[Segment]:
+def _styled(fragments: list[Fragment], style: str | None, rng: random.Random) -> list[Fragment]:
     """`style: sms`: typed in a hurry: often all lowercase (values too, as people type them),
     now and then two letters swapped in a word that is not PII, no final full stop."""
     if style != "sms":
-        return segments
+        return fragments
     lower = rng.random() < 0.6
 
     def typo(match: re.Match) -> str:
@@ -200,7 +200,7 @@ def _styled(segments: list[Segment], style: str | None, rng: random.Random) -> l
         return word[:k] + word[k + 1] + word[k] + word[k + 2:]
 
     out = [(label, text.lower() if lower else text) if label else
-           (None, _WORD.sub(typo, text.lower() if lower else text)) for label, text in segments]
+           (None, _WORD.sub(typo, text.lower() if lower else text)) for label, text in fragments]
     while out and out[-1][0] is None and out[-1][1].endswith("."):
         out[-1] = (None, out[-1][1][:-1])
     return out

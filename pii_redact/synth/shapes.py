@@ -18,11 +18,12 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from ..core.labels import Entity
+from ..core.labels import REGISTRY, Entity
 from .genres import STRUCTURED
 
 PROSE, SENTENCE, LAID_OUT = "prose", "sentence", "laid_out"
-NAME_LABELS = ("GIVENNAME", "SURNAME", "CITY")  # the values the prose share of names counts
+# names of people and places (`LabelSpec.named`): the values the prose share of names counts
+NAMED_LABELS = frozenset(name for name, spec in REGISTRY.items() if spec.named)
 
 _MARKUP = re.compile(r"<[/a-zA-Z][^<>]*>|[{}|\t]|\w=\S")
 # a label or speaker before a colon early in a line, a time stamp, a bullet or a numbered item
@@ -102,7 +103,7 @@ def shares(records: Iterable[tuple[str, list[Entity], str]]) -> Shares:
     total = prose = sentences = names = names_in_prose = 0
     for source, entities, kind in records:
         form = shape(source, entities, kind)
-        n = sum(e.label in NAME_LABELS for e in entities)
+        n = sum(e.label in NAMED_LABELS for e in entities)
         total, names = total + 1, names + n
         if form != LAID_OUT:
             prose, names_in_prose = prose + 1, names_in_prose + n
