@@ -142,6 +142,6 @@ def test_a_run_that_predates_the_setting_resumes_at_weight_one_only(tmp_path):
     del saved["decision_weight"]
     write_run(run, {"config": saved, "data_sha256": {"train.jsonl": "x"}, "model_path": "m"})
     resume = dict(model="m", run_name="run", resume=True)
-    assert check_resume(run, TrainConfig(**resume), {"train.jsonl": "x"}, "m", None).endswith("checkpoint-4")
+    assert check_resume(run, TrainConfig(**resume, decision_weight=1.0), {"train.jsonl": "x"}, "m", None).endswith("checkpoint-4")
     with pytest.raises(UserError, match=r"config changed \(decision_weight: 1.0 -> 3.0\)"):
-        check_resume(run, TrainConfig(**resume, decision_weight=3.0), {"train.jsonl": "x"}, "m", None)
+        check_resume(run, TrainConfig(**resume), {"train.jsonl": "x"}, "m", None)  # today's default, 3
