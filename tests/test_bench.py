@@ -205,3 +205,16 @@ def test_output_layer_bench_times_a_step_with_and_without_the_output_layer(tiny_
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["batch   2", "batch   1"]
     assert all("the output layer is" in line for line in lines)
+
+
+def test_the_hand_written_set_rebuilds_byte_identically(tmp_path, monkeypatch, capsys):
+    """bench/unseen/unseen.jsonl is what make_unseen.py builds from unseen.yaml with today's
+    prompt and masking code: a change to either shows up here, not as a silent score shift."""
+    sys.path.insert(0, str(ROOT / "bench" / "unseen"))
+    import make_unseen
+
+    monkeypatch.setattr(make_unseen, "TARGET", tmp_path / "unseen.jsonl")
+    monkeypatch.setattr(make_unseen, "ROOT", tmp_path)
+    make_unseen.main()
+    assert "wrote 300 records" in capsys.readouterr().out
+    assert (tmp_path / "unseen.jsonl").read_bytes() == (ROOT / "bench" / "unseen" / "unseen.jsonl").read_bytes()

@@ -24,8 +24,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pii_redact.chat import build_prompt  # noqa: E402
-from pii_redact.labels import LABELS, mask, occurrences  # noqa: E402
+from pii_redact.core.chat import build_prompt  # noqa: E402
+from pii_redact.core.labels import LABELS, mask, occurrences  # noqa: E402
 
 SOURCE = HERE / "unseen.yaml"
 TARGET = HERE / "unseen.jsonl"
