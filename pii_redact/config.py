@@ -190,10 +190,10 @@ class TrainConfig:
     seed: int = option(3407, "seed for LoRA init and data order")
     gguf: Optional[GgufType] = option(None, "also export a GGUF for llama.cpp / Docker Model Runner")
     calibrate: Optional[bool] = option(
-        None, "after training, sweep the privacy dial (--mask-bias) on the validation split and record the chosen "
+        None, "after training, sweep the privacy dial (--mask-bias) on the calibration split and record the chosen "
               "bias in the run (evaluate.py calibrate): true/false, or unset for on where a GPU trained (a minute "
               "there) and off on a CPU (where 9 biases x 32 samples take ~8 minutes)")
-    calibration_samples: int = option(256, "validation samples the calibration redacts per bias", check=positive)
+    calibration_samples: int = option(256, "samples of the calibration split the calibration redacts per bias", check=positive)
     resume: bool = option(False, "continue the run in OUTPUT_DIR/RUN_NAME from its last checkpoint")
     overwrite: bool = option(False, "replace an existing run directory (the old one is kept aside until the new run has saved)")
 

@@ -162,7 +162,7 @@ def test_calibrate_refuses_the_test_split_or_training_split_under_any_name(work,
     for data, message in ((copy, "is the held-out split"), (link, "is the held-out split"),
                           (train, "is the run's training split (train.jsonl)")):
         code, err = run_main(evaluate.main, calibrate_args(run_copy, data), capsys)
-        one_line_error(code, err, f"--data {data} {message}", "calibrate on the validation split")
+        one_line_error(code, err, f"--data {data} {message}", "calibrate on the calibration split")
         assert snapshot(tmp_path) == before
     # run.json recorded the held-out splits when it trained: refused even once the data moved away
     edit_run(run_copy, config={"data_dir": str(tmp_path / "moved")})

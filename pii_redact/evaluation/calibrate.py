@@ -8,8 +8,10 @@ families that no other split has, so the dial is chosen on text the model never 
 validation split where the data has none; never the test split),
 with evaluate.py's defaults otherwise (faithful decoding, safety net, propagation), and each is
 scored: leak rate, samples with a leak, entity precision/recall/F1, text fidelity. The rule that
-picks the bias (`choose`): the lowest leak rate whose text fidelity stays within half a point
-(0.005) of the fidelity at bias 0; among equal leak rates, the bias closest to 0. The curve goes
+picks the bias (`choose`) serves privacy first: the lowest leak rate whose text fidelity stays
+within two points (0.02) of the fidelity at bias 0; among equal leak rates, the bias closest to 0.
+A leak is worse than a masked ordinary word, and on unseen text the first step of the dial halves
+the leaks for about that much fidelity (BENCHMARKS.md, "The default operating point"). The curve goes
 to the run's `privacy.json` and `privacy.png`, the chosen bias to its run.json (`privacy`), where
 evaluate.py and redact.py find it when --mask-bias is not given. finetune.py runs this after
 training where a GPU trained (--calibrate).
@@ -24,7 +26,7 @@ from typing import Any
 from ..core.errors import UserError
 
 BIASES = (-2.0, -1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
-FIDELITY_BUDGET = 0.005  # text fidelity the dial may cost, against bias 0
+FIDELITY_BUDGET = 0.02  # text fidelity the dial may cost, against bias 0: two points
 RULE = (f"the lowest leak rate whose text fidelity is at most {FIDELITY_BUDGET} below bias 0's; "
         "among equal leak rates the bias closest to 0")
 
@@ -96,7 +98,7 @@ def check_calibration_data(data: Path, run: dict[str, Any]) -> str:
     if data.name in HELD_OUT or data.resolve().name in HELD_OUT or digest in forbidden:
         what = forbidden.get(digest, f"a held-out split ({data.resolve().name})")
         raise UserError(f"--data {data} is {what}: a bias chosen on the text it is then scored on, or on "
-                        "the text the model learned, flatters the score; calibrate on the validation split (val.jsonl)")
+                        "the text the model learned, flatters the score; calibrate on the calibration split (calibration.jsonl)")
     return digest
 
 

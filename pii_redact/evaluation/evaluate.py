@@ -394,7 +394,7 @@ EPILOG = """examples:
 --fail-under takes dotted metric paths from metrics.json; for metrics where lower is better
 (leak_rate, samples_with_leak, unfinished_rate) the check is that the metric is at most VALUE.
 `compare` puts metrics.json files (or the directories holding them) side by side. `calibrate`
-sweeps the privacy dial (--mask-bias) on the validation split and records the chosen bias in the
+sweeps the privacy dial (--mask-bias) on the calibration split and records the chosen bias in the
 run (`evaluate.py calibrate --help`)."""
 
 
