@@ -39,11 +39,11 @@ def vllm_missing() -> str | None:
     """What keeps vLLM from running here (it needs the package and a CUDA GPU), or None."""
     import importlib.util
 
-    import torch
+    from ..core.device import gpu_available
 
     if importlib.util.find_spec("vllm") is None:
         return "vLLM is not installed (pip install vllm, on a machine with a CUDA GPU)"
-    if not torch.cuda.is_available():
+    if not gpu_available():
         return "vLLM needs a CUDA GPU and none is visible"
     return None
 
