@@ -11,7 +11,7 @@ text at once (newlines are tokens of their own, so no merge crosses a boundary; 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 # The instruction of the seed data set, verbatim: a model trained on it is prompted the same way.
 INSTRUCTION = (
@@ -48,6 +48,14 @@ def source_from_prompt(prompt: str) -> str | None:
     """The text to redact inside a prompt (after the first `TEXT_MARKER`), or None."""
     _, marker, source = prompt.partition(TEXT_MARKER)
     return source if marker else None
+
+
+def source_of(source: Any, prompt: Any) -> str | None:
+    """The text a record redacts: its own `source` where it has one, else the text inside its
+    prompt (None: neither)."""
+    if isinstance(source, str):
+        return source
+    return source_from_prompt(prompt) if isinstance(prompt, str) else None
 
 
 def to_messages(prompt: str, response: str | None = None) -> list[dict[str, str]]:
