@@ -9,7 +9,7 @@ Before any work, an evaluation checks what it is about to write: it never writes
 inputs, and a directory holding another evaluation (other model, data, setting, a baseline, a
 rescored file, or files this command did not make) is refused rather than mixed or overwritten;
 `--overwrite` replaces it, keeping the old files until the new ones are written. Nothing is written
-before the first prediction, so a run that fails before it leaves the directory as it was.
+before the first prediction, so an evaluation that fails before it leaves the directory as it was.
 """
 from __future__ import annotations
 
@@ -113,8 +113,9 @@ REPLACED_PREFIX = ".replaced-"  # the hidden folder `Aside` keeps a replaced eva
 
 
 def name_leftovers(out_dir: Path) -> None:
-    """A run killed outright (SIGKILL, a power cut: no handler runs) while --overwrite had the old
-    evaluation moved aside leaves it in a hidden folder; every later run there says where it is."""
+    """An evaluation killed outright (SIGKILL, a power cut: no handler runs) while --overwrite had
+    the old one moved aside leaves it in a hidden folder; every later evaluation there says where
+    it is."""
     if not out_dir.is_dir():
         return
     for folder in sorted(out_dir.glob(REPLACED_PREFIX + "*")):
@@ -157,8 +158,8 @@ class Aside:
 
 
 def _done_predictions(path: Path, samples: list[Sample]) -> dict[int, Prediction]:
-    """Predictions already written by an interrupted run, by sample index. Only the last line may
-    be cut off (the run was killed while writing it): it is dropped from the file, every other
+    """Predictions already written by an interrupted evaluation, by sample index. Only the last
+    line may be cut off (it was killed while writing it): it is dropped from the file, every other
     row stays, those of samples past --limit included."""
     if not path.exists():
         return {}
@@ -169,17 +170,17 @@ def _done_predictions(path: Path, samples: list[Sample]) -> dict[int, Prediction
     rows = [row for _, row in read if not isinstance(row, BadRecord)]
     if bad:
         write_jsonl(path, rows)
-    # the same provenance: the same data, so each row is its sample's, with what was generated for it
+    rows = [row for row in rows if isinstance(row, dict) and isinstance(row.get("index"), int)
+            and 0 <= row["index"] < len(samples) and row.get("prompt") == samples[row["index"]].prompt]
+    # the same provenance, so the same data: each row is its sample's, with what was generated for it
     return {row["index"]: Prediction.of(row["index"], samples[row["index"]], row["prediction"], row.get("finish_reason"))
-            for row in rows
-            if isinstance(row, dict) and isinstance(row.get("index"), int) and 0 <= row["index"] < len(samples)
-            and row.get("prompt") == samples[row["index"]].prompt}
+            for row in rows}
 
 
 class PredictionsFile:
-    """predictions.jsonl, with provenance.json beside it, made when the first prediction is: a
-    run that fails before one (a backend that cannot start, a model that does not load, Ctrl-C
-    or SIGTERM while it loads) leaves no files behind to refuse or misresume the next one."""
+    """predictions.jsonl, with provenance.json beside it, made when the first prediction is: an
+    evaluation that fails before one (a backend that cannot start, a model that does not load,
+    Ctrl-C or SIGTERM while it loads) leaves no files behind to refuse or misresume the next one."""
 
     def __init__(self, out_dir: Path, provenance: dict[str, Any]):
         self.out_dir, self.provenance = out_dir, provenance
@@ -191,7 +192,7 @@ class PredictionsFile:
             write_json(self.out_dir / PROVENANCE_FILE, self.provenance)
             self.file = open_private_append(self.out_dir / PREDICTIONS_FILE)
         self.file.write(dumps_line(prediction.to_row()))
-        self.file.flush()  # a killed run resumes from every row it wrote
+        self.file.flush()  # a killed evaluation resumes from every row it wrote
 
     def __enter__(self) -> PredictionsFile:
         return self
@@ -203,7 +204,7 @@ class PredictionsFile:
 
 def predict(samples: list[Sample], evaluation: Evaluation, timing: dict[str, Any] | None = None) -> list[Prediction]:
     """A prediction per sample, appended to predictions.jsonl as each is made (`PredictionsFile`);
-    those an interrupted run with the same provenance already wrote (`Outputs.keep`) are not made
+    those an interrupted evaluation with the same provenance already wrote (`Outputs.keep`) are not made
     again. Rows of samples past --limit stay in the file. `timing` receives how many predictions
     this call made and the seconds spent loading the model and generating. The file holds what
     the model wrote; the predictions returned are finished too (`Prediction.final`)."""
@@ -320,7 +321,7 @@ def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
         scores["propagation"] = {"enabled": propagate, "added_entities": propagated}
         if evaluation.resolved is not None:
             scores["mask_bias"] = evaluation.resolved.mask_bias
-        if timing.get("samples"):  # the speed of this call's generation (a resumed run: of what it added)
+        if timing.get("samples"):  # the speed of this call's generation (a resumed evaluation: of what it added)
             scores["generation"] = timing
         for key in ("language", "genre"):  # where the data says, to see which kinds of text fail
             if any(key in p.to_row() for p in predictions):

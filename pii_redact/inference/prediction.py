@@ -82,7 +82,8 @@ class Prediction:
             entities = check_spans(source, row["response"], row["entities"])
             if isinstance(entities, str):
                 raise UserError(f"{where}: {entities}")
-        index = row.get("index") if isinstance(row.get("index"), int) and not isinstance(row.get("index"), bool) else None
+        index = row.get("index")
+        index = index if isinstance(index, int) and not isinstance(index, bool) else None
         prompt = row.get("prompt") if isinstance(row.get("prompt"), str) else None
         return cls(source, row["response"], row["prediction"], row.get("finish_reason"), entities, index, prompt,
                    *(row.get(k) for k in TAGS), row={**row, "source": source})

@@ -286,7 +286,7 @@ def write_outputs(texts: list[Text], config: RedactConfig) -> tuple[list[str], l
     except BaseException:
         discard(staged.values())
         if made_dir:
-            with contextlib.suppress(OSError):  # only if still empty: another run may write there too
+            with contextlib.suppress(OSError):  # only if still empty: another redact.py may write there too
                 Path(config.output_dir).rmdir()
         raise
     try:
@@ -312,8 +312,8 @@ def _write_stdout(text: str) -> None:
 
 def _publish_all(staged: dict[Path, Path], config: RedactConfig) -> list[str]:
     """Put every staged file in place; returns those that were not, each named on stderr: without
-    --overwrite, a file that appeared since the checks (another run writing there) is kept as it
-    is; and the entities file only lists redactions that were all put in place."""
+    --overwrite, a file that appeared since the checks (another redact.py writing there) is kept
+    as it is; and the entities file only lists redactions that were all put in place."""
     refused: list[str] = []
     for target, tmp in staged.items():
         if refused and config.entities and target == Path(config.entities):

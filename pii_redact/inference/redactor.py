@@ -332,7 +332,8 @@ class Redactor:
             yield indices[j], result
             clock = time.perf_counter()  # the caller's time with the result is not generation time
 
-    def _stream(self, backend: str, texts: list[str], prompts: list[str], counters: dict) -> Iterator[tuple[int, str, str]]:
+    def _stream(self, backend: str, texts: list[str], prompts: list[str],
+                counters: dict) -> Iterator[tuple[int, str, str]]:
         """The backend's (index, model text, finish reason) per text."""
         from . import generate, llamacpp
 
