@@ -8,6 +8,8 @@ Message contents are encoded as plain text: a text that happens to contain `<end
 control tokens, which only the template itself writes. The template's own text and the contents
 are tokenized separately, which on Gemma's tokenizer gives the same ids as encoding the whole
 text at once (newlines are tokens of their own, so no merge crosses a boundary; a test checks it).
+
+Which text a record redacts, its own `source` or the one inside its prompt, is `source_of`.
 """
 from __future__ import annotations
 
