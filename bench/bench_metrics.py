@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pii_redact.core.alignment import align  # noqa: E402
 from pii_redact.core.labels import LABELS
 from pii_redact.evaluation.metrics import score  # noqa: E402
+from pii_redact.inference.prediction import Prediction  # noqa: E402
 
 WORDS = ("the meeting is confirmed for our client please send documents to before "
          "invoice account details were updated by team regarding your request on "
@@ -100,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--data {args.data}: none of its first {args.n} records is a faithful redaction to score")
     for record in records:
         record["prediction"] = perturb(record, rng)
+    predictions = [Prediction(r["source"], r["response"], r["prediction"]) for r in records]
     start = time.perf_counter()
-    metrics, _ = score(records)
+    metrics, _ = score(predictions)
     seconds = time.perf_counter() - start
     chars = sum(len(r["source"]) for r in records) / len(records)
     print(f"scored {len(records)} samples (mean {chars:.0f} source chars) in {seconds:.2f} s: "

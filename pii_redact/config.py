@@ -23,6 +23,10 @@ from .core.errors import UserError
 DEFAULT_MODEL = "unsloth/gemma-3-270m-it"
 TRAINING_SET = "pii_redaction_train.json"  # the committed set: what the generator writes, prepare_data.py reads
 GgufType = Literal["f16", "q8_0"]  # the tensor types a GGUF export writes (`models.gguf.TYPES`)
+# Texts generated together: redact.py's and a Redactor's unless told (what BENCHMARKS.md measures
+# generation at), and evaluate.py's and its calibration's.
+GENERATION_BATCH_SIZE = 16
+EVAL_BATCH_SIZE = 32
 
 Check = Callable[[Any], Optional[str]]  # value -> what is wrong with it, or None
 
@@ -259,7 +263,7 @@ class EvalConfig:
     runs_dir: str = option("outputs", "where to look for the newest run")
     data: str = option("data/test.jsonl", "held-out samples (prepare_data.py output, or prompt/response JSON/JSONL)")
     limit: int = option(0, "evaluate only the first N samples (0: all)", check=non_negative)
-    batch_size: int = option(32, "generation batch size", check=positive)
+    batch_size: int = option(EVAL_BATCH_SIZE, "generation batch size", check=positive)
     max_new_tokens: int = _max_new_tokens("sample")
     output_dir: Optional[str] = option(None, "where predictions and the report go (default: <model-dir>/eval)")
     predictions: Optional[str] = option(None, "score an existing predictions JSONL; no model is loaded")
@@ -304,7 +308,7 @@ class RedactConfig:
     output_dir: Optional[str] = option(None, "write each input's redaction there under the same name (default: standard output)")
     entities: Optional[str] = option(None, "also write the entities found, as JSONL (input, record, start, end, label, number, text)")
     text_field: str = option("text", "the field of a JSONL input's objects that holds the text")
-    batch_size: int = option(16, "generation batch size", check=positive)
+    batch_size: int = option(GENERATION_BATCH_SIZE, "generation batch size", check=positive)
     backend: Literal["auto", "transformers", "llama.cpp"] = option(
         "auto", "generation engine (auto: llama.cpp with --gguf, or without a GPU where llama-cpp-python is "
                 "installed and the run has a GGUF, see python -m pii_redact.models gguf; else transformers)")

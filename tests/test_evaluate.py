@@ -63,10 +63,12 @@ def test_evaluate_with_no_arguments_scores_the_newest_run(trained):
     predictions = read_jsonl(out / "predictions.jsonl")
     assert sorted(p["index"] for p in predictions) == list(range(len(test_rows)))
     # metrics.json is the score of exactly these predictions, after the safety net and propagation
-    from pii_redact.evaluation.evaluate import apply_finish
-    from pii_redact.evaluation.metrics import score
+    from pii_redact.evaluation.evaluate import finished
+    from pii_redact.evaluation.metrics import read_predictions, score
+    from pii_redact.inference.redactor import Settings
 
-    netted, added, propagated = apply_finish(sorted(predictions, key=lambda p: p["index"]), True, True)
+    rows = sorted(read_predictions(out / "predictions.jsonl"), key=lambda p: p.index)
+    netted, added, propagated = finished(rows, Settings(safety_net=True, propagate=True))
     assert metrics.pop("safety_net") == {"enabled": True, "added_entities": added}
     assert metrics.pop("propagation") == {"enabled": True, "added_entities": propagated}
     assert metrics.pop("mask_bias") == 0.0  # no --mask-bias, and the run was not calibrated

@@ -143,7 +143,7 @@ def test_a_gguf_older_than_the_runs_weights_is_never_run(tiny_run, gemma_dir, tm
     from pii_redact import cli
     from pii_redact.core import chat
     from pii_redact.evaluation import evaluate
-    from pii_redact.inference import redact
+    from pii_redact.inference import redact_files
     from pii_redact.inference.llamacpp import gguf_for
     from pii_redact.inference.redactor import choose_backend
 
@@ -167,8 +167,8 @@ def test_a_gguf_older_than_the_runs_weights_is_never_run(tiny_run, gemma_dir, tm
     before = snapshot(tmp_path)
     capsys.readouterr()
     again = f"export it again: python -m pii_redact.models gguf {run} --type f16"
-    for main, argv in ((redact.main, ["--backend", "llama.cpp", "--output-dir", str(tmp_path / "out"), str(text)]),
-                       (redact.main, ["--gguf", str(exported), "--output-dir", str(tmp_path / "out"), str(text)]),
+    for main, argv in ((redact_files.main, ["--backend", "llama.cpp", "--output-dir", str(tmp_path / "out"), str(text)]),
+                       (redact_files.main, ["--gguf", str(exported), "--output-dir", str(tmp_path / "out"), str(text)]),
                        (evaluate.main, ["--backend", "llama.cpp", "--data", str(data), "--output-dir", str(tmp_path / "e")])):
         code = cli.run(main, ["--model-dir", str(run), *argv])
         err = capsys.readouterr().err
@@ -177,7 +177,7 @@ def test_a_gguf_older_than_the_runs_weights_is_never_run(tiny_run, gemma_dir, tm
         assert snapshot(tmp_path) == before
     if not torch.cuda.is_available():  # auto passes the stale GGUF over: transformers' redaction, and a warning
         for name, backend in (("auto", "auto"), ("transformers", "transformers")):
-            assert cli.run(redact.main, ["--model-dir", str(run), "--backend", backend, "--output-dir",
+            assert cli.run(redact_files.main, ["--model-dir", str(run), "--backend", backend, "--output-dir",
                                          str(tmp_path / name), str(text)]) == 0
             err = capsys.readouterr().err
             assert err.count("warning: the run's GGUF") == (backend == "auto") and again in err or backend != "auto", err

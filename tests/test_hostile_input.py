@@ -469,22 +469,22 @@ def test_a_config_that_never_ends_is_one_line(tmp_path, capsys, source):
     import os
     import threading
 
-    from pii_redact.inference import redact
+    from pii_redact.inference import redact_files
 
     path = Path(source)
     if source.startswith("a FIFO"):
         path = tmp_path / "settings.yaml"
         os.mkfifo(path)
         threading.Thread(target=_feed_forever, args=(path,), daemon=True).start()
-    code, err = run(redact.main, ["--config", str(path), str(tmp_path / "a.txt")], capsys)
+    code, err = run(redact_files.main, ["--config", str(path), str(tmp_path / "a.txt")], capsys)
     one_line_error(code, err, f"--config {path}: more than 1,048,576 bytes, too large for a settings file")
 
 
 @pytest.mark.parametrize("value", ["-1e39", "-inf", "-Infinity", "nan", "-nan", "1e39", "-1e3"])
 def test_a_negative_number_is_a_value_and_the_dial_must_be_finite(tmp_path, capsys, value):
-    from pii_redact.inference import redact
+    from pii_redact.inference import redact_files
 
-    code, err = run(redact.main, ["--mask-bias", value, str(tmp_path / "a.txt")], capsys)
+    code, err = run(redact_files.main, ["--mask-bias", value, str(tmp_path / "a.txt")], capsys)
     one_line_error(code, err, f"--mask-bias must be a finite number from -100 to 100, got {float(value)!r}")
     assert not list(tmp_path.iterdir())
 

@@ -15,6 +15,12 @@ from pii_redact.evaluation.metrics import (
     read_predictions,
     score,
 )
+from pii_redact.inference.prediction import Prediction
+
+
+def score_rows(rows) -> tuple:
+    """`score` of predictions.jsonl rows, as a file holds them."""
+    return score([Prediction.from_row(row, "row") for row in rows])
 
 # 41 characters; entities Anna (0-4), Rossi (5-10), Lyon (20-24), anna@x.io (31-40):
 # 4 + 5 + 4 + 9 = 22 PII characters, so 19 non-PII characters.
@@ -24,7 +30,7 @@ NON_PII = 19
 
 
 def run(*predictions: str, **fields) -> dict:
-    metrics, _ = score({"source": SRC, "response": REF, "prediction": p, **fields} for p in predictions)
+    metrics, _ = score_rows({"source": SRC, "response": REF, "prediction": p, **fields} for p in predictions)
     return metrics
 
 
@@ -87,7 +93,7 @@ def test_leaks_are_micro_averaged_and_per_sample():
 
 def test_value_also_in_non_pii_text_is_not_a_leak():
     # "Lyon" is both PII and (in "Lyon office") kept text of the reference
-    metrics, _ = score([{"source": "Lyon office: Lyon.", "response": "Lyon office: [CITY_1].",
+    metrics, _ = score_rows([{"source": "Lyon office: Lyon.", "response": "Lyon office: [CITY_1].",
                          "prediction": "Lyon office: [CITY_1]."},
                         {"source": "Lyon office: Lyon.", "response": "Lyon office: [CITY_1].",
                          "prediction": "Lyon office: Lyon."}])
@@ -95,7 +101,7 @@ def test_value_also_in_non_pii_text_is_not_a_leak():
 
 
 def test_value_inside_a_longer_number_is_not_a_leak():
-    metrics, _ = score([{"source": "Flat 12, tel 1234.", "response": "Flat [BUILDINGNUM_1], tel [TELEPHONENUM_1].",
+    metrics, _ = score_rows([{"source": "Flat 12, tel 1234.", "response": "Flat [BUILDINGNUM_1], tel [TELEPHONENUM_1].",
                          "prediction": "Flat [BUILDINGNUM_1], tel 1234."}])
     assert metrics["leaked_entities"] == 1  # the phone number; "12" only occurs inside "1234"
 
@@ -107,7 +113,7 @@ def test_renumbered_placeholders_are_an_exact_match():
         " [GIVENNAME_1] met [GIVENNAME_2].\n",  # surrounding whitespace ignored: match
         "[GIVENNAME_1] met [GIVENNAME_1].",   # says both are the same person: no match
     ]
-    metrics, _ = score({"source": "Anna met Luca.", "response": "[GIVENNAME_1] met [GIVENNAME_2].",
+    metrics, _ = score_rows({"source": "Anna met Luca.", "response": "[GIVENNAME_1] met [GIVENNAME_2].",
                         "prediction": p} for p in rows)
     assert metrics["exact_match"] == 3 / 4
     assert metrics["entity"]["f1"] == 1.0  # entities ignore numbering
@@ -188,7 +194,7 @@ def test_hallucinated_placeholder_is_a_false_positive():
 
 
 def test_inconsistent_reference_is_aligned_robustly():
-    metrics, samples = score([{"source": SRC, "response": "Hi " + REF, "prediction": REF}])
+    metrics, samples = score_rows([{"source": SRC, "response": "Hi " + REF, "prediction": REF}])
     assert metrics["reference_misaligned"] == 1
     assert metrics["entity"]["f1"] == 1.0
     assert [e.value for e in samples[0].ref_entities] == ["Anna", "Rossi", "Lyon", "anna@x.io"]
@@ -213,8 +219,8 @@ def test_read_predictions_takes_source_or_prompt(tmp_path):
         json.dumps({"prompt": build_prompt(SRC), "response": REF, "prediction": SRC, "finish_reason": "stop"}),
     ])
     records = read_predictions(path)
-    assert [r["source"] for r in records] == [SRC, SRC]
-    assert records[1]["finish_reason"] == "stop"
+    assert [r.source for r in records] == [SRC, SRC]
+    assert records[1].finish_reason == "stop"
 
 
 def test_read_predictions_reports_line_numbers(tmp_path):
@@ -280,16 +286,16 @@ def test_ambiguous_layouts_score_as_a_person_would(layout, exact_spans):
         (f"{b} {a}", 0.0, 0.0, 0),             # labels swapped: nothing right, nothing leaked
     ]
     for prediction, precision, recall, leaked in cases:
-        metrics, _ = score([{**record, "prediction": prediction}])
+        metrics, _ = score_rows([{**record, "prediction": prediction}])
         got = (metrics["entity"]["precision"], metrics["entity"]["recall"], metrics["leaked_entities"])
         assert got == (precision, recall, leaked), (layout, prediction, got)
 
 
 def test_ambiguous_reference_entities_are_counted():
-    metrics, _ = score([{"source": "María José Pérez", "response": "[GIVENNAME_1] [SURNAME_1]",
+    metrics, _ = score_rows([{"source": "María José Pérez", "response": "[GIVENNAME_1] [SURNAME_1]",
                          "prediction": "[GIVENNAME_1] [SURNAME_1]"}])
     assert metrics["reference_ambiguous_entities"] == 2  # either name could be two words
-    metrics, _ = score([{"source": "Via Giuseppe Verdi 12", "response": "[STREET_1] [BUILDINGNUM_1]",
+    metrics, _ = score_rows([{"source": "Via Giuseppe Verdi 12", "response": "[STREET_1] [BUILDINGNUM_1]",
                          "prediction": "[STREET_1] [BUILDINGNUM_1]"}])
     assert metrics["reference_ambiguous_entities"] == 0  # a building number starts with a digit
 
@@ -299,14 +305,14 @@ def test_ambiguous_reference_entities_are_counted():
 def test_values_glued_to_escapes_and_markup_are_leaks(escaped):
     source = "Anna Berg called."
     reference = "[GIVENNAME_1] [SURNAME_1] called."
-    metrics, _ = score([{"source": source, "response": reference, "prediction": f"[GIVENNAME_1] called. {escaped}"}])
+    metrics, _ = score_rows([{"source": source, "response": reference, "prediction": f"[GIVENNAME_1] called. {escaped}"}])
     # the surname is not masked anywhere, and the prediction spells both names out in clear
     assert metrics["leaked_entities"] == 2, escaped
 
 
 def test_hallucinated_placeholders_are_false_positives_and_steal_nothing():
     for extra in (REF + " [PERSON_1] [EMAIL_9]", "[PERSON_1] " + REF, REF.replace(" lives", " [EMAIL_9] lives")):
-        metrics, samples = score([{"source": SRC, "response": REF, "prediction": extra}])
+        metrics, samples = score_rows([{"source": SRC, "response": REF, "prediction": extra}])
         # the four correct entities keep their spans; the extra placeholders cover nothing
         assert metrics["entity"]["recall"] == 1.0, extra
         assert metrics["entity"]["tp"] == 4 and metrics["entity"]["predicted"] == extra.count("[")

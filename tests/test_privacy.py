@@ -246,6 +246,18 @@ def test_numbering_skips_the_sources_placeholders_in_every_piece_and_after_the_m
         assert done.text == "Write [EMAIL_1] or [EMAIL_2]"
 
 
+def test_a_document_is_finished_once_so_a_value_keeps_its_number_in_capitals():
+    """redact.py's pieces are finished together, once: a surname propagated in capitals keeps the
+    surname's number (finishing each piece and then the document again read the capitals back as
+    another value, `[SURNAME_2]`)."""
+    from pii_redact.inference.redactor import Settings, finish_document
+
+    sources = ["Mrs Bianchi wrote.\nBIANCHI\n", "Bianchi again.\n"]
+    done = finish_document(sources, ["Mrs [SURNAME_1] wrote.\nBIANCHI\n", "Bianchi again.\n"], Settings(), [True, True])
+    assert done.texts == ["Mrs [SURNAME_1] wrote.\n[SURNAME_1]\n", "[SURNAME_1] again.\n"]
+    assert done.propagation_added == 2 and [s is not None for s in done.segments] == [True, True]
+
+
 # --- an unfinished piece is part of the document ------------------------------------------------
 
 def test_an_unfinished_piece_is_numbered_and_propagated_with_the_others():

@@ -15,7 +15,7 @@ from pii_redact import cli
 from pii_redact.config import DataConfig, TrainConfig
 from pii_redact.core import chat
 from pii_redact.core.alignment import align
-from pii_redact.inference import redact as redaction
+from pii_redact.inference import redact_files
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = ("Dear Anna Schmidt,\r\n\r\nplease call me on +49 30 1234567 or write to anna@example.com.\r\n"
@@ -38,7 +38,7 @@ def run_dir(tmp_path_factory, tiny_model_dir) -> Path:
 
 
 def redact(run_dir: Path, *args: str, capsys) -> tuple[int, str, str]:
-    code = cli.run(redaction.main, ["--model-dir", str(run_dir), *args])
+    code = cli.run(redact_files.main, ["--model-dir", str(run_dir), *args])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -66,7 +66,7 @@ def test_a_long_text_is_cut_at_line_breaks_and_joined_back(run_dir, tmp_path, ca
     code, out, err = redact(run_dir, str(path), capsys=capsys)
     assert code == 0, err
     assert align(text, out) is not None
-    pieces = redaction.split(text, lambda piece: len(piece) < 900)
+    pieces = redact_files.split(text, lambda piece: len(piece) < 900)
     assert len(pieces) > 1 and "".join(p for _, p in pieces) == text
     assert all(p.endswith("\n\n") for _, p in pieces[:-1])  # cut after paragraph breaks
 
@@ -236,7 +236,7 @@ def test_a_long_document_reads_as_one_redaction(run_dir, tmp_path, capsys):
     code, out, err = redact(run_dir, str(tmp_path / "doc.txt"), "--mask-bias", "50", "--entities",
                             str(tmp_path / "e.jsonl"), capsys=capsys)
     assert code == 0, err
-    assert len(redaction.split(text, lambda piece: len(piece) < 1500)) > 1
+    assert len(redact_files.split(text, lambda piece: len(piece) < 1500)) > 1
     assert align(text, out) is not None  # only placeholders differ from the input
     rows = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
     assert len(rows) > 60 and all(text[r["start"]:r["end"]] == r["text"] for r in rows)
@@ -346,14 +346,14 @@ def test_a_file_another_run_made_meanwhile_is_kept(run_dir, tmp_path, capsys, mo
     inputs = write_inputs(tmp_path / "in")
     out = tmp_path / "out"
     theirs = b"the other run's redaction of b\n"
-    redact_texts = redaction.redact_texts
+    redact_texts = redact_files.redact_texts
 
     def while_another_run_writes(texts, redactor):
         redact_texts(texts, redactor)
         out.mkdir()
         (out / "b.txt").write_bytes(theirs)
 
-    monkeypatch.setattr(redaction, "redact_texts", while_another_run_writes)
+    monkeypatch.setattr(redact_files, "redact_texts", while_another_run_writes)
     code, _, err = redact(run_dir, "--output-dir", str(out), "--entities", str(tmp_path / "e.jsonl"), *inputs,
                           capsys=capsys)
     assert code == 1, err
@@ -366,7 +366,7 @@ def test_a_file_another_run_made_meanwhile_is_kept(run_dir, tmp_path, capsys, mo
     assert not (tmp_path / "e.jsonl").exists()
     assert {name: (tmp_path / "in" / name).read_text(encoding="utf-8") for name in TEXTS} == TEXTS
     # with --overwrite, replacing is what was asked for
-    monkeypatch.setattr(redaction, "redact_texts", redact_texts)
+    monkeypatch.setattr(redact_files, "redact_texts", redact_texts)
     code, _, err = redact(run_dir, "--output-dir", str(out), "--entities", str(tmp_path / "e.jsonl"), *inputs,
                           "--overwrite", capsys=capsys)
     assert code == 0, err

@@ -7,6 +7,7 @@ import pytest
 
 from pii_redact.core.errors import UserError
 from pii_redact.evaluation.metrics import score
+from pii_redact.inference.prediction import Prediction
 from pii_redact.evaluation.report import (
     compare,
     inline_diff,
@@ -19,10 +20,10 @@ SRC = "Anna Rossi lives in Lyon. Mail anna@x.io."
 REF = "[GIVENNAME_1] [SURNAME_1] lives in [CITY_1]. Mail [EMAIL_1]."
 
 
-def scored(*predictions: str):
-    records = [{"source": SRC, "response": REF, "prediction": p} for p in predictions]
-    metrics, samples = score(records)
-    return metrics, samples, records
+def scored(*texts: str):
+    predictions = [Prediction(SRC, REF, text) for text in texts]
+    metrics, samples = score(predictions)
+    return metrics, samples, predictions
 
 
 def test_inline_diff_keeps_placeholders_whole():

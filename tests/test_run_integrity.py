@@ -19,7 +19,7 @@ from pii_redact.config import DataConfig
 from pii_redact.core import chat
 from pii_redact.data import prepare
 from pii_redact.evaluation import evaluate
-from pii_redact.inference import redact
+from pii_redact.inference import redact_files
 from pii_redact.training import finetune
 
 TEXT = "Hi, I am Anna Schmidt, call me on +49 30 1234567 or write to jdoe@example.com.\n"
@@ -55,7 +55,7 @@ def test_redact_with_a_runs_model_folder_uses_the_runs_calibrated_bias(run_copy,
     for name, model_dir, extra in (("run", run_copy, []), ("merged", run_copy / "merged", []),
                                    ("adapter", run_copy / "adapter", []),
                                    ("unbiased", run_copy / "merged", ["--mask-bias", "0"])):
-        code, err = run_main(redact.main, ["--model-dir", str(model_dir), "--backend", "transformers",
+        code, err = run_main(redact_files.main, ["--model-dir", str(model_dir), "--backend", "transformers",
                                            "--output-dir", str(tmp_path / name), *extra, str(text)], capsys)
         assert code == 0, err
         outputs[name] = (tmp_path / name / "in.txt").read_text()
@@ -68,7 +68,7 @@ def test_redact_with_a_runs_merged_folder_cuts_texts_to_the_runs_context(run_cop
     text = tmp_path / "in.txt"
     text.write_text(TEXT.strip() * 4 + "\n")
     for model_dir in (run_copy / "merged", run_copy):
-        code, err = run_main(redact.main, ["--model-dir", str(model_dir), "--output-dir", str(tmp_path / "out"),
+        code, err = run_main(redact_files.main, ["--model-dir", str(model_dir), "--output-dir", str(tmp_path / "out"),
                                            str(text)], capsys)
         one_line_error(code, err, f"{text}: line 1 is", "the model's context of 64 tokens")
         assert not (tmp_path / "out").exists()
@@ -137,7 +137,7 @@ def test_evaluate_and_redact_refuse_a_gguf_of_another_vocabulary_before_any_outp
     text.write_text(TEXT)
     before = snapshot(tmp_path)
     for main, argv in ((evaluate.main, ["--data", str(work / "data" / "test.jsonl"), "--output-dir", str(tmp_path / "eval")]),
-                       (redact.main, ["--output-dir", str(tmp_path / "out"), str(text)])):
+                       (redact_files.main, ["--output-dir", str(tmp_path / "out"), str(text)])):
         code, err = run_main(main, ["--model-dir", str(run_copy), "--gguf", str(other), *argv], capsys)
         one_line_error(code, err, f"--gguf {other} has another vocabulary than the model's tokenizer",
                        "the first difference at id 0")

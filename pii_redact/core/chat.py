@@ -8,10 +8,12 @@ Message contents are encoded as plain text: a text that happens to contain `<end
 control tokens, which only the template itself writes. The template's own text and the contents
 are tokenized separately, which on Gemma's tokenizer gives the same ids as encoding the whole
 text at once (newlines are tokens of their own, so no merge crosses a boundary; a test checks it).
+
+Which text a record redacts, its own `source` or the one inside its prompt, is `source_of`.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 # The instruction of the seed data set, verbatim: a model trained on it is prompted the same way.
 INSTRUCTION = (
@@ -48,6 +50,14 @@ def source_from_prompt(prompt: str) -> str | None:
     """The text to redact inside a prompt (after the first `TEXT_MARKER`), or None."""
     _, marker, source = prompt.partition(TEXT_MARKER)
     return source if marker else None
+
+
+def source_of(source: Any, prompt: Any) -> str | None:
+    """The text a record redacts: its own `source` where it has one, else the text inside its
+    prompt (None: neither)."""
+    if isinstance(source, str):
+        return source
+    return source_from_prompt(prompt) if isinstance(prompt, str) else None
 
 
 def to_messages(prompt: str, response: str | None = None) -> list[dict[str, str]]:

@@ -195,7 +195,7 @@ def _sample(obj: Any, where: str) -> Sample:
         raise UserError(f"{where}: expected a JSON object")
     if "messages" in obj:
         prompt, response = _by_role(obj["messages"], where)
-        source = obj["source"] if isinstance(obj.get("source"), str) else chat.source_from_prompt(prompt)
+        source = chat.source_of(obj.get("source"), prompt)
         if source is None:
             raise UserError(f"{where}: the user message has no {chat.TEXT_MARKER!r} before the text to redact")
         entities = None

@@ -35,18 +35,16 @@ def sweep(redactor, samples: list, biases: tuple[float, ...]) -> list[dict[str, 
     """One row of scores per bias: the same samples redacted with each (generation statistics included)."""
     from tqdm.auto import tqdm
 
+    from ..inference.prediction import Prediction
     from . import metrics
 
     rows = []
     for bias in tqdm(biases, unit="bias", desc="calibrating", disable=None):
         dialled = redactor.configured(mask_bias=bias)
         # the Redactor's results are finished (safety net, propagation, numbering), as evaluate.py scores them
-        records = [{"source": samples[r.index].source, "response": samples[r.index].response,
-                    "prediction": r.text, "finish_reason": "stop" if r.finished else "length",
-                    **({"entities": [[e.start, e.end, e.label] for e in samples[r.index].entities]}
-                       if samples[r.index].entities is not None else {})}
-                   for r in dialled.redact([s.source for s in samples], [s.prompt for s in samples])]
-        scores = metrics.score(records)[0]
+        predictions = [Prediction.redacted(r.index, samples[r.index], r)
+                       for r in dialled.redact([s.source for s in samples], [s.prompt for s in samples])]
+        scores = metrics.score(predictions)[0]
         rows.append({"mask_bias": bias, "leak_rate": scores["leak_rate"], "samples_with_leak": scores["samples_with_leak"],
                      "entity_precision": scores["entity"]["precision"], "entity_recall": scores["entity"]["recall"],
                      "entity_f1": scores["entity"]["f1"], "text_fidelity": scores["text_fidelity"],

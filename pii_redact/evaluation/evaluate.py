@@ -9,7 +9,7 @@ Before any work, an evaluation checks what it is about to write: it never writes
 inputs, and a directory holding another evaluation (other model, data, setting, a baseline, a
 rescored file, or files this command did not make) is refused rather than mixed or overwritten;
 `--overwrite` replaces it, keeping the old files until the new ones are written. Nothing is written
-before the first prediction, so a run that fails before it leaves the directory as it was.
+before the first prediction, so an evaluation that fails before it leaves the directory as it was.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +37,9 @@ from ..core.files import (
     write_jsonl,
 )
 from ..data.records import Sample, read_samples
-from ..inference.llamacpp import gguf_for
-from ..inference.redactor import choose_backend
-from ..training.runs import (
-    RUN_FILE,
-    model_fingerprint,
-    resolve_mask_bias,
-    trained_model,
-)
+from ..inference.prediction import Prediction
+from ..inference.redactor import Resolved, Settings, resolve
+from ..training.runs import RUN_FILE, model_fingerprint
 
 PREDICTIONS_FILE = "predictions.jsonl"
 PROVENANCE_FILE = "provenance.json"
@@ -63,7 +58,7 @@ OUTPUT_FILES = (PREDICTIONS_FILE, PROVENANCE_FILE, "metrics.json", "report.md", 
 
 
 @dataclass
-class Plan:
+class Outputs:
     """Where an evaluation writes and what made its predictions, settled before any work."""
 
     out_dir: Path
@@ -82,7 +77,7 @@ def _describe(provenance: dict[str, Any]) -> str:
     return f"the model {provenance.get('model')} on {provenance.get('data')}"
 
 
-def plan_outputs(config: EvalConfig, out_dir: Path, provenance: dict[str, Any], inputs: dict[str, Path]) -> Plan:
+def plan_outputs(config: EvalConfig, out_dir: Path, provenance: dict[str, Any], inputs: dict[str, Path]) -> Outputs:
     """Check, before any work, that this evaluation can write `out_dir` without destroying or
     mixing anything: never over one of its inputs (`inputs`: flag -> file), and never over
     another evaluation's files unless --overwrite (which keeps them until the new ones are
@@ -101,9 +96,9 @@ def plan_outputs(config: EvalConfig, out_dir: Path, provenance: dict[str, Any], 
     path = out_dir / PROVENANCE_FILE
     old = read_json(path, what="provenance file") if path.exists() else None
     if in_place or not present or old == provenance:
-        return Plan(out_dir, provenance, keep=bool(present) and not in_place, replace=False, in_place=in_place)
+        return Outputs(out_dir, provenance, keep=bool(present) and not in_place, replace=False, in_place=in_place)
     if config.overwrite:
-        return Plan(out_dir, provenance, keep=False, replace=True)
+        return Outputs(out_dir, provenance, keep=False, replace=True)
     if not isinstance(old, dict):
         why = f"{out_dir / present[0]} was not made by this command (no {PROVENANCE_FILE} beside it)"
     elif old.get("kind", "model") == provenance.get("kind", "model") == "model":
@@ -118,8 +113,9 @@ REPLACED_PREFIX = ".replaced-"  # the hidden folder `Aside` keeps a replaced eva
 
 
 def name_leftovers(out_dir: Path) -> None:
-    """A run killed outright (SIGKILL, a power cut: no handler runs) while --overwrite had the old
-    evaluation moved aside leaves it in a hidden folder; every later run there says where it is."""
+    """An evaluation killed outright (SIGKILL, a power cut: no handler runs) while --overwrite had
+    the old one moved aside leaves it in a hidden folder; every later evaluation there says where
+    it is."""
     if not out_dir.is_dir():
         return
     for folder in sorted(out_dir.glob(REPLACED_PREFIX + "*")):
@@ -161,9 +157,9 @@ class Aside:
         shutil.rmtree(self.folder)
 
 
-def _done_predictions(path: Path, samples: list[Sample]) -> dict[int, dict[str, Any]]:
-    """Predictions already written by an interrupted run, by sample index. Only the last line may
-    be cut off (the run was killed while writing it): it is dropped from the file, every other
+def _done_predictions(path: Path, samples: list[Sample]) -> dict[int, Prediction]:
+    """Predictions already written by an interrupted evaluation, by sample index. Only the last
+    line may be cut off (it was killed while writing it): it is dropped from the file, every other
     row stays, those of samples past --limit included."""
     if not path.exists():
         return {}
@@ -174,36 +170,29 @@ def _done_predictions(path: Path, samples: list[Sample]) -> dict[int, dict[str, 
     rows = [row for _, row in read if not isinstance(row, BadRecord)]
     if bad:
         write_jsonl(path, rows)
-    return {row["index"]: row for row in rows
-            if isinstance(row, dict) and isinstance(row.get("index"), int) and 0 <= row["index"] < len(samples)
-            and row.get("prompt") == samples[row["index"]].prompt}
-
-
-def _record(i: int, sample: Sample) -> dict[str, Any]:
-    row = {"index": i, "prompt": sample.prompt, "source": sample.source, "response": sample.response}
-    if sample.entities is not None:
-        row["entities"] = [[e.start, e.end, e.label] for e in sample.entities]
-    row.update({k: v for k, v in (("language", sample.language), ("genre", sample.genre),
-                                  ("template", sample.template)) if v})
-    return row
+    rows = [row for row in rows if isinstance(row, dict) and isinstance(row.get("index"), int)
+            and 0 <= row["index"] < len(samples) and row.get("prompt") == samples[row["index"]].prompt]
+    # the same provenance, so the same data: each row is its sample's, with what was generated for it
+    return {row["index"]: Prediction.of(row["index"], samples[row["index"]], row["prediction"], row.get("finish_reason"))
+            for row in rows}
 
 
 class PredictionsFile:
-    """predictions.jsonl, with provenance.json beside it, made when the first prediction is: a
-    run that fails before one (a backend that cannot start, a model that does not load, Ctrl-C
-    or SIGTERM while it loads) leaves no files behind to refuse or misresume the next one."""
+    """predictions.jsonl, with provenance.json beside it, made when the first prediction is: an
+    evaluation that fails before one (a backend that cannot start, a model that does not load,
+    Ctrl-C or SIGTERM while it loads) leaves no files behind to refuse or misresume the next one."""
 
     def __init__(self, out_dir: Path, provenance: dict[str, Any]):
         self.out_dir, self.provenance = out_dir, provenance
         self.file = None
 
-    def append(self, row: dict[str, Any]) -> None:
+    def append(self, prediction: Prediction) -> None:
         if self.file is None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.out_dir / PROVENANCE_FILE, self.provenance)
             self.file = open_private_append(self.out_dir / PREDICTIONS_FILE)
-        self.file.write(dumps_line(row))
-        self.file.flush()  # a killed run resumes from every row it wrote
+        self.file.write(dumps_line(prediction.to_row()))
+        self.file.flush()  # a killed evaluation resumes from every row it wrote
 
     def __enter__(self) -> PredictionsFile:
         return self
@@ -213,107 +202,102 @@ class PredictionsFile:
             self.file.close()
 
 
-def predict(config: EvalConfig, samples: list[Sample], model_dir: Path, plan: Plan,
-            timing: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def predict(samples: list[Sample], evaluation: Evaluation, timing: dict[str, Any] | None = None) -> list[Prediction]:
     """A prediction per sample, appended to predictions.jsonl as each is made (`PredictionsFile`);
-    those an interrupted run with the same provenance already wrote (`plan.keep`) are not made
+    those an interrupted evaluation with the same provenance already wrote (`Outputs.keep`) are not made
     again. Rows of samples past --limit stay in the file. `timing` receives how many predictions
-    this call made and the seconds spent loading the model and generating. The rows hold what the
-    model wrote: the safety net is applied when they are scored, so a rescoring can leave it out."""
+    this call made and the seconds spent loading the model and generating. The file holds what
+    the model wrote; the predictions returned are finished too (`Prediction.final`)."""
     from tqdm.auto import tqdm
 
-    from ..inference.redactor import Redactor, Settings
+    from ..inference.redactor import Redactor
 
-    path = plan.out_dir / PREDICTIONS_FILE
-    kept = _done_predictions(path, samples) if plan.keep else {}
+    outputs, resolved = evaluation.outputs, evaluation.resolved
+    path = outputs.out_dir / PREDICTIONS_FILE
+    kept = _done_predictions(path, samples) if outputs.keep else {}
     todo = [i for i in range(len(samples)) if i not in kept]
     if kept:
         print(f"resuming: {len(kept)} predictions already in {path}, {len(todo)} to go")
     done = dict(kept)
     if not todo:
         return [done[i] for i in range(len(samples))]
-    redactor = Redactor(model_dir, replace(Settings.of(config), mask_bias=plan.provenance["mask_bias"]))
-    backend = redactor.backend
-    source = gguf_for(config.gguf, model_dir) if backend == "llama.cpp" else model_dir  # what actually runs
-    print(f"generating {len(todo)} redactions with {backend} ({config.decoding} decoding) from {source}")
-    with PredictionsFile(plan.out_dir, plan.provenance) as out, tqdm(total=len(todo), unit="sample") as bar:
+    redactor = Redactor(resolved=resolved)
+    print(f"generating {len(todo)} redactions with {resolved.backend} ({resolved.settings.decoding} decoding) "
+          f"from {resolved.gguf or resolved.model_dir}")  # what actually runs
+    with PredictionsFile(outputs.out_dir, outputs.provenance) as out, tqdm(total=len(todo), unit="sample") as bar:
         for result in redactor.redact([samples[i].source for i in todo], [samples[i].prompt for i in todo]):
             i = todo[result.index]
-            row = {**_record(i, samples[i]), "prediction": result.model_text,
-                   "finish_reason": "stop" if result.finished else "length"}
-            out.append(row)
-            done[i] = row
+            done[i] = Prediction.redacted(i, samples[i], result)
+            out.append(done[i])
             bar.update(1)
     stats = redactor.stats
     if timing is not None:
-        # llama.cpp redacts one text at a time whatever --batch-size says
-        timing.update(backend=stats.backend, decoding=config.decoding,
-                      batch_size=1 if stats.backend == "llama.cpp" else config.batch_size,
+        timing.update(backend=stats.backend, decoding=resolved.settings.decoding, batch_size=resolved.batch_size,
                       samples=stats.samples, load_s=round(stats.load_s, 3), generate_s=round(stats.generate_s, 3),
                       samples_per_s=stats.samples_per_s)
     return [done[i] for i in range(len(samples))]
 
 
-def run_baseline(name: str, samples: list[Sample]) -> list[dict[str, Any]]:
+def baseline_predictions(name: str, samples: list[Sample]) -> list[Prediction]:
     from . import baselines
 
     redact = {"identity": baselines.identity, "regex": baselines.regex_redact}[name]
-    return [{**_record(i, s), "prediction": redact(s.source), "finish_reason": "stop"}
-            for i, s in enumerate(samples)]
+    return [Prediction.of(i, s, redact(s.source)) for i, s in enumerate(samples)]
 
 
-def apply_finish(records: list[dict[str, Any]], safety_net: bool, propagate: bool) -> tuple[list[dict[str, Any]], int, int]:
-    """Records whose prediction went through what follows generation (`redactor.finish`: the
-    safety net, propagation; the model's own output stays in `model_prediction`), and how many
-    entities the net and propagation added in all."""
-    from ..inference.redactor import Settings, finish
-
-    settings = Settings(safety_net=safety_net, propagate=propagate)
-    out, net, propagated = [], 0, 0
-    for record in records:
-        final = finish(record["source"], record["prediction"], settings, record.get("finish_reason") != "length")
-        net, propagated = net + final.net_added, propagated + final.propagation_added
-        changed = final.text != record["prediction"]
-        out.append({**record, "prediction": final.text, "model_prediction": record["prediction"]} if changed else record)
-    return out, net, propagated
+def finished(predictions: list[Prediction], settings: Settings) -> tuple[list[Prediction], int, int]:
+    """The predictions after what follows generation (`Prediction.finished`: the safety net,
+    propagation, one numbering, once), and how many entities the net and propagation added."""
+    predictions = [p.finished(settings) for p in predictions]
+    return predictions, sum(p.net_added for p in predictions), sum(p.propagation_added for p in predictions)
 
 
 def _same_file(a: Path, b: Path) -> bool:
     return a.exists() and b.exists() and os.path.samefile(a, b)
 
 
-def plan_evaluation(config: EvalConfig) -> tuple[Plan, str]:
-    """(where and from what this evaluation writes, the report's title), checked before any work:
-    the inputs exist, the backend can run, the output directory takes this evaluation."""
+@dataclass(frozen=True)
+class Evaluation:
+    """What an evaluation settles before any work (`plan_evaluation`)."""
+
+    outputs: Outputs
+    title: str                         # the report's
+    resolved: Resolved | None = None   # a model's: what its Redactor runs (the provenance records it)
+
+
+def plan_evaluation(config: EvalConfig) -> Evaluation:
+    """Where and from what this evaluation writes, checked before any work: the inputs exist,
+    the backend can run, the output directory takes this evaluation."""
     if config.predictions:
         source = input_file(config.predictions, "--predictions")
         out_dir = Path(config.output_dir) if config.output_dir else source.parent
         provenance = {"kind": "predictions", "predictions": str(source.resolve()),
                       "predictions_sha256": sha256_file(source)}
-        plan = plan_outputs(config, out_dir, provenance, {"--predictions": source})
-        title = f"predictions {config.predictions}"
-    else:
-        data = input_file(config.data, "--data", " (make the splits with prepare_data.py first)")
-        data_id = {"data": str(data.resolve()), "data_sha256": sha256_file(data)}
-        if config.baseline:
-            out_dir = Path(config.output_dir or Path(config.runs_dir) / f"baseline-{config.baseline}")
-            provenance = {"kind": "baseline", "baseline": config.baseline, **data_id}
-            title = f"{config.baseline} baseline on {config.data}"
-        else:
-            model_dir, run_dir = trained_model(config.model_dir, config.runs_dir)
-            backend = choose_backend(config.backend, config.decoding, model_dir, config.gguf)
-            out_dir = Path(config.output_dir) if config.output_dir else run_dir / "eval"
-            provenance = {"model": str(model_dir.resolve()), "model_fingerprint": run_fingerprint(model_dir, run_dir),
-                          **data_id, "max_new_tokens": config.max_new_tokens, "backend": backend,
-                          "decoding": config.decoding, "mask_bias": resolve_mask_bias(config.mask_bias, run_dir),
-                          # only where it is not the default: earlier evaluations' provenance still matches
-                          **({"placeholder_bounds": config.placeholder_bounds}
-                             if config.placeholder_bounds != "words" else {}),
-                          **({"gguf": str(gguf_for(config.gguf, model_dir).resolve())}
-                             if backend == "llama.cpp" else {})}
-            title = f"{run_dir.name} on {config.data}"
-        plan = plan_outputs(config, out_dir, provenance, {"--data": data})
-    return plan, title
+        return Evaluation(plan_outputs(config, out_dir, provenance, {"--predictions": source}),
+                          f"predictions {config.predictions}")
+    data = input_file(config.data, "--data", " (make the splits with prepare_data.py first)")
+    data_id = {"data": str(data.resolve()), "data_sha256": sha256_file(data)}
+    if config.baseline:
+        out_dir = Path(config.output_dir or Path(config.runs_dir) / f"baseline-{config.baseline}")
+        provenance = {"kind": "baseline", "baseline": config.baseline, **data_id}
+        return Evaluation(plan_outputs(config, out_dir, provenance, {"--data": data}),
+                          f"{config.baseline} baseline on {config.data}")
+    resolved = resolve(Settings.of(config), config.model_dir, config.runs_dir)
+    out_dir = Path(config.output_dir) if config.output_dir else resolved.run_dir / "eval"
+    outputs = plan_outputs(config, out_dir, model_provenance(resolved, data_id), {"--data": data})
+    return Evaluation(outputs, f"{resolved.run_dir.name} on {config.data}", resolved)
+
+
+def model_provenance(resolved: Resolved, data_id: dict[str, str]) -> dict[str, Any]:
+    """What makes a model's predictions: the model, the data and how the Redactor runs it."""
+    settings = resolved.settings
+    return {"model": str(resolved.model_dir.resolve()),
+            "model_fingerprint": run_fingerprint(resolved.model_dir, resolved.run_dir),
+            **data_id, "max_new_tokens": settings.max_new_tokens, "backend": resolved.backend,
+            "decoding": settings.decoding, "mask_bias": resolved.mask_bias,
+            # only where it is not the default: earlier evaluations' provenance still matches
+            **({"placeholder_bounds": settings.placeholder_bounds} if settings.placeholder_bounds != "words" else {}),
+            **({"gguf": str(resolved.gguf.resolve())} if resolved.gguf is not None else {})}
 
 
 def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
@@ -322,27 +306,27 @@ def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
     from . import metrics, report
 
     timing: dict[str, Any] = {}  # filled when this call generates predictions
-    plan, title = plan_evaluation(config)
-    out_dir = plan.out_dir
-    aside = Aside(out_dir) if plan.replace else None
+    evaluation = plan_evaluation(config)
+    out_dir = evaluation.outputs.out_dir
+    aside = Aside(out_dir) if evaluation.outputs.replace else None
     try:
         if aside is not None:
             aside.move()
-        records = _predictions(config, plan, timing)
         # on the model's outputs (or a predictions file), not on a baseline's
         net, propagate = config.safety_net and not config.baseline, config.propagate and not config.baseline
-        records, net_added, propagated = apply_finish(records, net, propagate)
-        scores, per_sample = metrics.score(records)
+        predictions, net_added, propagated = finished(_predictions(config, evaluation, timing),
+                                                      Settings(safety_net=net, propagate=propagate))
+        scores, per_sample = metrics.score(predictions)
         scores["safety_net"] = {"enabled": net, "added_entities": net_added}
         scores["propagation"] = {"enabled": propagate, "added_entities": propagated}
-        if "mask_bias" in plan.provenance:
-            scores["mask_bias"] = plan.provenance["mask_bias"]
-        if timing.get("samples"):  # the speed of this call's generation (a resumed run: of what it added)
+        if evaluation.resolved is not None:
+            scores["mask_bias"] = evaluation.resolved.mask_bias
+        if timing.get("samples"):  # the speed of this call's generation (a resumed evaluation: of what it added)
             scores["generation"] = timing
         for key in ("language", "genre"):  # where the data says, to see which kinds of text fail
-            if any(key in r for r in records):
-                scores[f"by_{key}"] = metrics.by_group(per_sample, [r.get(key) or "none" for r in records])
-        report.write_report(scores, per_sample, records, out_dir, title=title, worst=config.worst)
+            if any(key in p.to_row() for p in predictions):
+                scores[f"by_{key}"] = metrics.by_group(per_sample, [getattr(p, key) or "none" for p in predictions])
+        report.write_report(scores, per_sample, predictions, out_dir, title=evaluation.title, worst=config.worst)
     except BaseException:
         if aside is not None:  # --overwrite failed: the old evaluation comes back
             aside.restore()
@@ -358,26 +342,24 @@ def evaluate(config: EvalConfig) -> tuple[dict[str, Any], Path]:
     return scores, out_dir
 
 
-def _predictions(config: EvalConfig, plan: Plan, timing: dict[str, Any]) -> list[dict[str, Any]]:
-    """The records to score, written to predictions.jsonl with their provenance (except when a
-    predictions file is rescored where it is); nothing is written before they exist."""
+def _predictions(config: EvalConfig, evaluation: Evaluation, timing: dict[str, Any]) -> list[Prediction]:
+    """The predictions to score, written to predictions.jsonl with their provenance (except when
+    a predictions file is rescored where it is); nothing is written before they exist."""
     from . import metrics
 
-    out_dir = plan.out_dir
+    outputs = evaluation.outputs
     if config.predictions:
-        records = metrics.read_predictions(config.predictions)[: config.limit or None]
+        predictions = metrics.read_predictions(config.predictions)[: config.limit or None]
     else:
         samples = read_samples(config.data, config.limit)
-        if config.baseline:
-            records = run_baseline(config.baseline, samples)
-        else:
-            model_dir, _ = trained_model(config.model_dir, config.runs_dir)
-            return predict(config, samples, model_dir, plan, timing)
-    if not plan.in_place:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_jsonl(out_dir / PREDICTIONS_FILE, records)
-        write_json(out_dir / PROVENANCE_FILE, plan.provenance)
-    return records
+        if not config.baseline:
+            return predict(samples, evaluation, timing)
+        predictions = baseline_predictions(config.baseline, samples)
+    if not outputs.in_place:
+        outputs.out_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl(outputs.out_dir / PREDICTIONS_FILE, [p.to_row() for p in predictions])
+        write_json(outputs.out_dir / PROVENANCE_FILE, outputs.provenance)
+    return predictions
 
 
 DESCRIPTION = "Generate redactions for held-out text and score them (leaks, entity P/R/F1, fidelity)."

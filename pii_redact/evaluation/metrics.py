@@ -1,8 +1,9 @@
 r"""Scoring redactions: entities, leaks, text fidelity, format, and CI thresholds.
 
-A record is one JSON object with the source text (`source`, or a `prompt` it is taken from), the
-reference redaction (`response`) and the model's redaction (`prediction`), plus optionally
-`finish_reason` (`"length"` = the generation hit its token budget).
+What is scored is a `Prediction` (`inference.prediction`, a predictions.jsonl row): the source
+text, the reference redaction (`response`) and the model's redaction (after what follows
+generation, `Prediction.redaction`), plus its finish reason (`"length"` = the generation hit its
+token budget) and the reference's exact spans where the data has them.
 
 Entities
     An entity is a character span of the source that a redaction replaces with a placeholder.
@@ -69,7 +70,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..core.alignment import Span, align_robust, alignment, complement
-from ..core.chat import TEXT_MARKER, source_from_prompt
 from ..core.errors import UserError
 from ..core.labels import (
     LABELS,
@@ -81,6 +81,7 @@ from ..core.labels import (
     renumber,
     unknown_placeholders,
 )
+from ..inference.prediction import Prediction
 
 # Candidates for a malformed placeholder; see "format_valid_rate" above.
 BRACKETED_WORD_RE = re.compile(r"\[ *[A-Za-z_][A-Za-z0-9_]* *\]?")
@@ -243,39 +244,10 @@ def _prf(tp: int, n_pred: int, n_ref: int) -> dict[str, float]:
             "f2": _ratio(5 * p * r, 4 * p + r)}
 
 
-def record_source(record: dict[str, Any]) -> str | None:
-    """The text a record redacts: its `source`, else the text inside its `prompt`."""
-    if isinstance(record.get("source"), str):
-        return record["source"]
-    if isinstance(record.get("prompt"), str):
-        return source_from_prompt(record["prompt"])
-    return None
-
-
-def record_entities(record: dict[str, Any], source: str) -> list[Entity] | None:
-    """The exact reference spans a record carries (`entities`: [[start, end, LABEL], ...]), or None."""
-    spans = record.get("entities")
-    if spans is None:
-        return None
-    from ..data.records import check_spans
-
-    checked = check_spans(source, record["response"], spans)
-    if isinstance(checked, str):
-        raise UserError(f"{record.get('where') or 'record ' + str(record.get('index', '?'))}: {checked}")
-    return checked
-
-
-def score(records: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], list[SampleScore]]:
-    """metrics.json content and per-record scores (same order) for records with a source (or
-    prompt), `response` and `prediction`, as `read_predictions` returns them."""
-    samples = []
-    for i, r in enumerate(records):
-        source = record_source(r)
-        if source is None:
-            raise UserError(f"record {i}: no source text (a 'source', or a 'prompt' with a {TEXT_MARKER!r} marker)")
-        samples.append(score_sample(source, r["response"], r["prediction"],
-                                    unfinished=r.get("finish_reason") == "length",
-                                    reference_entities=record_entities(r, source)))
+def score(predictions: Iterable[Prediction]) -> tuple[dict[str, Any], list[SampleScore]]:
+    """metrics.json content and per-prediction scores (same order)."""
+    samples = [score_sample(p.source, p.response, p.redaction, unfinished=p.unfinished, reference_entities=p.entities)
+               for p in predictions]
     if not samples:
         raise UserError("no predictions to score")
     return aggregate(samples), samples
@@ -353,46 +325,29 @@ def aggregate(samples: list[SampleScore]) -> dict[str, Any]:
     }
 
 
-def read_predictions(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a predictions JSONL, each with `source` filled in (from `prompt` if needed).
+def read_predictions(path: str | Path) -> list[Prediction]:
+    """The predictions of a predictions JSONL, each row checked (`Prediction.from_row`).
 
     Raises UserError naming the first malformed line as FILE:LINE and how many others there are.
     """
     from ..core.files import BadRecord, iter_records
 
-    records: list[dict[str, Any]] = []
+    predictions: list[Prediction] = []
     errors: list[str] = []
-    for index, record in iter_records(path):
-        where = f"{path}:{index + 1}"
-        if isinstance(record, BadRecord):
-            errors.append(str(record))
-            continue
-        if not isinstance(record, dict):
-            errors.append(f"{where}: expected a JSON object")
-            continue
-        missing = [k for k in ("response", "prediction") if not isinstance(record.get(k), str)]
-        source = record_source(record)
-        if source is None:
-            missing.insert(0, f"source or prompt (with a {TEXT_MARKER!r} marker)")
-        if missing:
-            errors.append(f"{where}: missing or non-string {', '.join(missing)}")
-            continue
-        tags = [k for k in ("language", "genre", "template") if record.get(k) is not None and not isinstance(record[k], str)]
-        if tags:
-            errors.append(f"{where}: '{tags[0]}' must be a string, not {type(record[tags[0]]).__name__}")
+    for index, row in iter_records(path):
+        if isinstance(row, BadRecord):
+            errors.append(str(row))
             continue
         try:
-            record_entities({**record, "where": where}, source)
+            predictions.append(Prediction.from_row(row, f"{path}:{index + 1}"))
         except UserError as exc:
             errors.append(str(exc))
-            continue
-        records.append({**record, "source": source})
     if errors:
         more = f" (and {len(errors) - 1} more malformed lines)" if len(errors) > 1 else ""
         raise UserError(errors[0] + more)
-    if not records:
+    if not predictions:
         raise UserError(f"{path}: no predictions")
-    return records
+    return predictions
 
 
 _THRESHOLD_RE = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*(>=|<=|=)\s*(\S+)\s*$")
@@ -419,7 +374,7 @@ def check_thresholds(metrics: dict[str, Any], specs: Iterable[str], *,
     explicitly. Raises UserError on bad syntax or a path that is not a numeric metric.
     `validate_only` checks the specs against the metrics schema (call it before a long run)."""
     # a trivial sample has every key a real score has (confusions aside)
-    schema = score([{"source": "", "response": "", "prediction": ""}])[0] if validate_only else metrics
+    schema = score([Prediction("", "", "")])[0] if validate_only else metrics
     failures = []
     for spec in specs:
         m = _THRESHOLD_RE.match(spec)

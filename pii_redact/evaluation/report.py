@@ -14,6 +14,7 @@ from typing import Any
 from ..core.errors import UserError
 from ..core.files import read_json, write_json, write_text
 from ..core.labels import LABELS
+from ..inference.prediction import Prediction
 from .metrics import SampleScore, lookup
 
 # (dotted path into metrics.json, what the row is called); rates are shown with 4 decimals.
@@ -106,7 +107,7 @@ def inline_diff(reference: str, prediction: str) -> str:
     return "".join(out)
 
 
-def _worst_section(samples: list[SampleScore], records: list[dict[str, Any]], worst: int) -> str:
+def _worst_section(samples: list[SampleScore], predictions: list[Prediction], worst: int) -> str:
     # Most errors first, then least fidelity; samples with nothing wrong are never "worst".
     ranked = sorted(
         (i for i, s in enumerate(samples) if s.errors or s.fidelity < 1.0),
@@ -116,15 +117,15 @@ def _worst_section(samples: list[SampleScore], records: list[dict[str, Any]], wo
         return "No errors: every prediction is correct.\n"
     parts = ["Diff of reference vs prediction: `[-reference only-]{+prediction only+}`.\n"]
     for rank, i in enumerate(ranked, 1):
-        s, record = samples[i], records[i]
+        s, p = samples[i], predictions[i]
         missed = len(s.ref_entities) - s.tp
         spurious = len(s.pred_entities) - s.tp
         flags = [f"{missed} missed", f"{spurious} spurious", f"{s.leaked} leaked",
                  f"fidelity {s.fidelity:.3f}"]
         flags += [] if s.format_valid else ["malformed placeholders"]
         flags += ["unfinished"] if s.unfinished else []
-        parts.append(f"### {rank}. sample {record.get('index', i)} — {', '.join(flags)}\n\n"
-                     f"````text\n{inline_diff(record['response'], record['prediction'])}\n````\n")
+        parts.append(f"### {rank}. sample {i if p.index is None else p.index} — {', '.join(flags)}\n\n"
+                     f"````text\n{inline_diff(p.response, p.redaction)}\n````\n")
     return "\n".join(parts)
 
 
@@ -153,7 +154,7 @@ def plot_per_label_f1(metrics: dict[str, Any], path: Path, title: str) -> None:
 
 
 def write_report(metrics: dict[str, Any], samples: list[SampleScore],
-                 records: list[dict[str, Any]], out_dir: str | Path, title: str,
+                 predictions: list[Prediction], out_dir: str | Path, title: str,
                  worst: int = 10) -> list[Path]:
     """Write metrics.json, report.md and per_label_f1.png into out_dir; return their paths."""
     out = Path(out_dir)
@@ -173,7 +174,7 @@ def write_report(metrics: dict[str, Any], samples: list[SampleScore],
         sections += ["## Label confusions (same span, other label)\n",
                      _md_table(["reference -> predicted", "count"], [[k, str(v)] for k, v in top]),
                      ""]
-    sections += [f"## Worst {worst} examples\n", _worst_section(samples, records, worst)]
+    sections += [f"## Worst {worst} examples\n", _worst_section(samples, predictions, worst)]
     write_text(report_path, "\n".join(sections))
     plot_per_label_f1(metrics, plot_path, title)
     return [metrics_path, report_path, plot_path]

@@ -5,7 +5,8 @@ Prompts go through `chat.encode_prompt`, the same renderer training used. Genera
 on `<eos>` or `<end_of_turn>`, and each sample gets a token budget from its own source: the most a
 faithful redaction of it can take. Faithful decoding always finishes within it; a free-decoding
 model that never stops is caught there (`finish_reason == "length"`) instead of running to a
-global cap.
+global cap. Every engine (these two and llama.cpp's) takes a text's budget from `token_budget`,
+and redact.py cuts long texts by the room `context_needed` estimates.
 """
 from __future__ import annotations
 
@@ -16,34 +17,52 @@ from typing import Iterator, Sequence
 # replace ("[DATEOFBIRTH_1]" vs "5/8/61"), hence the margin. An estimate, not a bound: a text
 # dense with short values ("Anna, Bo, Li, ...") takes more.
 ESTIMATE_FACTOR, ESTIMATE_MARGIN = 1.5, 32
+PROMPT_OVERHEAD = 48  # tokens of the chat template and instruction beyond the text (Gemma's: 43)
+
+
+def text_tokens(tokenizer, text: str) -> int:
+    """How many tokens `text` is on its own, as the prompt holds it."""
+    return len(tokenizer(text, add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"])
 
 
 def estimated_output_tokens(tokenizer, source: str) -> int:
-    """About how many tokens a redaction of `source` takes: what a text must leave room for in
-    the model's context (`redact.py` cuts long texts by it)."""
-    ids = tokenizer(source, add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"]
-    return math.ceil(len(ids) * ESTIMATE_FACTOR) + ESTIMATE_MARGIN
+    """About how many tokens a redaction of `source` takes."""
+    return _estimated(text_tokens(tokenizer, source))
 
 
-def token_budget(source: str) -> int:
-    """The generation budget of one sample: the most tokens any faithful redaction of it can take
-    (`constraint.max_output_tokens`). Faithful decoding always finishes within it; free decoding,
-    which has no bound of its own, gets the same room, so a correct redaction always fits and
-    only an output that rambles past every faithful one is cut off."""
+def _estimated(source_tokens: int) -> int:
+    return math.ceil(source_tokens * ESTIMATE_FACTOR) + ESTIMATE_MARGIN
+
+
+def context_needed(tokenizer, text: str) -> int:
+    """The room a text takes in the model's context: its prompt and, estimated, its redaction
+    (redact.py cuts long texts into pieces that fit)."""
+    n = text_tokens(tokenizer, text)
+    return n + PROMPT_OVERHEAD + _estimated(n)
+
+
+def token_budget(source: str, max_new_tokens: int = 0, room: int | None = None) -> int:
+    """The generation budget of one text: --max-new-tokens where given, else the most tokens any
+    faithful redaction of it can take (`constraint.max_output_tokens`), never past `room` (the
+    positions the engine has left after the prompt) nor under 1. Faithful decoding always
+    finishes within the default; free decoding, which has no bound of its own, gets the same
+    room, so a correct redaction always fits and only an output that rambles past every faithful
+    one is cut off."""
     from ..core.constraint import max_output_tokens
 
-    return max_output_tokens(source.strip())
+    budget = max_new_tokens or max_output_tokens(source.strip())
+    return budget if room is None else max(1, min(budget, room))
 
 
 def vllm_missing() -> str | None:
     """What keeps vLLM from running here (it needs the package and a CUDA GPU), or None."""
     import importlib.util
 
-    import torch
+    from ..core.device import gpu_available
 
     if importlib.util.find_spec("vllm") is None:
         return "vLLM is not installed (pip install vllm, on a machine with a CUDA GPU)"
-    if not torch.cuda.is_available():
+    if not gpu_available():
         return "vLLM needs a CUDA GPU and none is visible"
     return None
 
@@ -92,8 +111,7 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
     encoded = chat.encode_prompts(tokenizer, prompts)
     # never past the model's positions (a bound for a long faithful text can be tens of thousands)
     positions = getattr(model.config.get_text_config(), "max_position_embeddings", None) or 10**9
-    budgets = [max(1, min(max_new_tokens or token_budget(s), positions - len(ids)))
-               for s, ids in zip(sources, encoded)]
+    budgets = [token_budget(s, max_new_tokens, positions - len(ids)) for s, ids in zip(sources, encoded)]
     vocab = Vocabulary(tokenizer) if decoding == "faithful" else None
     # Similar lengths together: less left padding, and the slowest batches come first (honest ETA).
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
@@ -174,7 +192,7 @@ def generate_vllm(llm, tokenizer, prompts: Sequence[str], sources: Sequence[str]
     stops = chat.stop_token_ids(tokenizer)
     for start in range(0, len(prompts), chunk):
         indices = range(start, min(start + chunk, len(prompts)))
-        params = [SamplingParams(temperature=0.0, max_tokens=max_new_tokens or token_budget(sources[i]),
+        params = [SamplingParams(temperature=0.0, max_tokens=token_budget(sources[i], max_new_tokens),
                                  stop_token_ids=stops, skip_special_tokens=True) for i in indices]
         requests = [TokensPrompt(prompt_token_ids=ids)
                     for ids in chat.encode_prompts(tokenizer, [prompts[i] for i in indices])]

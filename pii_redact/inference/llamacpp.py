@@ -215,7 +215,7 @@ def generate(engine: Engine, tokenizer, prompts: Sequence[str], sources: Sequenc
     vocab = Vocabulary(tokenizer) if decoding == "faithful" else None
     encoded = chat.encode_prompts(tokenizer, prompts)
     for i, (ids, source) in enumerate(zip(encoded, sources)):
-        budget = max(1, min(max_new_tokens or token_budget(source), engine.llm.n_ctx() - len(ids) - 1))
+        budget = token_budget(source, max_new_tokens, engine.llm.n_ctx() - len(ids) - 1)
         decoder = faithful.Decoder(vocab, [source.strip()], stops, mask_bias,
                                    faithful.bounds(placeholder_bounds)) if vocab else None
         row = Row(0, ids, budget)

@@ -1,20 +1,27 @@
 """One `Redactor` for every caller: evaluate.py, redact.py and the benchmarks.
 
-A Redactor holds a trained model, loaded once, and turns texts into redactions: greedy decoding
-through the same chat rendering as training (`core.chat`), with the decoding (faithful or free),
-speculation, backend and token budget its `Settings` name, then what comes after generation
-(`finish`: the safety net and propagation), one code path for a fresh redaction and for a
-rescored file. It yields
-each result as it is made (longest texts first, so a progress bar's ETA is honest) and keeps its
-own statistics, so callers and benchmarks time it from outside without patching it.
+A Redactor holds a trained model, loaded once, and turns texts into finished redactions: greedy
+decoding through the same chat rendering as training (`core.chat`), with the decoding (faithful
+or free), speculation, backend and token budget its `Settings` name, then what comes after
+generation (`finish`: the safety net, propagation and one numbering), once per text, or once per
+document for a text cut into pieces (`redact_documents`). It yields each result as it is made
+(longest texts first, so a progress bar's ETA is honest) and keeps its own statistics, so callers
+and benchmarks time it from outside without patching it.
 
-    redactor = Redactor(model_dir, Settings(batch_size=16))
+    redactor = Redactor("outputs/my-run", Settings(batch_size=16))
     for r in redactor.redact(["Call Anna on +49 30 1234567."]):
         print(r.text, r.finished)
     print(redactor.stats.samples_per_s)
 
+What the settings leave open is decided once, when the Redactor is built, by `resolve`: the
+trained model (`training.runs.trained_model`), the device (`core.device`), the backend
+(`choose_backend`), the GGUF llama.cpp runs, the batch size, the mask bias (the run's calibrated
+one unless given) and the context the model was trained with; the result, a frozen `Resolved`,
+is what callers record as provenance. Each text's token budget comes from
+`generate.token_budget`.
+
 The tokenizer loads at once, the model on first use: a caller can check and cut its input with
-`redactor.tokenizer` before paying for the model.
+`redactor.fits` before paying for the model.
 """
 from __future__ import annotations
 
@@ -22,10 +29,13 @@ import sys
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
 
+from ..config import GENERATION_BATCH_SIZE
 from ..core import chat
 from ..core.errors import UserError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,9 +46,9 @@ class Settings:
     speculation: Literal["auto", "on", "off"] = "auto"
     backend: Literal["auto", "transformers", "vllm", "llama.cpp"] = "auto"
     gguf: str | None = None  # llama.cpp: the GGUF file (default: the run's, `llamacpp.find_gguf`)
-    batch_size: int = 16
+    batch_size: int = GENERATION_BATCH_SIZE
     max_new_tokens: int = 0  # 0: each text's own bound (`generate.token_budget`)
-    mask_bias: float = 0.0   # the privacy dial: log-odds masking gains over copying (faithful decoding)
+    mask_bias: float | None = 0.0  # the privacy dial (faithful decoding); None: the run's calibrated one
     placeholder_bounds: Literal["words", "label"] = "words"  # what one placeholder may cover (`core.constraint`)
     safety_net: bool = True
     propagate: bool = True   # mask every other occurrence of what was masked (`propagate`)
@@ -49,12 +59,89 @@ class Settings:
         return cls(**{f.name: getattr(config, f.name) for f in fields(cls) if hasattr(config, f.name)})
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """Everything a Redactor's settings leave open, decided once (`resolve`)."""
+
+    settings: Settings  # as given
+    model_dir: Path     # the model weights
+    run_dir: Path       # the run they belong to (the model directory itself for a bare model)
+    device: str         # "cuda" or "cpu": where transformers runs the model
+    backend: str        # "transformers", "vllm" or "llama.cpp"
+    gguf: Path | None   # the GGUF llama.cpp runs (None on another backend)
+    batch_size: int     # texts generated together (llama.cpp: one at a time, whatever --batch-size says)
+    mask_bias: float    # --mask-bias, else the run's calibrated value, else 0
+    context: int        # tokens the model was trained with: the most a prompt and its redaction may take
+
+
+def resolve(settings: Settings, model_dir: str | Path | None, runs_dir: str | Path = "outputs") -> Resolved:
+    """Decide, before any model loads, what `settings` leave open for the model `model_dir`
+    names (a run, its merged/ or adapter/ folder, a model directory; None: the newest run in
+    `runs_dir`). A backend that cannot run, or a missing or broken GGUF, is a UserError here,
+    before any input is read or any output made."""
+    from ..training.runs import trained_model
+
+    weights, run_dir = trained_model(None if model_dir is None else str(model_dir), str(runs_dir))
+    return _decided(settings, weights, run_dir)
+
+
+def _decided(settings: Settings, model_dir: Path, run_dir: Path) -> Resolved:
+    from ..core import device
+    from ..training.runs import read_run_config, resolve_mask_bias
+    from .llamacpp import gguf_for
+
+    backend = choose_backend(settings.backend, settings.decoding, model_dir, settings.gguf)
+    return Resolved(settings, model_dir, run_dir, device.device(), backend,
+                    gguf_for(settings.gguf, model_dir) if backend == "llama.cpp" else None,
+                    1 if backend == "llama.cpp" else settings.batch_size,
+                    resolve_mask_bias(settings.mask_bias, run_dir), read_run_config(run_dir).max_seq_length)
+
+
+def choose_backend(backend: str, decoding: str, model_dir: Path, gguf: str | None = None) -> str:
+    """The engine `backend` names; "auto", by what BENCHMARKS.md measured: llama.cpp where `--gguf`
+    names a file; vLLM where it runs and decoding is free (it cannot apply the faithful
+    constraint); llama.cpp on a machine without a GPU where llama-cpp-python is installed and the
+    run has a GGUF (with q8_0, 1.7x the samples/s of transformers at batch 16 and 4.7x a single
+    text's, the same scores on the hand-written texts); else transformers. `--backend vllm`
+    where vLLM cannot run is a UserError here, before any output exists."""
+    from ..core.device import gpu_available
+    from . import generate, llamacpp
+
+    if backend == "vllm" and (missing := generate.vllm_missing()):
+        raise UserError(f"--backend vllm: {missing}; or use --backend auto or transformers")
+    if backend != "auto":
+        return backend
+    if gguf:  # a GGUF named with --gguf is run wherever it is asked for
+        return "llama.cpp"
+    if decoding == "free" and generate.vllm_usable():
+        return "vllm"
+    if not gpu_available() and llamacpp.available() and llamacpp.has_gguf(model_dir):
+        return "llama.cpp"
+    return "transformers"
+
+
 @dataclass
 class Redaction:
     index: int        # position in the texts given to `redact`
     text: str         # the redaction: the model's, after `finish`
     model_text: str   # what the model wrote
     finished: bool    # False: the token budget ran out (the rest is masked: see `faithful`)
+    net_added: int = 0          # entities the safety net added
+    propagation_added: int = 0  # entities propagation added
+
+    @property
+    def finish_reason(self) -> str:
+        return "stop" if self.finished else "length"
+
+
+@dataclass
+class Document:
+    """A text redacted in pieces (`redact_documents`), finished as one."""
+
+    index: int              # position in the documents given to `redact_documents`
+    texts: list[str]        # each piece's redaction
+    segments: list          # each piece's `propagate.Segment`s (what each placeholder covers), or None
+    finished: list[bool]    # per piece, as `Redaction.finished`
 
 
 @dataclass
@@ -78,150 +165,187 @@ class Stats:
 
 @dataclass
 class Finished:
-    text: str
+    texts: list[str]            # each piece's redaction
+    segments: list              # each piece's segments (`propagate.consistent_segments`), or None
     net_added: int = 0          # entities the safety net added
     propagation_added: int = 0  # entities propagation added
 
+    @property
+    def text(self) -> str:
+        return "".join(self.texts)
+
 
 def finish(source: str, model_text: str, settings: Settings, finished: bool = True) -> Finished:
+    """`finish_document` of a text in one piece."""
+    return finish_document([source], [model_text], settings, [finished])
+
+
+def finish_document(pieces: Sequence[str], model_texts: Sequence[str], settings: Settings,
+                    finished: Sequence[bool]) -> Finished:
     """Everything that happens to a model's output after generation, the same for a fresh
-    redaction and a rescored file: the safety net, then propagation and one numbering. A
-    free-decoding output cut off by its budget ends with UNFINISHED (the rest of its text is not
-    there); a faithful one already masks its rest that way."""
+    redaction and a rescored file: the safety net on each piece, then propagation and one
+    numbering through all the pieces of the document. A free-decoding output cut off by its
+    budget ends with UNFINISHED (the rest of its text is not there); a faithful one already masks
+    its rest that way."""
     from ..core.labels import UNFINISHED
+    from .propagate import consistent_segments, render
+    from .safety_net import safety_net
 
-    text, net, propagated = model_text, 0, 0
-    if not finished and UNFINISHED not in text:
-        text += UNFINISHED
-    if settings.safety_net:
-        from .safety_net import safety_net
-
-        text, net = safety_net(source, text)
-    from .propagate import consistent
-
-    # one numbering per text even without propagation: the model's own numbers may reuse one
-    # that a placeholder written in the source already has, or name two values alike
-    [text], propagated = consistent([(source, text)], propagate=settings.propagate)
-    return Finished(text, net, propagated)
-
-
-def choose_backend(backend: str, decoding: str, model_dir: Path, gguf: str | None = None) -> str:
-    """The engine `backend` names; "auto", by what BENCHMARKS.md measured: llama.cpp where `--gguf`
-    names a file; vLLM where it runs and decoding is free (it cannot apply the faithful
-    constraint); llama.cpp on a machine without a GPU where llama-cpp-python is installed and the
-    run has a GGUF (with q8_0, 1.7x the samples/s of transformers at batch 16 and 4.7x a single
-    text's, the same scores on the hand-written texts); else transformers. `--backend vllm`
-    where vLLM cannot run is a UserError here, before any output exists."""
-    from . import generate
-
-    if backend == "vllm" and (missing := generate.vllm_missing()):
-        raise UserError(f"--backend vllm: {missing}; or use --backend auto or transformers")
-    if backend != "auto":
-        return backend
-    import torch
-
-    from . import llamacpp
-
-    if gguf:  # a GGUF named with --gguf is run wherever it is asked for
-        return "llama.cpp"
-    if decoding == "free" and generate.vllm_usable():
-        return "vllm"
-    if not torch.cuda.is_available() and llamacpp.available() and llamacpp.has_gguf(model_dir):
-        return "llama.cpp"
-    return "transformers"
+    texts, net = [], 0
+    for source, text, complete in zip(pieces, model_texts, finished):
+        if not complete and UNFINISHED not in text:
+            text += UNFINISHED
+        if settings.safety_net:
+            text, added = safety_net(source, text)
+            net += added
+        texts.append(text)
+    # one numbering even without propagation: the model's own numbers may reuse one that a
+    # placeholder written in the source already has, or name two values alike
+    segments, propagated = consistent_segments(list(zip(pieces, texts)), propagate=settings.propagate)
+    texts = [text if segs is None else render(segs) for text, segs in zip(texts, segments)]
+    return Finished(texts, segments, net, propagated)
 
 
 class Redactor:
-    def __init__(self, model_dir: str | Path, settings: Settings = Settings()):
+    def __init__(self, model_dir: str | Path | None = None, settings: Settings = Settings(), *,
+                 runs_dir: str | Path = "outputs", resolved: Resolved | None = None):
+        """The Redactor of the model `model_dir` names (see `resolve`), or of what a caller
+        already `resolve`d."""
         from ..models.loading import load_tokenizer
 
-        self.model_dir = Path(model_dir)
-        self.settings = settings
-        self.tokenizer = load_tokenizer(self.model_dir)
+        self.resolved = resolved or resolve(settings, model_dir, runs_dir)
+        self.tokenizer = load_tokenizer(self.resolved.model_dir)
         self.stats = Stats()
-        self._engines: dict[str, Any] = {}  # backend (and GGUF) -> its loaded engine, shared by `configured` copies
+        self._engines: dict[tuple, Any] = {}  # backend (and GGUF) -> its loaded engine, shared by `configured` copies
+
+    @property
+    def settings(self) -> Settings:
+        return self.resolved.settings
+
+    @property
+    def model_dir(self) -> Path:
+        return self.resolved.model_dir
+
+    @property
+    def backend(self) -> str:
+        return self.resolved.backend
 
     def configured(self, **changes: Any) -> Redactor:
         """A Redactor with other settings over the same loaded model (and fresh statistics)."""
         other = object.__new__(Redactor)
-        other.model_dir, other.tokenizer, other._engines = self.model_dir, self.tokenizer, self._engines
-        other.settings, other.stats = replace(self.settings, **changes), Stats()
+        other.tokenizer, other._engines, other.stats = self.tokenizer, self._engines, Stats()
+        other.resolved = _decided(replace(self.settings, **changes), self.model_dir, self.resolved.run_dir)
         return other
 
-    @property
-    def backend(self) -> str:
-        """The engine `redact` uses (`choose_backend`)."""
-        s = self.settings
-        return choose_backend(s.backend, s.decoding, self.model_dir, s.gguf)
+    def fits(self, text: str) -> bool:
+        """Whether `text`'s prompt and redaction fit in the context the model was trained with."""
+        from .generate import context_needed
+
+        return context_needed(self.tokenizer, text) <= self.resolved.context
 
     def redact(self, sources: Sequence[str], prompts: Sequence[str] | None = None) -> Iterator[Redaction]:
-        """A Redaction per text, in the order they are made. `prompts`: the whole user turn of
-        each (a data set's own instruction), else `chat.build_prompt(source)`. A vLLM failure, at
-        start or mid-way, hands the texts not done yet to transformers (unless --backend vllm)."""
+        """A finished Redaction per text, in the order they are made. `prompts`: the whole user
+        turn of each (a data set's own instruction), else `chat.build_prompt(source)`."""
+        def finished(index: int, model_text: str, complete: bool) -> Redaction:
+            final = finish(sources[index], model_text, self.settings, complete)
+            return Redaction(index, final.text, model_text, complete, final.net_added, final.propagation_added)
+
+        for _, redaction in self._generate(sources, prompts, finished):
+            yield redaction
+
+    def redact_documents(self, documents: Sequence[Sequence[str]],
+                         on_piece: Callable[[], None] | None = None) -> Iterator[Document]:
+        """A Document per document (a text cut into pieces that each fit the model), yielded
+        once its last piece is made and finished with its other pieces (`finish_document`). The
+        pieces of all documents are generated together; `on_piece` is called after each. A piece
+        of nothing but whitespace has nothing to mask: it is not generated."""
+        outputs = [[(piece, True) if not piece.strip() else None for piece in pieces] for pieces in documents]
+        jobs = [(d, k) for d, pieces in enumerate(outputs) for k, output in enumerate(pieces) if output is None]
+        left = [sum(output is None for output in pieces) for pieces in outputs]
+
+        def document(d: int) -> Document:
+            complete = [done for _, done in outputs[d]]
+            final = finish_document(documents[d], [text for text, _ in outputs[d]], self.settings, complete)
+            return Document(d, final.texts, final.segments, complete)
+
+        def collected(index: int, model_text: str, complete: bool) -> Document | None:
+            d, k = jobs[index]
+            outputs[d][k], left[d] = (model_text, complete), left[d] - 1
+            if on_piece is not None:
+                on_piece()
+            return document(d) if not left[d] else None
+
+        yield from (document(d) for d in range(len(documents)) if not left[d])
+        for _, done in self._generate([documents[d][k] for d, k in jobs], None, collected):
+            if done is not None:
+                yield done
+
+    def _generate(self, sources: Sequence[str], prompts: Sequence[str] | None,
+                  then: Callable[[int, str, bool], T]) -> Iterator[tuple[int, T]]:
+        """(index, `then(index, model text, finished)`) per text, in the order they are made. A
+        vLLM failure, at start or mid-way, hands the texts not done yet to transformers (unless
+        --backend vllm)."""
         prompts = list(prompts) if prompts is not None else [chat.build_prompt(s) for s in sources]
         done: set[int] = set()
-        backend = self.backend
         try:
-            for result in self._redact_with(backend, sources, prompts, range(len(sources))):
-                done.add(result.index)
-                yield result
+            for index, result in self._generate_with(self.backend, sources, prompts, range(len(sources)), then):
+                done.add(index)
+                yield index, result
         except Exception as exc:  # vLLM pins its own transformers/torch: a mismatch must not end the run
-            if backend != "vllm":
+            if self.backend != "vllm":
                 raise
             if self.settings.backend == "vllm":
                 raise UserError(f"--backend vllm: vLLM failed ({type(exc).__name__}: {exc})") from None
             print(f"warning: vLLM failed ({type(exc).__name__}: {exc}); the rest with transformers", file=sys.stderr)
             rest = [i for i in range(len(sources)) if i not in done]
-            yield from self._redact_with("transformers", sources, prompts, rest)
+            yield from self._generate_with("transformers", sources, prompts, rest, then)
 
     def _engine(self, backend: str):
         """The backend's loaded engine and tokenizer, loaded once (per GGUF for llama.cpp)."""
         from ..models import loading
         from . import llamacpp
 
-        gguf = None
-        if backend == "llama.cpp":
-            gguf = llamacpp.gguf_for(self.settings.gguf, self.model_dir)
+        gguf = self.resolved.gguf if backend == "llama.cpp" else None
         key = (backend, gguf)
         if key not in self._engines:
             start = time.perf_counter()
             if backend == "llama.cpp":
                 self._engines[key] = llamacpp.Engine(gguf), self.tokenizer
+            elif backend == "vllm":
+                self._engines[key] = loading.load_vllm(self.model_dir)
             else:
-                load = loading.load_vllm if backend == "vllm" else loading.load_for_generation
-                self._engines[key] = load(self.model_dir)
+                self._engines[key] = loading.load_for_generation(self.model_dir, self.resolved.device)
             self.stats.load_s += time.perf_counter() - start
         return self._engines[key]
 
-    def _redact_with(self, backend: str, sources: Sequence[str], prompts: Sequence[str],
-                     indices: Sequence[int]) -> Iterator[Redaction]:
-        from . import generate
-
+    def _generate_with(self, backend: str, sources: Sequence[str], prompts: Sequence[str],
+                       indices: Sequence[int], then: Callable[[int, str, bool], T]) -> Iterator[tuple[int, T]]:
         if not indices:
             return
         self.stats.backend = backend
-        engine, tokenizer = self._engine(backend)
-        texts, their_prompts = [sources[i] for i in indices], [prompts[i] for i in indices]
-        settings, counters = self.settings, {}
-        if backend == "vllm":
-            stream = generate.generate_vllm(engine, tokenizer, their_prompts, texts, settings.max_new_tokens)
-        elif backend == "llama.cpp":
-            from . import llamacpp
-
-            stream = llamacpp.generate(engine, tokenizer, their_prompts, texts, settings.max_new_tokens,
-                                       settings.decoding, settings.speculation, counters, settings.mask_bias,
-                                       settings.placeholder_bounds)
-        else:
-            stream = generate.generate_transformers(engine, tokenizer, their_prompts, texts, settings.batch_size,
-                                                    settings.max_new_tokens, settings.decoding,
-                                                    settings.speculation, counters, settings.mask_bias,
-                                                    settings.placeholder_bounds)
+        counters: dict = {}
+        stream = self._stream(backend, [sources[i] for i in indices], [prompts[i] for i in indices], counters)
         clock = time.perf_counter()
         for j, model_text, reason in stream:
-            final = finish(texts[j], model_text, settings, reason != "length")
+            result = then(indices[j], model_text, reason != "length")
             self._count(counters, time.perf_counter() - clock)
-            yield Redaction(indices[j], final.text, model_text, reason != "length")
+            yield indices[j], result
             clock = time.perf_counter()  # the caller's time with the result is not generation time
+
+    def _stream(self, backend: str, texts: list[str], prompts: list[str],
+                counters: dict) -> Iterator[tuple[int, str, str]]:
+        """The backend's (index, model text, finish reason) per text."""
+        from . import generate, llamacpp
+
+        engine, tokenizer = self._engine(backend)
+        s, r = self.settings, self.resolved
+        if backend == "vllm":
+            return generate.generate_vllm(engine, tokenizer, prompts, texts, s.max_new_tokens)
+        if backend == "llama.cpp":
+            return llamacpp.generate(engine, tokenizer, prompts, texts, s.max_new_tokens, s.decoding, s.speculation,
+                                     counters, r.mask_bias, s.placeholder_bounds)
+        return generate.generate_transformers(engine, tokenizer, prompts, texts, r.batch_size, s.max_new_tokens,
+                                              s.decoding, s.speculation, counters, r.mask_bias, s.placeholder_bounds)
 
     def _count(self, counters: dict, seconds: float) -> None:
         stats = self.stats

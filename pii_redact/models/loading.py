@@ -32,15 +32,19 @@ def load_tokenizer(model: str | Path):
     return tokenizer
 
 
-def load_for_generation(model_dir: str | Path):
-    """A merged model directory -> (model, tokenizer) ready for batched greedy generation: bf16 on
-    a GPU that has it (fp32 elsewhere: Gemma 3 overflows fp16), left padding, a pad token."""
+def load_for_generation(model_dir: str | Path, device: str | None = None):
+    """A merged model directory -> (model, tokenizer) ready for batched greedy generation on
+    `device` ("cuda" or "cpu"; default: the GPU where there is one): bf16 on a GPU that has it
+    (fp32 elsewhere: Gemma 3 overflows fp16), left padding, a pad token."""
     import torch
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
+    from ..core import device as devices
+
+    device = device or devices.device()
     tokenizer = load_tokenizer(model_dir)
-    dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     try:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
     except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a cut-off or damaged weights file
@@ -48,7 +52,7 @@ def load_for_generation(model_dir: str | Path):
     tokenizer.padding_side = "left"  # decoder-only batches are padded on the left for generation
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    model.to(device).eval()
     return model, tokenizer
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ..config import TrainConfig
+from ..core.device import gpu_available
 
 
 def import_unsloth() -> None:
@@ -34,18 +35,14 @@ def chunked_loss_on_cpu() -> None:
 
 def checkpointing(config: TrainConfig) -> bool:
     """--gradient-checkpointing, resolved: unset means on a CPU only (see TrainConfig)."""
-    import torch
-
-    return config.gradient_checkpointing if config.gradient_checkpointing is not None else not torch.cuda.is_available()
+    return config.gradient_checkpointing if config.gradient_checkpointing is not None else not gpu_available()
 
 
 def validation_samples(config: TrainConfig) -> int:
     """--val-samples, resolved: unset means 500 on a GPU, 64 on a CPU (see TrainConfig)."""
-    import torch
-
     if config.val_samples is not None:
         return config.val_samples
-    return 500 if torch.cuda.is_available() else 64
+    return 500 if gpu_available() else 64
 
 
 def rss_gib() -> float | None:
@@ -59,9 +56,9 @@ def rss_gib() -> float | None:
 
 def memory_gib() -> float | None:
     """Peak GPU memory allocated, or on a CPU the process's resident size, in GiB."""
-    import torch
+    if gpu_available():
+        import torch
 
-    if torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 2**30, 2)
     rss = rss_gib()
     return round(rss, 2) if rss is not None else None
@@ -69,6 +66,4 @@ def memory_gib() -> float | None:
 
 def calibrates(config: TrainConfig) -> bool:
     """--calibrate, resolved: unset means where a GPU trains (see TrainConfig)."""
-    import torch
-
-    return config.calibrate if config.calibrate is not None else torch.cuda.is_available()
+    return config.calibrate if config.calibrate is not None else gpu_available()

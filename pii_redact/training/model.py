@@ -27,12 +27,14 @@ def load_base_model(config: TrainConfig):
     import torch
     from unsloth import FastModel, is_bfloat16_supported
 
-    if not torch.cuda.is_available():
+    from ..core.device import gpu_available
+
+    if not gpu_available():
         chunked_loss_on_cpu()
 
-    if config.load_in_4bit and not torch.cuda.is_available():
+    if config.load_in_4bit and not gpu_available():
         raise UserError("--load-in-4bit needs a GPU (bitsandbytes); drop the flag to train in 16-bit on CPU")
-    if config.padding_free and not torch.cuda.is_available():
+    if config.padding_free and not gpu_available():
         raise UserError("--padding-free needs a GPU (its attention kernels keep the samples of a row apart); "
                         "leave it unset on CPU")
     local = Path(config.model).is_dir()

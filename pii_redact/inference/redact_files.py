@@ -1,12 +1,14 @@
-"""`redact.py`: a trained model applied to a user's own files.
+"""`redact.py`: a trained model applied to a user's own files (reading, cutting, writing; the
+redaction itself is the `Redactor`'s).
 
 Inputs are plain text files (one text each), JSONL files (one object per line; its --text-field
 is redacted, the other fields are kept) or standard input. Every text is cut at paragraph, then
 line boundaries into pieces that fit the model's context with room for the answer, redacted in
 batches (faithful decoding, the safety net and propagation by default, as evaluate.py), and
-joined back with the separators it had as one document: one numbering through all its pieces, and
-what one piece masked masked in all. With faithful decoding, every character outside a
-placeholder is the input's, byte for byte, line endings and a leading byte-order mark included.
+joined back with the separators it had as one document (`Redactor.redact_documents`): one
+numbering through all its pieces, and what one piece masked masked in all. With faithful
+decoding, every character outside a placeholder is the input's, byte for byte, line endings and
+a leading byte-order mark included.
 
 It fails closed. Every output path is checked before the model loads; a redaction that did not
 finish within its token budget has its rest masked as `[UNFINISHED]`, never copied, and is not
@@ -18,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +37,7 @@ from ..core.files import (
     stage_text,
 )
 from ..core.labels import UNFINISHED
-from ..training.runs import read_run_config, resolve_mask_bias, trained_model
 
-PROMPT_OVERHEAD = 48  # tokens of the chat template and instruction beyond the text (Gemma's: 43)
 BOM = "\ufeff"
 
 
@@ -53,7 +53,7 @@ class Text:
     pieces: list[tuple[int, str]] = field(default_factory=list)  # (offset in text, piece)
     redacted: list[str] = field(default_factory=list)
     unfinished: list[bool] = field(default_factory=list)
-    segments: list | None = None  # per piece, what each placeholder covers (propagate.Segment), once consistent
+    segments: list | None = None  # per piece, what each placeholder covers (propagate.Segment), once redacted
 
     @property
     def where(self) -> str:
@@ -147,54 +147,35 @@ def _jsonl_texts(path: Path, text_field: str) -> list[Text]:
     return texts  # never empty: read_texts passes only a file with something besides blank lines
 
 
-def cut_into_pieces(texts: list[Text], tokenizer, max_seq_length: int) -> None:
-    """Split every text into pieces whose prompt and expected answer fit in `max_seq_length`
-    tokens (the context the model was trained with)."""
-    from .generate import estimated_output_tokens
-
-    def n_tokens(piece: str) -> int:
-        return len(tokenizer(piece, add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"])
-
-    def fits(piece: str) -> bool:
-        return n_tokens(piece) + PROMPT_OVERHEAD + estimated_output_tokens(tokenizer, piece) <= max_seq_length
+def cut_into_pieces(texts: list[Text], redactor) -> None:
+    """Split every text into pieces whose prompt and expected answer fit in the context the
+    model was trained with (`Redactor.fits`)."""
+    from .generate import text_tokens
 
     for text in texts:
         try:
-            text.pieces = split(text.text, fits)
+            text.pieces = split(text.text, redactor.fits)
         except LineTooLong as exc:
-            raise UserError(f"{text.where}: line {exc.line + 1} is {n_tokens(exc.text)} tokens, too long for the "
-                            f"model's context of {max_seq_length} tokens even on its own (with room for its "
-                            "redaction); break it into shorter lines") from None
-        text.redacted = [piece if not piece.strip() else "" for _, piece in text.pieces]
-        text.unfinished = [False] * len(text.pieces)
+            raise UserError(f"{text.where}: line {exc.line + 1} is {text_tokens(redactor.tokenizer, exc.text)} "
+                            f"tokens, too long for the model's context of {redactor.resolved.context} tokens even "
+                            "on its own (with room for its redaction); break it into shorter lines") from None
 
 
 # --------------------------------------------------------------------------------------------
 # redacting
 
 def redact_texts(texts: list[Text], redactor) -> None:
-    """Fill in each text's redacted pieces, all texts' pieces batched together."""
+    """Fill in each text's redacted pieces, each text one document, all texts' pieces batched
+    together. The segments are kept: they say which text each placeholder covers."""
     from tqdm.auto import tqdm
 
-    jobs = [(text, k) for text in texts for k, (_, piece) in enumerate(text.pieces) if piece.strip()]
-    with tqdm(total=len(jobs), unit="piece", desc="redacting", disable=None) as bar:
-        for result in redactor.redact([text.pieces[k][1] for text, k in jobs]):
-            text, k = jobs[result.index]
-            text.redacted[k] = result.text
-            text.unfinished[k] = not result.finished
-            bar.update(1)
-
-
-def make_consistent(texts: list[Text], propagate: bool) -> None:
-    """Each text as one document: what one piece masked is masked in every piece (with
-    `propagate`), and one numbering runs through all of them (`propagate.consistent_segments`).
-    The segments are kept: they say which text each placeholder covers."""
-    from .propagate import consistent_segments, render
-
-    for text in texts:
-        pairs = [(piece, redacted) for (_, piece), redacted in zip(text.pieces, text.redacted)]
-        text.segments, _ = consistent_segments(pairs, propagate=propagate)
-        text.redacted = [redacted if segs is None else render(segs) for (_, redacted), segs in zip(pairs, text.segments)]
+    total = sum(1 for text in texts for _, piece in text.pieces if piece.strip())
+    with tqdm(total=total, unit="piece", desc="redacting", disable=None) as bar:
+        documents = [[piece for _, piece in text.pieces] for text in texts]
+        for document in redactor.redact_documents(documents, on_piece=lambda: bar.update(1)):
+            text = texts[document.index]
+            text.redacted, text.segments = document.texts, document.segments
+            text.unfinished = [not finished for finished in document.finished]
 
 
 def entities_of(text: Text) -> list[dict[str, Any]]:
@@ -305,7 +286,7 @@ def write_outputs(texts: list[Text], config: RedactConfig) -> tuple[list[str], l
     except BaseException:
         discard(staged.values())
         if made_dir:
-            with contextlib.suppress(OSError):  # only if still empty: another run may write there too
+            with contextlib.suppress(OSError):  # only if still empty: another redact.py may write there too
                 Path(config.output_dir).rmdir()
         raise
     try:
@@ -331,8 +312,8 @@ def _write_stdout(text: str) -> None:
 
 def _publish_all(staged: dict[Path, Path], config: RedactConfig) -> list[str]:
     """Put every staged file in place; returns those that were not, each named on stderr: without
-    --overwrite, a file that appeared since the checks (another run writing there) is kept as it
-    is; and the entities file only lists redactions that were all put in place."""
+    --overwrite, a file that appeared since the checks (another redact.py writing there) is kept
+    as it is; and the entities file only lists redactions that were all put in place."""
     refused: list[str] = []
     for target, tmp in staged.items():
         if refused and config.entities and target == Path(config.entities):
@@ -352,20 +333,21 @@ def _publish_all(staged: dict[Path, Path], config: RedactConfig) -> list[str]:
     return refused
 
 
-def report_unfinished(texts: list[Text], held_back: list[str], config: RedactConfig) -> None:
-    """One stderr line per input with unfinished pieces: where, how many, and what was done."""
+def report_unfinished(texts: list[Text], held_back: list[str], settings) -> None:
+    """One stderr line per input with unfinished pieces: where, how many, and what was done, with
+    the settings the Redactor ran with."""
     for name in dict.fromkeys(t.input for t in texts if any(t.unfinished)):
         group = [t for t in texts if t.input == name and any(t.unfinished)]
         pieces = sum(sum(t.unfinished) for t in group)
         records = f" (records on lines {', '.join(str(t.record + 1) for t in group)})" if group[0].record is not None else ""
         done = "not written" if name in held_back else f"written with the rest masked as {UNFINISHED}"
         print(f"{'error' if name in held_back else 'warning'}: {name}: {pieces} piece(s){records} did not finish "
-              f"within the token budget (--max-new-tokens {config.max_new_tokens or 'derived'}, "
-              f"--decoding {config.decoding}); {done}", file=sys.stderr)
+              f"within the token budget (--max-new-tokens {settings.max_new_tokens or 'derived'}, "
+              f"--decoding {settings.decoding}); {done}", file=sys.stderr)
     if held_back:
         fix = ("leave --max-new-tokens at 0 (a budget faithful decoding always finishes within)"
-               if config.decoding == "faithful" and config.max_new_tokens else
-               "use the default --decoding faithful, which always finishes" if config.decoding == "free" else
+               if settings.decoding == "faithful" and settings.max_new_tokens else
+               "use the default --decoding faithful, which always finishes" if settings.decoding == "free" else
                "raise --max-new-tokens")
         print(f"  {fix}, or pass --allow-unfinished to write them masked", file=sys.stderr)
 
@@ -391,21 +373,15 @@ def main(argv: list[str] | None = None) -> int:
                              epilog=EPILOG, usage=USAGE)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     check_outputs(config)
-    model_dir, run_dir = trained_model(config.model_dir, config.runs_dir)
-    from .redactor import Redactor, Settings, choose_backend
+    from .redactor import Redactor, Settings, resolve
 
-    if choose_backend(config.backend, config.decoding, model_dir, config.gguf) == "llama.cpp":
-        from .llamacpp import gguf_for
-
-        gguf_for(config.gguf, model_dir)  # a missing or broken GGUF fails before any input is read
+    # the model, backend and GGUF are settled (a missing or broken GGUF fails) before any input is read
+    resolved = resolve(Settings.of(config), config.model_dir, config.runs_dir)
     texts = read_texts(config)
-
-    settings = replace(Settings.of(config), mask_bias=resolve_mask_bias(config.mask_bias, run_dir))
-    redactor = Redactor(model_dir, settings)
+    redactor = Redactor(resolved=resolved)
     # every input is read and cut before the model loads: bad input fails in a second
-    cut_into_pieces(texts, redactor.tokenizer, read_run_config(run_dir).max_seq_length)
+    cut_into_pieces(texts, redactor)
     redact_texts(texts, redactor)
-    make_consistent(texts, config.propagate)
     held_back, refused = write_outputs(texts, config)
-    report_unfinished(texts, held_back, config)
+    report_unfinished(texts, held_back, resolved.settings)
     return 1 if held_back or refused else 0
