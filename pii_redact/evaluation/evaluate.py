@@ -36,25 +36,21 @@ from ..core.files import (
     write_json,
     write_jsonl,
 )
+from ..core.run_dir import RunDir
 from ..data.records import Sample, read_samples
 from ..inference.llamacpp import gguf_for
 from ..inference.redactor import choose_backend
-from ..training.runs import (
-    RUN_FILE,
-    model_fingerprint,
-    resolve_mask_bias,
-    trained_model,
-)
+from ..models.loading import model_fingerprint, trained_model
 
 PREDICTIONS_FILE = "predictions.jsonl"
 PROVENANCE_FILE = "provenance.json"
 
 
-def run_fingerprint(model_dir: Path, run_dir: Path) -> str:
+def run_fingerprint(model_dir: Path, run: RunDir) -> str:
     """Changes when the model does: the run's run.json (written anew by every run), else the
     model files' contents."""
-    if (run_dir / RUN_FILE).is_file():
-        return "run.json:" + sha256_file(run_dir / RUN_FILE)
+    if run.is_run():
+        return f"{run.run_file.name}:" + sha256_file(run.run_file)
     return "files:" + str(model_fingerprint(model_dir))
 
 
@@ -300,18 +296,18 @@ def plan_evaluation(config: EvalConfig) -> tuple[Plan, str]:
             provenance = {"kind": "baseline", "baseline": config.baseline, **data_id}
             title = f"{config.baseline} baseline on {config.data}"
         else:
-            model_dir, run_dir = trained_model(config.model_dir, config.runs_dir)
+            model_dir, run = trained_model(config.model_dir, config.runs_dir)
             backend = choose_backend(config.backend, config.decoding, model_dir, config.gguf)
-            out_dir = Path(config.output_dir) if config.output_dir else run_dir / "eval"
-            provenance = {"model": str(model_dir.resolve()), "model_fingerprint": run_fingerprint(model_dir, run_dir),
+            out_dir = Path(config.output_dir) if config.output_dir else run.eval_dir
+            provenance = {"model": str(model_dir.resolve()), "model_fingerprint": run_fingerprint(model_dir, run),
                           **data_id, "max_new_tokens": config.max_new_tokens, "backend": backend,
-                          "decoding": config.decoding, "mask_bias": resolve_mask_bias(config.mask_bias, run_dir),
+                          "decoding": config.decoding, "mask_bias": run.mask_bias(config.mask_bias),
                           # only where it is not the default: earlier evaluations' provenance still matches
                           **({"placeholder_bounds": config.placeholder_bounds}
                              if config.placeholder_bounds != "words" else {}),
                           **({"gguf": str(gguf_for(config.gguf, model_dir).resolve())}
                              if backend == "llama.cpp" else {})}
-            title = f"{run_dir.name} on {config.data}"
+            title = f"{run.path.name} on {config.data}"
         plan = plan_outputs(config, out_dir, provenance, {"--data": data})
     return plan, title
 

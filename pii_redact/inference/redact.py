@@ -35,7 +35,7 @@ from ..core.files import (
     stage_text,
 )
 from ..core.labels import UNFINISHED
-from ..training.runs import read_run_config, resolve_mask_bias, trained_model
+from ..models.loading import trained_model
 
 PROMPT_OVERHEAD = 48  # tokens of the chat template and instruction beyond the text (Gemma's: 43)
 BOM = "\ufeff"
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                              epilog=EPILOG, usage=USAGE)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     check_outputs(config)
-    model_dir, run_dir = trained_model(config.model_dir, config.runs_dir)
+    model_dir, run = trained_model(config.model_dir, config.runs_dir)
     from .redactor import Redactor, Settings, choose_backend
 
     if choose_backend(config.backend, config.decoding, model_dir, config.gguf) == "llama.cpp":
@@ -400,10 +400,10 @@ def main(argv: list[str] | None = None) -> int:
         gguf_for(config.gguf, model_dir)  # a missing or broken GGUF fails before any input is read
     texts = read_texts(config)
 
-    settings = replace(Settings.of(config), mask_bias=resolve_mask_bias(config.mask_bias, run_dir))
+    settings = replace(Settings.of(config), mask_bias=run.mask_bias(config.mask_bias))
     redactor = Redactor(model_dir, settings)
     # every input is read and cut before the model loads: bad input fails in a second
-    cut_into_pieces(texts, redactor.tokenizer, read_run_config(run_dir).max_seq_length)
+    cut_into_pieces(texts, redactor.tokenizer, run.trained_config().max_seq_length)
     redact_texts(texts, redactor)
     make_consistent(texts, config.propagate)
     held_back, refused = write_outputs(texts, config)
