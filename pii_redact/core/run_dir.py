@@ -34,8 +34,10 @@ from .errors import UserError
 from .files import read_json, write_json
 
 RUN_FILE = "run.json"
+ADAPTER, MERGED, EVAL = "adapter", "merged", "eval"
 # What the trainer names a checkpoint folder (transformers' `checkpoint-<global step>`).
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+CHECKPOINT_PREFIX = "checkpoint-"
+CHECKPOINT = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,11 @@ class RunDir:
 
     @property
     def adapter(self) -> Path:
-        return self.path / "adapter"
+        return self.path / ADAPTER
 
     @property
     def merged(self) -> Path:
-        return self.path / "merged"
+        return self.path / MERGED
 
     @property
     def gguf_dir(self) -> Path:
@@ -93,7 +95,7 @@ class RunDir:
 
     @property
     def eval_dir(self) -> Path:
-        return self.path / "eval"
+        return self.path / EVAL
 
     def gguf(self, kind: str) -> Path:
         """Where the export of merged/ as `kind` (f16, q8_0) goes."""
@@ -104,7 +106,7 @@ class RunDir:
         return sorted(self.gguf_dir.glob(f"*-{kind}.gguf"))
 
     def checkpoint(self, step: int) -> Path:
-        return self.checkpoints / f"checkpoint-{step}"
+        return self.checkpoints / f"{CHECKPOINT_PREFIX}{step}"
 
     def last_checkpoint(self) -> Path | None:
         """The checkpoint of the highest step in checkpoints/, or None."""
@@ -120,7 +122,7 @@ class RunDir:
     def around(cls, model_dir: Path) -> RunDir:
         """The run a --model-dir names: a run's own model folders (merged/, adapter/) count as the
         run, so its run.json still decides the mask bias and the sequence length."""
-        if model_dir.name in ("merged", "adapter") and (model_dir.parent / RUN_FILE).is_file():
+        if model_dir.name in (MERGED, ADAPTER) and (model_dir.parent / RUN_FILE).is_file():
             return cls(model_dir.parent)
         return cls(model_dir)
 
@@ -128,12 +130,12 @@ class RunDir:
     def holding(cls, weights: Path) -> RunDir:
         """The directory whose exports (gguf/) go with the weights in `weights`: the one above a
         merged/ folder, run.json or not (a GGUF is exported from any directory with merged/)."""
-        return cls(weights.parent if weights.name == "merged" else weights)
+        return cls(weights.parent if weights.name == MERGED else weights)
 
     @staticmethod
     def named_after(folder: Path) -> Path:
         """What the evaluation in `folder` is named after: the run, for a run's eval/; else `folder`."""
-        return folder.parent if folder.name == "eval" else folder
+        return folder.parent if folder.name == EVAL else folder
 
     def is_run(self) -> bool:
         return self.run_file.is_file()
