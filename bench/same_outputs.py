@@ -13,7 +13,8 @@ steps, with --calibrate), finetune.py --resume, evaluate.py on the test split (a
 folder, a baseline), `evaluate.py compare`, `evaluate.py calibrate` on a short bias list, redact.py
 on a text file and a JSONL file (a run, its adapter/ folder, standard input), and a few refusals;
 with --gguf-tokenizer also a run exported to GGUF and redacting through llama.cpp.
-Seeds are fixed and torch runs one thread, so two runs of one checkout give one manifest.
+Seeds are fixed and each command runs on one CPU core, so two runs of one checkout give one
+manifest.
 
 The manifest (JSON): each command's arguments, exit status, stdout and stderr, and every file the
 commands wrote (relative path -> sha256), all normalised so that only what a change could cause
@@ -187,6 +188,13 @@ def normalise_bytes(data: bytes, paths: dict[str, str]) -> bytes:
     return data
 
 
+def one_core() -> None:
+    """Keep a command to one CPU core: llama.cpp then runs one thread, as torch does (one thread
+    each: the same arithmetic wherever this runs), and threads that spin while waiting for each
+    other never crawl on a machine that is busy with something else."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
 def run_commands(repo: Path, work: Path, paths: dict[str, str], gguf: bool) -> list[dict[str, Any]]:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
@@ -195,7 +203,7 @@ def run_commands(repo: Path, work: Path, paths: dict[str, str], gguf: bool) -> l
     for args, stdin in commands(str(work), gguf):
         print("running", " ".join(args[:2]), file=sys.stderr, flush=True)
         done = subprocess.run([sys.executable, *args], cwd=repo, env=env, input=stdin, capture_output=True,
-                              text=True, encoding="utf-8", timeout=900)
+                              text=True, encoding="utf-8", timeout=3600, preexec_fn=one_core)
         results.append({"command": normalise_text(" ".join(args), paths), "exit_status": done.returncode,
                         "stdout": normalise_text(done.stdout, paths), "stderr": normalise_text(done.stderr, paths)})
     return results
