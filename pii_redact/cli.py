@@ -7,7 +7,7 @@ as the defaults, as TRL's and torchtune's scripts do. Every command line becomes
 a script's flags through `parse_config`, a script of subcommands (`python -m pii_redact.models
 fetch`) through `parse_command`, each field one argument (`add_fields`). Only the standard
 library and PyYAML are imported here, so `--help` is instant; `run` gives every script the same
-exit codes.
+exit codes, and `run_in_fresh_interpreter` gives them to one that runs in a process of its own.
 """
 from __future__ import annotations
 
@@ -348,3 +348,24 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
                 raise
             print(f"error: {message}", file=sys.stderr)
             return 2
+
+
+def run_in_fresh_interpreter(main: Callable[[list[str] | None], int | None], argv: list[str]) -> int:
+    """`run(main, argv)` in a new Python process, started from scratch (multiprocessing's spawn:
+    nothing this one imported or patched is there); its exit status. Should this one be stopped
+    meanwhile, the other is stopped too."""
+    import multiprocessing
+
+    process = multiprocessing.get_context("spawn").Process(target=_exit_with_run, args=(main, argv))
+    process.start()
+    try:
+        process.join()
+    except BaseException:
+        process.kill()
+        process.join()
+        raise
+    return process.exitcode
+
+
+def _exit_with_run(main: Callable[[list[str] | None], int | None], argv: list[str]) -> None:
+    raise SystemExit(run(main, argv))

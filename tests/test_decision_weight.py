@@ -134,13 +134,14 @@ def test_a_bad_decision_weight_flag_is_a_one_line_error():
 def test_a_run_that_predates_the_setting_resumes_at_weight_one_only(tmp_path):
     """A run started before --decision-weight existed trained with today's loss: weight 1."""
     from pii_redact.cli import config_dict
-    from pii_redact.training.runs import check_resume, write_run
+    from pii_redact.core.run_dir import RunDir
+    from pii_redact.training.runs import check_resume
 
     run = tmp_path / "run"
     (run / "checkpoints" / "checkpoint-4").mkdir(parents=True)
     saved = config_dict(TrainConfig(model="m", run_name="run"))
     del saved["decision_weight"]
-    write_run(run, {"config": saved, "data_sha256": {"train.jsonl": "x"}, "model_path": "m"})
+    RunDir(run).write({"config": saved, "data_sha256": {"train.jsonl": "x"}, "model_path": "m"})
     resume = dict(model="m", run_name="run", resume=True)
     assert check_resume(run, TrainConfig(**resume, decision_weight=1.0), {"train.jsonl": "x"}, "m", None).endswith("checkpoint-4")
     with pytest.raises(UserError, match=r"config changed \(decision_weight: 1.0 -> 3.0\)"):

@@ -115,8 +115,7 @@ def test_the_export_records_the_weights_it_was_made_from(tiny_run, tiny_tokenize
     GGUF made before `finetune.py --resume` apart); its vocabulary is the run tokenizer's, not the
     test tokenizer's."""
     from pii_redact.core.errors import UserError
-    from pii_redact.models.loading import load_tokenizer
-    from pii_redact.training.runs import model_fingerprint
+    from pii_redact.models.loading import load_tokenizer, model_fingerprint
 
     path = gguf.export(tiny_run, "f16")
     record = json.loads(gguf.source_file(path).read_text())

@@ -15,7 +15,7 @@ from tiny_model import make_tiny_run
 from pii_redact.core import chat
 from pii_redact.data import prepare
 from pii_redact.evaluation import evaluate
-from pii_redact.training import finetune
+from pii_redact.train_and_calibrate import main as finetune_main
 
 RECORDS = [
     ("Hi, I am Anna Schmidt, call me on +49 30 1234567.", "Hi, I am [GIVENNAME_1] [SURNAME_1], call me on [TELEPHONENUM_1]."),
@@ -63,14 +63,14 @@ def finetune_args(work: Path, tiny_model_dir: Path, *extra: str) -> list[str]:
 @pytest.mark.parametrize("name", ["..", ".", "/tmp/elsewhere", "a/b", " padded "])
 def test_run_names_that_point_elsewhere_are_refused(work, tiny_model_dir, capsys, name):
     before = snapshot(work)
-    code, err = run(finetune.main, finetune_args(work, tiny_model_dir, "--run-name", name, "--overwrite"), capsys)
+    code, err = run(finetune_main, finetune_args(work, tiny_model_dir, "--run-name", name, "--overwrite"), capsys)
     one_line_error(code, err, "--run-name", "plain directory name")
     assert snapshot(work) == before
 
 
 def test_overwrite_with_a_bad_setting_keeps_the_old_run(work, tiny_model_dir, capsys):
     before = snapshot(work)
-    code, err = run(finetune.main, finetune_args(work, tiny_model_dir, "--run-name", "old", "--overwrite", "--lr", "-1"), capsys)
+    code, err = run(finetune_main, finetune_args(work, tiny_model_dir, "--run-name", "old", "--overwrite", "--lr", "-1"), capsys)
     one_line_error(code, err, "--lr must be positive, got -1.0")
     assert snapshot(work) == before
 
@@ -83,7 +83,7 @@ def test_overwrite_that_fails_before_saving_puts_the_old_run_back(work, tiny_mod
     (bad_data / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "x"}]}\n')
     before = snapshot(work / "outputs")
     argv = finetune_args(work, tiny_model_dir, "--run-name", "old", "--overwrite", "--data-dir", str(bad_data))
-    code, err = run(finetune.main, argv, capsys)
+    code, err = run(finetune_main, argv, capsys)
     one_line_error(code, err, "train.jsonl:1: expected one user and one assistant message")
     assert snapshot(work / "outputs") == before
     assert sorted(p.name for p in (work / "outputs").iterdir()) == ["old"]  # nothing left aside
@@ -102,7 +102,7 @@ def test_overwrite_that_fails_before_saving_puts_the_old_run_back(work, tiny_mod
 ])
 def test_settings_that_cannot_train_are_refused_before_anything_is_made(work, tiny_model_dir, capsys, flag, value, message):
     before = snapshot(work)
-    code, err = run(finetune.main, finetune_args(work, tiny_model_dir, "--run-name", "new", flag, value), capsys)
+    code, err = run(finetune_main, finetune_args(work, tiny_model_dir, "--run-name", "new", flag, value), capsys)
     one_line_error(code, err, message)
     assert snapshot(work) == before and not (work / "outputs" / "new").exists()
 
@@ -110,7 +110,7 @@ def test_settings_that_cannot_train_are_refused_before_anything_is_made(work, ti
 def test_output_dir_that_is_a_file(work, tiny_model_dir, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("mine")
-    code, err = run(finetune.main, finetune_args(work, tiny_model_dir) + ["--output-dir", str(blocker)], capsys)
+    code, err = run(finetune_main, finetune_args(work, tiny_model_dir) + ["--output-dir", str(blocker)], capsys)
     one_line_error(code, err, "is a file, not a directory")
     code, err = run(prepare.main, ["--input", str(work / "raw.json"), "--output-dir", str(blocker)], capsys)
     one_line_error(code, err, "is a file, not a directory")
@@ -397,7 +397,7 @@ def test_config_files_that_would_silently_do_something_else(work, tiny_model_dir
     before = snapshot(work)
     for path, message in ((typo, "unknown section 'trian:' (known: data, train, evaluate, redact)"),
                           (bomb, "aliases (*name) are not supported")):
-        one_line_error(*run(finetune.main, finetune_args(work, tiny_model_dir, "--config", str(path)), capsys), message)
+        one_line_error(*run(finetune_main, finetune_args(work, tiny_model_dir, "--config", str(path)), capsys), message)
     assert snapshot(work) == before
 
 
@@ -430,11 +430,11 @@ def test_resume_refuses_a_base_model_rebuilt_with_other_weights(work, tiny_model
     base = tmp_path / "base"
     shutil.copytree(tiny_model_dir, base)
     argv = finetune_args(work, base, "--run-name", "rebuilt", "--save-steps", "1")
-    assert run(finetune.main, argv, capsys)[0] == 0
+    assert run(finetune_main, argv, capsys)[0] == 0
     build_model(base, seed=1)  # the same path, other weights
     capsys.readouterr()
     before = snapshot(work / "outputs" / "rebuilt")
-    one_line_error(*run(finetune.main, argv + ["--resume", "--max-steps", "2"], capsys),
+    one_line_error(*run(finetune_main, argv + ["--resume", "--max-steps", "2"], capsys),
                    "--resume: the model in", "changed since rebuilt started")
     assert snapshot(work / "outputs" / "rebuilt") == before
 

@@ -147,11 +147,10 @@ def test_finetune_calibrates_and_evaluate_uses_the_chosen_bias(tiny_model_dir, t
     otherwise."""
     import json
 
-    from pii_redact import cli
+    from pii_redact import cli, train_and_calibrate
     from pii_redact.config import DataConfig
     from pii_redact.data import prepare
     from pii_redact.evaluation import evaluate
-    from pii_redact.training import finetune
 
     rows = [{"prompt": chat.build_prompt(f"Ticket {k}: call Anna on 555 01{k:02d} today."),
              "response": f"Ticket {k}: call [GIVENNAME_1] on [TELEPHONENUM_1] today."} for k in range(40)]
@@ -161,7 +160,7 @@ def test_finetune_calibrates_and_evaluate_uses_the_chosen_bias(tiny_model_dir, t
     argv = ["--model", str(tiny_model_dir), "--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out"),
             "--run-name", "r", "--max-steps", "1", "--batch-size", "4", "--lora-r", "4", "--eval-steps", "0",
             "--calibrate", "--calibration-samples", "3"]
-    assert cli.run(finetune.main, argv) == 0, capsys.readouterr().err
+    assert cli.run(train_and_calibrate.main, argv) == 0, capsys.readouterr().err
     run = tmp_path / "out" / "r"
     privacy = json.loads((run / "privacy.json").read_text())
     assert [row["mask_bias"] for row in privacy["curve"]] == sorted(privacy["curve"][i]["mask_bias"] for i in range(9))

@@ -20,7 +20,7 @@ from pii_redact.core import chat
 from pii_redact.data import prepare
 from pii_redact.evaluation import evaluate
 from pii_redact.inference import redact_files
-from pii_redact.training import finetune
+from pii_redact.train_and_calibrate import main as finetune_main
 
 TEXT = "Hi, I am Anna Schmidt, call me on +49 30 1234567 or write to jdoe@example.com.\n"
 
@@ -217,7 +217,7 @@ def test_finetune_calibrate_without_validation_samples_fails_before_training(tin
                                model=str(tiny_model_dir), val_fraction=0.0, test_fraction=0.2, seed=3))
     assert (tmp_path / "data" / "val.jsonl").read_text() == ""
     before = snapshot(tmp_path)
-    code, err = run_main(finetune.main, ["--model", str(tiny_model_dir), "--data-dir", str(tmp_path / "data"),
+    code, err = run_main(finetune_main, ["--model", str(tiny_model_dir), "--data-dir", str(tmp_path / "data"),
                                          "--output-dir", str(tmp_path / "outputs"), "--run-name", "r", "--max-steps", "1",
                                          "--batch-size", "4", "--lora-r", "4", "--eval-steps", "0", "--calibrate"], capsys)
     one_line_error(code, err, "--calibrate needs calibration or validation samples", f"{tmp_path / 'data' / 'val.jsonl'}: no samples")

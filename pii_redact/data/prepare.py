@@ -137,6 +137,17 @@ def calibration_split(data_dir: str | Path) -> Path:
     return path if path.is_file() and path.stat().st_size else Path(data_dir) / "val.jsonl"
 
 
+# The held-out splits: never trained on, and never what the privacy dial is chosen on.
+HELD_OUT = ("test.jsonl", "unseen.jsonl")
+
+
+def held_out_hashes(data_dir: Path) -> dict[str, str]:
+    """sha256 of the held-out splits in a data directory, by name: those that are there and hold
+    something (an empty split is no text to keep apart, and any empty file would match it)."""
+    return {name: sha256_file(data_dir / name) for name in HELD_OUT
+            if (data_dir / name).is_file() and (data_dir / name).stat().st_size > 0}
+
+
 def split_for(record: Record, group: str, config: DataConfig) -> str:
     """The split a record goes to. Template families are drawn for calibration first, so the
     calibration split shares no family with any other; then held-out genres and families; then

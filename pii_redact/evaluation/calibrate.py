@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import UserError
+from ..core.run_dir import RunDir
 
 BIASES = (-2.0, -1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 FIDELITY_BUDGET = 0.02  # text fidelity the dial may cost, against bias 0: two points
@@ -59,16 +60,15 @@ def choose(curve: list[dict[str, Any]]) -> float:
     return min(allowed, key=lambda row: (row["leak_rate"], abs(row["mask_bias"]), row["mask_bias"]))["mask_bias"]
 
 
-def calibrate(run_dir: Path, model_dir: Path, data: Path, limit: int, biases: tuple[float, ...],
+def calibrate(run_dir: RunDir, model_dir: Path, data: Path, limit: int, biases: tuple[float, ...],
               batch_size: int) -> dict[str, Any]:
     """Sweep, choose, and write privacy.json, privacy.png and run.json's `privacy`; everything
     that could refuse (the data, the files written) is checked before the sweep."""
     from ..core.files import write_json
     from ..data.records import read_samples
     from ..inference.redactor import Redactor, Settings
-    from ..training.runs import read_run, write_run
 
-    run = read_run(run_dir)  # a run, before anything slow
+    run = run_dir.read()  # a run, before anything slow
     data_sha256 = check_calibration_data(data, run)
     check_can_write_outputs(run_dir)
     samples = read_samples(data, limit)
@@ -78,10 +78,10 @@ def calibrate(run_dir: Path, model_dir: Path, data: Path, limit: int, biases: tu
     chosen = choose(curve)
     result = {"mask_bias": chosen, "rule": RULE, "data": str(data.resolve()), "data_sha256": data_sha256,
               "samples": len(samples), "seconds": round(time.perf_counter() - started, 1), "curve": curve}
-    plot(curve, chosen, run_dir / "privacy.png")
-    write_json(run_dir / "privacy.json", result)
+    plot(curve, chosen, run_dir.privacy_plot)
+    write_json(run_dir.privacy_file, result)
     recorded = ("mask_bias", "rule", "data", "data_sha256", "samples", "seconds")
-    write_run(run_dir, {**run, "privacy": {k: result[k] for k in recorded}})
+    run_dir.write({**run, "privacy": {k: result[k] for k in recorded}})
     return result
 
 
@@ -89,7 +89,7 @@ def check_calibration_data(data: Path, run: dict[str, Any]) -> str:
     """The sha256 of --data, once it is known to be none of the run's held-out or training
     splits, by name or by content (a copy or a link under another name is the same text)."""
     from ..core.files import sha256_file
-    from ..training.runs import HELD_OUT
+    from ..data.prepare import HELD_OUT
 
     digest = sha256_file(data)
     forbidden = forbidden_data(run)
@@ -103,7 +103,7 @@ def check_calibration_data(data: Path, run: dict[str, Any]) -> str:
 def forbidden_data(run: dict[str, Any]) -> dict[str, str]:
     """sha256 -> what it is, of the text calibration must not use: the run's training split and
     held-out splits as run.json recorded them, and the held-out splits now in its --data-dir."""
-    from ..training.runs import held_out_hashes
+    from ..data.prepare import held_out_hashes
 
     recorded = run.get("data_sha256") if isinstance(run.get("data_sha256"), dict) else {}
     held_out = run.get("held_out_sha256") if isinstance(run.get("held_out_sha256"), dict) else {}
@@ -116,12 +116,12 @@ def forbidden_data(run: dict[str, Any]) -> dict[str, str]:
     return forbidden
 
 
-def check_can_write_outputs(run_dir: Path) -> None:
+def check_can_write_outputs(run_dir: RunDir) -> None:
     """Every file calibrate writes into the run, checked before the sweep rather than after it."""
     from ..core.files import check_can_write
 
-    for name in ("privacy.json", "privacy.png", "run.json"):
-        check_can_write(run_dir / name, "--model-dir")
+    for path in (run_dir.privacy_file, run_dir.privacy_plot, run_dir.run_file):
+        check_can_write(path, "--model-dir")
 
 
 def plot(curve: list[dict[str, Any]], chosen: float, path: Path) -> None:
@@ -165,9 +165,9 @@ def _bias_list(text: str) -> tuple[float, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     from ..cli import ArgumentParser, positive_int
-    from ..training.runs import trained_model
     from ..core.files import input_file
     from ..data.prepare import calibration_split
+    from ..models.loading import trained_model
 
     parser = ArgumentParser(prog="evaluate.py calibrate", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -189,11 +189,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mask bias {row['mask_bias']:>5g}: leak rate {row['leak_rate']:.4f}, samples with a leak "
               f"{row['samples_with_leak']:.3f}, entity F1 {row['entity_f1']:.4f}, fidelity {row['text_fidelity']:.4f}{mark}")
     print(f"chose mask bias {result['mask_bias']:g} ({result['samples']} samples, {result['seconds']:.0f} s): "
-          f"{run_dir / 'privacy.json'}, {run_dir / 'privacy.png'}")
+          f"{run_dir.privacy_file}, {run_dir.privacy_plot}")
     return 0
-
-
-if __name__ == "__main__":
-    from ..cli import run
-
-    raise SystemExit(run(main))

@@ -36,20 +36,21 @@ from ..core.files import (
     write_json,
     write_jsonl,
 )
+from ..core.run_dir import RunDir
 from ..data.records import Sample, read_samples
 from ..inference.prediction import Prediction
 from ..inference.redactor import Resolved, Settings, resolve
-from ..training.runs import RUN_FILE, model_fingerprint
+from ..models.loading import model_fingerprint
 
 PREDICTIONS_FILE = "predictions.jsonl"
 PROVENANCE_FILE = "provenance.json"
 
 
-def run_fingerprint(model_dir: Path, run_dir: Path) -> str:
+def run_fingerprint(model_dir: Path, run: RunDir) -> str:
     """Changes when the model does: the run's run.json (written anew by every run), else the
     model files' contents."""
-    if (run_dir / RUN_FILE).is_file():
-        return "run.json:" + sha256_file(run_dir / RUN_FILE)
+    if run.is_run():
+        return f"{run.run_file.name}:" + sha256_file(run.run_file)
     return "files:" + str(model_fingerprint(model_dir))
 
 
@@ -283,16 +284,16 @@ def plan_evaluation(config: EvalConfig) -> Evaluation:
         return Evaluation(plan_outputs(config, out_dir, provenance, {"--data": data}),
                           f"{config.baseline} baseline on {config.data}")
     resolved = resolve(Settings.of(config), config.model_dir, config.runs_dir)
-    out_dir = Path(config.output_dir) if config.output_dir else resolved.run_dir / "eval"
+    out_dir = Path(config.output_dir) if config.output_dir else resolved.run.eval_dir
     outputs = plan_outputs(config, out_dir, model_provenance(resolved, data_id), {"--data": data})
-    return Evaluation(outputs, f"{resolved.run_dir.name} on {config.data}", resolved)
+    return Evaluation(outputs, f"{resolved.run.path.name} on {config.data}", resolved)
 
 
 def model_provenance(resolved: Resolved, data_id: dict[str, str]) -> dict[str, Any]:
     """What makes a model's predictions: the model, the data and how the Redactor runs it."""
     settings = resolved.settings
     return {"model": str(resolved.model_dir.resolve()),
-            "model_fingerprint": run_fingerprint(resolved.model_dir, resolved.run_dir),
+            "model_fingerprint": run_fingerprint(resolved.model_dir, resolved.run),
             **data_id, "max_new_tokens": settings.max_new_tokens, "backend": resolved.backend,
             "decoding": settings.decoding, "mask_bias": resolved.mask_bias,
             # only where it is not the default: earlier evaluations' provenance still matches

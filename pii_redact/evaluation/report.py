@@ -15,6 +15,7 @@ from ..core.errors import UserError
 from ..core.files import read_json, write_json, write_text
 from ..core.labels import LABELS
 from ..inference.prediction import Prediction
+from ..core.run_dir import RunDir
 from .metrics import SampleScore, lookup
 
 # (dotted path into metrics.json, what the row is called); rates are shown with 4 decimals.
@@ -202,8 +203,7 @@ def _load(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
         if not isinstance(metrics, dict) or "per_label" not in metrics:
             raise UserError(f"{f}: not a metrics.json written by evaluate.py")
     # outputs/<run>/eval/metrics.json is named after the run, not "eval"
-    stems = [(f.parent.parent if f.parent.name == "eval" else f.parent) if f.name == "metrics.json"
-             else f.with_suffix("") for f in files]
+    stems = [RunDir.named_after(f.parent) if f.name == "metrics.json" else f.with_suffix("") for f in files]
     for depth in range(1, max(1, *(len(s.parts) for s in stems)) + 1):
         names = ["/".join(s.parts[-depth:]) or str(s) for s in stems]
         if len(set(names)) == len(names):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..core.errors import UserError
+from ..core.run_dir import RunDir
 
 INSTALL = "pip install -r requirements-llama.txt"
 
@@ -37,12 +38,6 @@ class StaleGGUF(UserError):
     """The run's GGUF was exported from other weights than its merged model holds now."""
 
 
-def _run_of(model_dir: Path) -> tuple[Path, Path]:
-    """(run or model directory, its merged weights) for a model directory `trained_model` gave."""
-    run = model_dir.parent if model_dir.name == "merged" else model_dir
-    return run, (run / "merged" if (run / "merged" / "config.json").is_file() else run)
-
-
 def find_gguf(model_dir: Path) -> Path:
     """The GGUF of a run or model directory: gguf/*-q8_0.gguf, else gguf/*-f16.gguf, else a
     .gguf file given directly; only one exported from the merged weights as they are now
@@ -51,15 +46,15 @@ def find_gguf(model_dir: Path) -> Path:
 
     if model_dir.suffix == ".gguf" and model_dir.is_file():
         return model_dir
-    run, merged = _run_of(model_dir)
-    found = [path for kind in ("q8_0", "f16") for path in sorted((run / "gguf").glob(f"*-{kind}.gguf"))]
+    run = RunDir.holding(model_dir)
+    found = [path for kind in ("q8_0", "f16") for path in run.ggufs(kind)]
     if not found:
-        raise UserError(f"--backend llama.cpp: no GGUF in {run / 'gguf'}; export one with "
-                        f"python -m pii_redact.models gguf {run} --type q8_0")
-    fresh = next((path for path in found if export.stale_reason(path, merged) is None), None)
+        raise UserError(f"--backend llama.cpp: no GGUF in {run.gguf_dir}; export one with "
+                        f"python -m pii_redact.models gguf {run.path} --type q8_0")
+    fresh = next((path for path in found if export.stale_reason(path, run.weights) is None), None)
     if fresh is None:
-        raise StaleGGUF(f"the run's GGUF {found[0]} {export.stale_reason(found[0], merged)}; export it again: "
-                        f"{export.export_command(found[0], run)}")
+        raise StaleGGUF(f"the run's GGUF {found[0]} {export.stale_reason(found[0], run.weights)}; export it again: "
+                        f"{export.export_command(found[0], run.path)}")
     return fresh
 
 
@@ -110,11 +105,11 @@ def _check_named(path: Path, model_dir: Path, name: str) -> None:
     from ..models import gguf as export
     from ..models.loading import load_tokenizer
 
-    run, merged = _run_of(model_dir)
-    if (run / "gguf").is_dir() and path.resolve().parent == (run / "gguf").resolve():
-        reason = export.stale_reason(path, merged)
+    run = RunDir.holding(model_dir)
+    if run.gguf_dir.is_dir() and path.resolve().parent == run.gguf_dir.resolve():
+        reason = export.stale_reason(path, run.weights)
         if reason is not None:
-            raise StaleGGUF(f"{name} {reason}; export it again: {export.export_command(path, run)}")
+            raise StaleGGUF(f"{name} {reason}; export it again: {export.export_command(path, run.path)}")
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, str(model_dir.resolve()))
     if key not in _CHECKED:

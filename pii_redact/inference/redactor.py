@@ -14,7 +14,7 @@ and benchmarks time it from outside without patching it.
     print(redactor.stats.samples_per_s)
 
 What the settings leave open is decided once, when the Redactor is built, by `resolve`: the
-trained model (`training.runs.trained_model`), the device (`core.device`), the backend
+trained model and its run (`models.loading.trained_model`), the device (`core.device`), the backend
 (`choose_backend`), the GGUF llama.cpp runs, the batch size, the mask bias (the run's calibrated
 one unless given) and the context the model was trained with; the result, a frozen `Resolved`,
 is what callers record as provenance. Each text's token budget comes from
@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
 from ..config import GENERATION_BATCH_SIZE
 from ..core import chat
 from ..core.errors import UserError
+from ..core.run_dir import RunDir
 
 T = TypeVar("T")
 
@@ -65,7 +66,7 @@ class Resolved:
 
     settings: Settings  # as given
     model_dir: Path     # the model weights
-    run_dir: Path       # the run they belong to (the model directory itself for a bare model)
+    run: RunDir         # the run they belong to (the model directory itself for a bare model)
     device: str         # "cuda" or "cpu": where transformers runs the model
     backend: str        # "transformers", "vllm" or "llama.cpp"
     gguf: Path | None   # the GGUF llama.cpp runs (None on another backend)
@@ -79,22 +80,21 @@ def resolve(settings: Settings, model_dir: str | Path | None, runs_dir: str | Pa
     names (a run, its merged/ or adapter/ folder, a model directory; None: the newest run in
     `runs_dir`). A backend that cannot run, or a missing or broken GGUF, is a UserError here,
     before any input is read or any output made."""
-    from ..training.runs import trained_model
+    from ..models.loading import trained_model
 
-    weights, run_dir = trained_model(None if model_dir is None else str(model_dir), str(runs_dir))
-    return _decided(settings, weights, run_dir)
+    weights, run = trained_model(None if model_dir is None else str(model_dir), str(runs_dir))
+    return _decided(settings, weights, run)
 
 
-def _decided(settings: Settings, model_dir: Path, run_dir: Path) -> Resolved:
+def _decided(settings: Settings, model_dir: Path, run: RunDir) -> Resolved:
     from ..core import device
-    from ..training.runs import read_run_config, resolve_mask_bias
     from .llamacpp import gguf_for
 
     backend = choose_backend(settings.backend, settings.decoding, model_dir, settings.gguf)
-    return Resolved(settings, model_dir, run_dir, device.device(), backend,
+    return Resolved(settings, model_dir, run, device.device(), backend,
                     gguf_for(settings.gguf, model_dir) if backend == "llama.cpp" else None,
                     1 if backend == "llama.cpp" else settings.batch_size,
-                    resolve_mask_bias(settings.mask_bias, run_dir), read_run_config(run_dir).max_seq_length)
+                    run.mask_bias(settings.mask_bias), run.trained_config().max_seq_length)
 
 
 def choose_backend(backend: str, decoding: str, model_dir: Path, gguf: str | None = None) -> str:
@@ -234,7 +234,7 @@ class Redactor:
         """A Redactor with other settings over the same loaded model (and fresh statistics)."""
         other = object.__new__(Redactor)
         other.tokenizer, other._engines, other.stats = self.tokenizer, self._engines, Stats()
-        other.resolved = _decided(replace(self.settings, **changes), self.model_dir, self.resolved.run_dir)
+        other.resolved = _decided(replace(self.settings, **changes), self.model_dir, self.resolved.run)
         return other
 
     def fits(self, text: str) -> bool:

