@@ -151,6 +151,11 @@ class DataConfig:
             raise UserError("--val-fraction + --test-fraction must leave something to train on (< 1)")
 
 
+# What a run that predates a training setting did, for settings whose default changed after they
+# came: such a run is read (resumed, described) with this value, not today's default.
+BEFORE_IT_EXISTED: dict[str, Any] = {"decision_weight": 1.0}
+
+
 @dataclass
 class TrainConfig:
     model: str = option(DEFAULT_MODEL, "base model id or local directory (offline: a local directory)")

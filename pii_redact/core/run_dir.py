@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig
+from ..config import BEFORE_IT_EXISTED, TrainConfig
 from .errors import UserError
 from .files import read_json, write_json
 
@@ -181,7 +181,7 @@ class RunDir:
         try:
             saved = self.read()["config"]
             names = {f.name for f in fields(TrainConfig)}
-            return TrainConfig(**{k: v for k, v in saved.items() if k in names})
+            return TrainConfig(**{k: v for k, v in {**BEFORE_IT_EXISTED, **saved}.items() if k in names})
         except (UserError, TypeError):
             return TrainConfig()
 

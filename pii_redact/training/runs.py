@@ -14,7 +14,7 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from ..config import TrainConfig
+from ..config import BEFORE_IT_EXISTED, TrainConfig
 from ..core.errors import UserError
 from ..core.files import check_can_write
 from ..core.run_dir import RUN_FILE, RunDir
@@ -57,8 +57,8 @@ def check_resume(run_dir: Path, config: TrainConfig, data_hashes: dict[str, str]
     """The checkpoint to resume from; refuses when the run would not be the same run."""
     run = RunDir(run_dir)
     saved = run.read()
-    # A setting the run predates has its default there: a new setting's default keeps what came before.
-    old, new = {**vars(TrainConfig()), **saved["config"]}, dict(vars(config))
+    # A setting the run predates has what the run did then: its default, or BEFORE_IT_EXISTED's value.
+    old, new = {**vars(TrainConfig()), **BEFORE_IT_EXISTED, **saved["config"]}, dict(vars(config))
     changed = sorted(k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k])
     if changed:
         diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)
