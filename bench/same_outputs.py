@@ -62,21 +62,13 @@ TEXT_RULES = [  # (pattern, replacement), applied in order to every text after t
     (re.compile(r"\b\d+(?:\.\d+)?\s?(?:s|ms|min)\b"), "<duration>"),
     (re.compile(r"[\d.]+\s?GiB"), "<memory> GiB"),
 ]
-SAMPLES = [
-    ("Hi, I am Anna Schmidt, call me on +49 30 1234567.", "Hi, I am [GIVENNAME_1] [SURNAME_1], call me on [TELEPHONENUM_1]."),
-    ("Email jdoe@example.com about order 5521.", "Email [EMAIL_1] about order 5521."),
-    ("Lives at 12 Rue Lepic, 75018 Paris.", "Lives at [BUILDINGNUM_1] [STREET_1], [ZIPCODE_1] [CITY_1]."),
-    ("Nothing personal in this sentence at all.", "Nothing personal in this sentence at all."),
-    ("Card 4111 1111 1111 1111 expires soon.", "Card [CREDITCARDNUMBER_1] expires soon."),
-    ("Password for user kmuller: Xy7!pq2", "Password for user [USERNAME_1]: [PASSWORD_1]"),
-]
 TEXT = "Dear Anna Schmidt,\n\nplease call me on +49 30 1234567 or write to anna@example.com.\n\nBest, Jürgen\n"
 
 
 def write_inputs(work: Path, gguf_tokenizer: Path | None) -> None:
     """The tiny model (and one with the GGUF converter's tokenizer), the prompt/response file
     prepare_data.py reads and the files redact.py reads."""
-    from tiny_model import build_model
+    from tiny_model import SAMPLES, build_model
 
     from pii_redact.core import chat
 

@@ -11,17 +11,10 @@ import pytest
 
 from pii_redact.config import DataConfig, TrainConfig
 from pii_redact.core import chat
+from tiny_model import SAMPLES
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SAMPLES = [
-    ("Hi, I am Anna Schmidt, call me on +49 30 1234567.", "Hi, I am [GIVENNAME_1] [SURNAME_1], call me on [TELEPHONENUM_1]."),
-    ("Email jdoe@example.com about order 5521.", "Email [EMAIL_1] about order 5521."),
-    ("Lives at 12 Rue Lepic, 75018 Paris.", "Lives at [BUILDINGNUM_1] [STREET_1], [ZIPCODE_1] [CITY_1]."),
-    ("Nothing personal in this sentence at all.", "Nothing personal in this sentence at all."),
-    ("Card 4111 1111 1111 1111 expires soon.", "Card [CREDITCARDNUMBER_1] expires soon."),
-    ("Password for user kmuller: Xy7!pq2", "Password for user [USERNAME_1]: [PASSWORD_1]"),
-]
 
 
 @pytest.fixture(scope="module")
