@@ -165,6 +165,7 @@ def _bias_list(text: str) -> tuple[float, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     from ..cli import ArgumentParser, positive_int
+    from ..config import EVAL_BATCH_SIZE
     from ..core.files import input_file
     from ..data.prepare import calibration_split
     from ..models.loading import trained_model
@@ -178,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=positive_int, default=256, help="samples redacted per bias (default: 256)")
     parser.add_argument("--biases", type=_bias_list, default=BIASES,
                         help=f"comma-separated mask biases to try; 0 is always added (default: {','.join(map(str, BIASES))})")
-    parser.add_argument("--batch-size", type=positive_int, default=32, help="generation batch size (default: 32)")
+    parser.add_argument("--batch-size", type=positive_int, default=EVAL_BATCH_SIZE,
+                        help=f"generation batch size (default: {EVAL_BATCH_SIZE})")
     args = parser.parse_args(argv)
     model_dir, run_dir = trained_model(args.model_dir, args.runs_dir, run_only=True)  # the bias is recorded in the run
     data = input_file(args.data or str(calibration_split("data")), "--data",

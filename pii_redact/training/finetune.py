@@ -24,6 +24,7 @@ from typing import Any, Iterable
 
 from ..cli import config_dict
 from ..config import TrainConfig
+from ..core.device import gpu_available
 from ..core.errors import UserError
 from ..core.files import sha256_file, write_text
 from ..core.run_dir import RunDir
@@ -149,7 +150,7 @@ def build_trainer(config: TrainConfig, model, tokenizer, dtype, train_ds, val_ds
 
     vocab_size = len(tokenizer)
     callbacks = list(callbacks)
-    if not torch.cuda.is_available():
+    if not gpu_available():
         callbacks += [c for c in [ReleaseMemory.where_available()] if c is not None]
     args = training_args(config, output_dir, bf16=dtype == torch.bfloat16, evaluate=val_ds is not None)
     trainer = RedactionTrainer(model=model, processing_class=tokenizer, args=args,
@@ -314,7 +315,7 @@ def new_run_info(config: TrainConfig, data_hashes: dict[str, str], dtype) -> dic
 
     return {"config": config_dict(config), "data_sha256": data_hashes, "versions": library_versions(),
             "dtype": str(dtype).replace("torch.", ""),
-            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            "device": torch.cuda.get_device_name(0) if gpu_available() else "cpu",
             "started": datetime.now().isoformat(timespec="seconds")}
 
 
