@@ -4,8 +4,9 @@
 
 `--config` is read before the parser is built, so `--help --config my.yaml` shows my.yaml's values
 as the defaults, as TRL's and torchtune's scripts do. Every command line becomes settings here:
-a script's flags through `parse_config`, a script of subcommands (`python -m pii_redact.models
-fetch`) through `parse_command`, each field one argument (`add_fields`). Only the standard
+a script's flags through `parse_config`, a script of subcommands (`evaluate.py compare`, `python
+-m pii_redact.models fetch`) through its table of `Command`s and `parse_command`, each field one
+argument (`add_fields`). Only the standard
 library and PyYAML are imported here, so `--help` is instant; `run` gives every script the same
 exit codes, and `run_in_fresh_interpreter` gives them to one that runs in a process of its own.
 """
@@ -149,6 +150,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         default = action.default
         if isinstance(default, list):
             default = " ".join(map(str, default)) or "none"
+        elif isinstance(default, tuple):  # given comma-separated (`_comma_separated`), shown alike
+            default = ",".join(map(str, default))
         return f"{help_text} (default: {default})".replace("%", "%%")
 
 
@@ -172,11 +175,26 @@ def _converter(tp: Any) -> Callable[[str], Any]:
     return convert
 
 
+def _comma_separated(tp: Any) -> Callable[[str], tuple]:
+    """The argparse type of a `tuple[float, ...]` field: `-2,-1e1,0` -> (-2.0, -10.0, 0.0)."""
+    element = typing.get_args(tp)[0]
+
+    def convert(text: str) -> tuple:
+        try:
+            return tuple(element(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+    return convert
+
+
 def _add_positional(parser: argparse.ArgumentParser, f: dataclasses.Field, base: Any, default: Any) -> None:
-    """A positional field: a list takes any number of values, a single value one (optional where
-    the field has a default)."""
+    """A positional field: a list takes any number of values (at least one where the field has
+    no default), a single value one (optional where the field has a default)."""
     help_text = f.metadata.get("help", "")
-    if typing.get_origin(base) is list:
+    if typing.get_origin(base) is list and default is dataclasses.MISSING:
+        parser.add_argument(f.name, nargs="+", metavar=f.name.upper().rstrip("S"), help=help_text)
+    elif typing.get_origin(base) is list:
         parser.add_argument(f.name, nargs="*", metavar=f.name.upper().rstrip("S"), default=default,
                             help=f"{help_text} (default: {' '.join(map(str, default)) or 'none'})")
     elif default is dataclasses.MISSING:
@@ -203,6 +221,8 @@ def add_fields(parser: argparse.ArgumentParser, cls: type, defaults: dict[str, A
         elif typing.get_origin(base) is list:
             kwargs.update(action=_Repeatable, metavar=f.name.upper().split("_")[-1])
             kwargs["help"] += " (repeatable)"
+        elif typing.get_origin(base) is tuple:
+            kwargs.update(type=_comma_separated(base), metavar=f.name.upper())
         else:
             kwargs["type"] = _converter(tp)
             if typing.get_origin(base) is Literal:
@@ -250,24 +270,43 @@ def parse_config(cls: type[T], section: str | None, argv: list[str] | None, prog
 
 @dataclasses.dataclass(frozen=True)
 class Command:
-    """A subcommand of a script (`python -m pii_redact.models fetch`): its settings dataclass,
-    its line in the script's list of commands, and its own --help text."""
+    """A command of a script (`evaluate.py compare`, `python -m pii_redact.models fetch`): its
+    settings dataclass, the function that runs them (its exit status), its line in the script's
+    list of commands, its own --help text and, for a command whose settings a --config file may
+    set, that file's section."""
 
     settings: type
-    help: str
-    description: str
+    run: Callable[[Any], int | None]
+    help: str = ""
+    description: str = ""
+    epilog: str | None = None
+    section: str | None = None
 
 
-def parse_command(commands: dict[str, Command], argv: list[str] | None, prog: str,
-                  description: str) -> tuple[str, Any]:
-    """(the subcommand named first on the command line, its settings from the rest)."""
+def parse_command(commands: dict[str, Command], argv: list[str] | None, prog: str, description: str,
+                  default: str | None = None, usage: str | None = None) -> tuple[str, Any]:
+    """(the command named first on the command line, its settings from the rest). A script with
+    a `default` command runs it when the command line names no other (`evaluate.py --limit 5`),
+    with that command's description and epilog, the script's `usage`, and --config where the
+    command has a section."""
+    argv = sys.argv[1:] if argv is None else argv
+    named = {name: command for name, command in commands.items() if name != default}
+    if default is not None and not (argv and argv[0] in named):
+        command = commands[default]
+        config, _ = parse_config(command.settings, command.section, argv, prog, command.description or description,
+                                 command.epilog, usage)
+        return default, config
     parser = ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, command in commands.items():
+    for name, command in named.items():
         add_fields(subparsers.add_parser(name, help=command.help, description=command.description,
-                                         formatter_class=_HelpFormatter), command.settings)
-    args = parser.parse_args(argv)
-    return args.command, settings(commands[args.command].settings, args)
+                                         epilog=command.epilog, formatter_class=_HelpFormatter), command.settings)
+    if argv and argv[0] in named:  # by the command's own parser: its errors show its usage, not the script's
+        name, args = argv[0], subparsers.choices[argv[0]].parse_args(argv[1:])
+    else:  # --help, or no command or an unknown one: the script's parser lists them
+        args = parser.parse_args(argv)
+        name = args.command
+    return name, settings(commands[name].settings, args)
 
 
 def positive_int(text: str) -> int:
@@ -332,9 +371,10 @@ def sigterm_as_ctrl_c() -> Iterator[list[int]]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
-    """Run a script's main: user errors become one line on stderr and exit 2; Ctrl-C exits 130,
-    SIGTERM (handled as Ctrl-C) 143, the statuses a shell reports for a job those signals end."""
+def run(main: Callable[[T], int | None], argv: T | None = None) -> int:
+    """Run a script's main (or a command's function, `argv` its settings): user errors become one
+    line on stderr and exit 2; Ctrl-C exits 130, SIGTERM (handled as Ctrl-C) 143, the statuses a
+    shell reports for a job those signals end."""
     quiet_startup_warnings()
     with sigterm_as_ctrl_c() as terminated:
         try:
@@ -350,7 +390,7 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
             return 2
 
 
-def run_in_fresh_interpreter(main: Callable[[list[str] | None], int | None], argv: list[str]) -> int:
+def run_in_fresh_interpreter(main: Callable[[T], int | None], argv: T) -> int:
     """`run(main, argv)` in a new Python process, started from scratch (multiprocessing's spawn:
     nothing this one imported or patched is there); its exit status. Should this one be stopped
     meanwhile, the other is stopped too."""
@@ -367,5 +407,5 @@ def run_in_fresh_interpreter(main: Callable[[list[str] | None], int | None], arg
     return process.exitcode
 
 
-def _exit_with_run(main: Callable[[list[str] | None], int | None], argv: list[str]) -> None:
+def _exit_with_run(main: Callable[[T], int | None], argv: T) -> None:
     raise SystemExit(run(main, argv))

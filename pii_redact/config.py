@@ -4,8 +4,8 @@ Each field carries its help text and, where a value can be wrong, a check; a con
 when it is made (`__post_init__`), so a bad flag, YAML value or programmatic value fails before any
 directory is created or any model is loaded. `cli.parse_config` turns these into flags, with a
 YAML file's section (`--config FILE`) as the defaults that flags override; `cli.parse_command`
-does the same for the subcommands of `python -m pii_redact.models` (no YAML section there, nor
-for `python -m pii_redact.synth`).
+does the same for the subcommands of `evaluate.py` (`compare`, `calibrate`) and `python -m
+pii_redact.models` (no YAML section there, nor for `python -m pii_redact.synth`).
 """
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ GgufType = Literal["f16", "q8_0"]  # the tensor types a GGUF export writes (`mod
 # generation at), and evaluate.py's and its calibration's.
 GENERATION_BATCH_SIZE = 16
 EVAL_BATCH_SIZE = 32
+# The privacy dial's calibration (`evaluate.py calibrate`, and finetune.py --calibrate): the biases
+# it tries (0 is always added) and the samples it redacts per bias.
+CALIBRATION_BIASES = (-2.0, -1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+CALIBRATION_SAMPLES = 256
 
 Check = Callable[[Any], Optional[str]]  # value -> what is wrong with it, or None
 
@@ -69,6 +73,19 @@ class Between:
         return None if self.low <= value <= self.high else f"must be a finite number from {self.low:g} to {self.high:g}"
 
 
+@dataclass(frozen=True)
+class Each:
+    """A check of every number of a list field (`--biases -1,0,1`): the first number that fails is
+    the one its message names."""
+
+    check: Check
+    what: str  # one value, as the message calls it: "bias"
+
+    def failing(self, values: Any) -> tuple[Any, str] | None:
+        """(the first value that fails, what is wrong with it), or None."""
+        return next(((value, problem) for value in values if (problem := self.check(value))), None)
+
+
 # The privacy dial, in log-odds: the calibration sweeps -2 to 4, so +-100 leaves room for any
 # meaningful setting, while an infinite or huge bias (1e39 is inf in float32) would turn scores
 # into ties of +-inf where the model no longer chooses at all.
@@ -100,14 +117,17 @@ def check_values(cls: type, values: dict[str, Any]) -> None:
         if value is None:
             continue
         base, _ = unwrap_optional(hints[name])
+        check = fields[name].metadata.get("check")
         problem = None
-        if typing.get_origin(base) is Literal and value not in typing.get_args(base):
+        if isinstance(check, Each):
+            if failing := check.failing(value):
+                raise UserError(f"{flag(name)}: every {check.what} {failing[1]}, got {failing[0]:g}")
+        elif typing.get_origin(base) is Literal and value not in typing.get_args(base):
             problem = f"must be one of {', '.join(map(str, typing.get_args(base)))}"
         elif isinstance(value, float) and not math.isfinite(value):
-            check = fields[name].metadata.get("check")
             problem = check(value) if isinstance(check, Between) else "must be a finite number"
-        elif fields[name].metadata.get("check"):
-            problem = fields[name].metadata["check"](value)
+        elif check:
+            problem = check(value)
         if problem:
             raise UserError(f"{flag(name)} {problem}, got {value!r}")
 
@@ -202,7 +222,7 @@ class TrainConfig:
         None, "after training, sweep the privacy dial (--mask-bias) on the calibration split and record the chosen "
               "bias in the run (evaluate.py calibrate): true/false, or unset for on where a GPU trained (a minute "
               "there) and off on a CPU (where 9 biases x 32 samples take ~8 minutes)")
-    calibration_samples: int = option(256, "samples of the calibration split the calibration redacts per bias", check=positive)
+    calibration_samples: int = option(CALIBRATION_SAMPLES, "samples of the calibration split the calibration redacts per bias", check=positive)
     resume: bool = option(False, "continue the run in OUTPUT_DIR/RUN_NAME from its last checkpoint")
     overwrite: bool = option(False, "replace an existing run directory (the old one is kept aside until the new run has saved)")
 
@@ -302,6 +322,32 @@ class EvalConfig:
                             "transformers for faithful decoding")
         check_mask_bias(self)
         check_gguf(self)
+
+
+# evaluate.py's subcommands: `compare`, and `calibrate` (the privacy dial, `evaluation.calibrate`).
+
+@dataclass
+class CompareConfig:
+    metrics: list[str] = option(REQUIRED, "metrics.json files (or the directories holding them)", positional=True)
+    output: Optional[str] = option(None, "also write the comparison as Markdown to this file")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass
+class CalibrateConfig:
+    model_dir: Optional[str] = option(None, "a finetune.py run directory (default: the newest run in --runs-dir)")
+    runs_dir: str = option("outputs", "where to look for the newest run")
+    data: Optional[str] = option(None, "samples to calibrate on, never the test split (default: "
+                                       "data/calibration.jsonl, else data/val.jsonl)")
+    limit: int = option(CALIBRATION_SAMPLES, "samples redacted per bias", check=positive)
+    biases: tuple[float, ...] = option(CALIBRATION_BIASES, "comma-separated mask biases to try; 0 is always added",
+                                       check=Each(MASK_BIAS_RANGE, "bias"))
+    batch_size: int = option(EVAL_BATCH_SIZE, "generation batch size", check=positive)
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .cli import parse_config, run_in_fresh_interpreter
-from .config import TrainConfig
+from .config import CalibrateConfig, TrainConfig
 from .data.prepare import calibration_split
 from .evaluation import calibrate
 from .training.device import calibrates
@@ -33,11 +33,11 @@ def calibrate_run(run_dir: Path, config: TrainConfig) -> int:
     fresh interpreter: this one imported Unsloth, which patches transformers, and evaluate.py and
     redact.py redact without it. Its exit status."""
     data = calibration_split(config.data_dir)
-    argv = ["--model-dir", str(run_dir.resolve()), "--data", str(data.resolve()),
-            "--limit", str(config.calibration_samples), "--batch-size", str(config.batch_size)]
+    settings = CalibrateConfig(model_dir=str(run_dir.resolve()), data=str(data.resolve()),
+                               limit=config.calibration_samples, batch_size=config.batch_size)
     print(f"calibrating the privacy dial on up to {config.calibration_samples} samples of {data.name} "
           "(--no-calibrate skips it; `python evaluate.py calibrate` runs it later)", flush=True)
-    return run_in_fresh_interpreter(calibrate.main, argv)
+    return run_in_fresh_interpreter(calibrate.calibrate_command, settings)
 
 
 def main(argv: list[str] | None = None) -> int:

