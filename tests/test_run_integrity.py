@@ -63,6 +63,31 @@ def test_redact_with_a_runs_model_folder_uses_the_runs_calibrated_bias(run_copy,
     assert outputs["merged"] != outputs["unbiased"]  # bias -100 copies what bias 0 masked
 
 
+def test_a_redactor_dialled_to_another_bias_keeps_its_engine_and_reads_the_runs_bias(run_copy, monkeypatch):
+    """`Redactor.configured` (a calibration's sweep) decides nothing again that the new settings
+    cannot change: the engine stays as resolved, only the settings and the mask bias follow; a
+    setting that chooses the engine is decided again."""
+    from dataclasses import replace
+
+    from pii_redact.inference import redactor as inference
+
+    edit_run(run_copy, privacy={"mask_bias": 1.5})
+    redactor = inference.Redactor(run_copy, inference.Settings(backend="transformers", batch_size=3, mask_bias=None))
+    assert redactor.resolved.mask_bias == 1.5  # the run's calibrated bias
+
+    def choose_again(*args):
+        raise AssertionError("the engine was chosen again")
+
+    monkeypatch.setattr(inference, "choose_backend", choose_again)
+    dialled = redactor.configured(mask_bias=-2.0, propagate=False)
+    settings = replace(redactor.settings, mask_bias=-2.0, propagate=False)
+    assert dialled.resolved == replace(redactor.resolved, settings=settings, mask_bias=-2.0)
+    assert dialled.configured(mask_bias=None).resolved.mask_bias == 1.5  # unset again: the run's, again
+    monkeypatch.undo()
+    rebatched = redactor.configured(batch_size=5)
+    assert (rebatched.resolved.batch_size, rebatched.resolved.mask_bias) == (5, 1.5)
+
+
 def test_redact_with_a_runs_merged_folder_cuts_texts_to_the_runs_context(run_copy, tmp_path, capsys):
     edit_run(run_copy, config={"max_seq_length": 64})
     text = tmp_path / "in.txt"

@@ -86,15 +86,26 @@ def resolve(settings: Settings, model_dir: str | Path | None, runs_dir: str | Pa
     return _decided(settings, weights, run)
 
 
-def _decided(settings: Settings, model_dir: Path, run: RunDir) -> Resolved:
+# The settings the engine is chosen from (`choose_backend`, the GGUF, the batch size). Settings that
+# differ from decided ones in none of these keep that decision's device, engine, batch and context.
+ENGINE_SETTINGS = ("backend", "decoding", "gguf", "batch_size")
+
+
+def _decided(settings: Settings, model_dir: Path, run: RunDir, before: Resolved | None = None) -> Resolved:
+    """What `settings` leave open for `model_dir` of `run`. `before`: a decision for settings of
+    the same engine (`ENGINE_SETTINGS`), whose engine is kept rather than chosen, checked and read
+    from the run again; only the mask bias follows the new settings (a calibration's sweep)."""
     from ..core import device
     from .llamacpp import gguf_for
 
+    mask_bias = run.mask_bias(settings.mask_bias)
+    if before is not None and all(getattr(settings, name) == getattr(before.settings, name) for name in ENGINE_SETTINGS):
+        return replace(before, settings=settings, mask_bias=mask_bias)
     backend = choose_backend(settings.backend, settings.decoding, model_dir, settings.gguf)
     return Resolved(settings, model_dir, run, device.device(), backend,
                     gguf_for(settings.gguf, model_dir) if backend == "llama.cpp" else None,
                     1 if backend == "llama.cpp" else settings.batch_size,
-                    run.mask_bias(settings.mask_bias), run.trained_config().max_seq_length)
+                    mask_bias, run.trained_config().max_seq_length)
 
 
 def choose_backend(backend: str, decoding: str, model_dir: Path, gguf: str | None = None) -> str:
@@ -231,10 +242,11 @@ class Redactor:
         return self.resolved.backend
 
     def configured(self, **changes: Any) -> Redactor:
-        """A Redactor with other settings over the same loaded model (and fresh statistics)."""
+        """A Redactor with other settings over the same loaded model (and fresh statistics). What
+        they leave open is decided again only where they name another engine (`_decided`)."""
         other = object.__new__(Redactor)
         other.tokenizer, other._engines, other.stats = self.tokenizer, self._engines, Stats()
-        other.resolved = _decided(replace(self.settings, **changes), self.model_dir, self.resolved.run)
+        other.resolved = _decided(replace(self.settings, **changes), self.model_dir, self.resolved.run, self.resolved)
         return other
 
     def fits(self, text: str) -> bool:
