@@ -14,11 +14,11 @@ from pii_redact.core import chat
 from pii_redact.core.errors import UserError
 
 
-def test_the_tokens_that_open_a_placeholder_or_copy_a_word_start_are_weighted(tiny_tokenizer, capsys):
+def test_the_tokens_that_open_a_placeholder_or_copy_a_word_start_are_weighted(tiny_tokenizer):
     from pii_redact.data.records import Sample
     from pii_redact.core.constraint import Constraint, Vocabulary
     from pii_redact.training.dataset import tokenize_samples
-    from pii_redact.training.decisions import add_decision_weights, token_decisions
+    from pii_redact.training.decisions import add_decision_weights, drawn_decisions, token_decisions
 
     source, response = "Call Anna on 555", "Call [GIVENNAME_1] on [TELEPHONENUM_1]"
     # surrounding whitespace, as a prompt may carry it: generation trims it, so must the walk
@@ -37,12 +37,44 @@ def test_the_tokens_that_open_a_placeholder_or_copy_a_word_start_are_weighted(ti
         ("C", -1), ("all", 0), (" [", 1), ("GIVENNAME", 0), ("_", 0), ("1", 0), ("]", 0), (" ", 0),
         ("on", -1), (" [", 1), ("TELEPHONENUM", 0), ("_", 0), ("1", 0), ("]", 0), (chat.END_OF_TURN, 0)]
     assert row["weights"][start:] == [5.0 if s else 1.0 for s in signs]
-    assert "4 of 15 supervised tokens (26.7%) decide (2 mask, 2 copy)" in capsys.readouterr().out
+    assert "4 of 15 supervised tokens (26.7%) of the 1 sample drawn decide (2 mask, 2 copy)" in drawn_decisions(dataset).summary()
 
     # a response that is no faithful redaction of its source decides nothing from where it leaves it
     bad = token_decisions(Constraint("Call Anna"), Vocabulary(tiny_tokenizer).bytes,
                           tiny_tokenizer("Call Bob", add_special_tokens=False)["input_ids"])
     assert bad[1] is False and bad[0][0] == -1 and set(bad[0][1:]) == {0}
+
+
+def test_only_the_rows_training_draws_are_walked_with_the_weights_of_the_whole_split(tiny_tokenizer):
+    """The weights are found as rows are drawn (a run of 400 samples walks 400 of the split), the
+    same as walking every row up front would give, and found once per row."""
+    from pii_redact.data.records import Sample
+    from pii_redact.core.constraint import Constraint, Vocabulary
+    from pii_redact.training.dataset import tokenize_samples
+    from pii_redact.training.decisions import add_decision_weights, drawn_decisions, token_decisions
+
+    pairs = [("Call Anna on 555", "Call [GIVENNAME_1] on [TELEPHONENUM_1]"), ("Nothing here", "Nothing here"),
+             ("Mail jo@x.org now", "Mail [EMAIL_1] now"), ("Anna and Bob", "[GIVENNAME_1] and [GIVENNAME_2]")]
+    samples = [Sample(chat.build_prompt(source), response, source, None) for source, response in pairs]
+    tokenized = tokenize_samples(tiny_tokenizer, samples, 1024, "x")
+    dataset = add_decision_weights(tiny_tokenizer, samples, tokenized, 3.0)
+    weigher = drawn_decisions(dataset)
+
+    def up_front(i: int) -> list[float]:  # every row's weights, as they were computed before any was drawn
+        labels = tokenized[i]["labels"]
+        start = next(k for k, t in enumerate(labels) if t != -100)
+        signs, _ = token_decisions(Constraint(pairs[i][0]), Vocabulary(tiny_tokenizer).bytes, labels[start:])
+        return [1.0] * start + [3.0 if s else 1.0 for s in signs]
+
+    assert "of the 0 samples drawn" in weigher.summary()  # nothing walked before a row is drawn
+    batch = dataset.__getitems__([2, 0])  # as the trainer's data loader draws a batch
+    assert [row["weights"] for row in batch] == [up_front(2), up_front(0)] and 3.0 in batch[1]["weights"]
+    assert [row["input_ids"] for row in batch] == [tokenized[2]["input_ids"], tokenized[0]["input_ids"]]
+    assert set(batch[0]) == {"input_ids", "labels", "weights"}
+    assert "of the 2 samples drawn" in weigher.summary()
+    assert dataset[0]["weights"] == up_front(0) and "of the 2 samples drawn" in weigher.summary()  # drawn again
+    assert [dataset[i]["weights"] for i in range(4)] == [up_front(i) for i in range(4)]
+    assert "of the 4 samples drawn" in weigher.summary()
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +112,7 @@ def test_weight_one_is_exactly_todays_loss(weighted):
     # and at 1 the recipe builds no weights: the loss is today's, on today's code path
     at_one = replace(config, decision_weight=1.0)
     splits = read_splits(at_one, Path(config.data_dir) / "train.jsonl", None)
-    assert "weights" not in tokenize(at_one, trainer.processing_class, splits)[0].column_names
+    assert "weights" not in tokenize(at_one, trainer.processing_class, splits)[0][0]
 
 
 def test_weight_five_is_the_weighted_per_token_cross_entropy(weighted):

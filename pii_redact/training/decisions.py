@@ -7,8 +7,9 @@ decoding walks them, so training weighs exactly the choices the privacy dial lat
 that opens a placeholder where an entity may begin (+1), or copies the start of such a place in
 clear (-1: keeping a word is learnt too, so precision does not pay for recall).
 
-The weights are computed once, at tokenization, as a `weights` column aligned with `labels`;
-`DecisionWeights` carries them through the trainer's collator, and `weighted_loss` applies them.
+The weights of a sample, aligned with its `labels`, are computed when training first draws it
+(`DrawnDecisions`, the training set's transform): a run of 400 samples walks 400, not the whole
+split. `DecisionWeights` carries them through the trainer's collator, and `weighted_loss` applies them.
 The loss is sum(w * CE) / n, n the supervised tokens the trainer divides by today: weight 1 is
 today's loss term for term, gradient accumulation keeps its token count (the Trainer counts
 tokens, not weights, across an accumulation group), and every copy token keeps its gradient while
@@ -16,9 +17,12 @@ a decision token's grows. Adam's step is nearly blind to the overall scale this 
 """
 from __future__ import annotations
 
+from collections import Counter
+
 from ..core.constraint import Constraint, Vocabulary
 
-WEIGHTS = "weights"  # the dataset column, and the batch key
+WEIGHTS = "weights"  # a drawn row's key, and the batch's
+SAMPLE = "sample"    # the column that holds each row's index into its samples, where its source is found
 
 
 def token_decisions(constraint: Constraint, token_bytes: list, tokens: list[int]) -> tuple[list[int], bool]:
@@ -40,24 +44,57 @@ def token_decisions(constraint: Constraint, token_bytes: list, tokens: list[int]
 
 
 def add_decision_weights(tokenizer, samples, dataset, decision_weight: float):
-    """`dataset` (from `tokenize_samples`) with a `weights` column: `decision_weight` on the
-    supervised positions whose token decides, 1 elsewhere. Prints what share decides."""
-    from collections import Counter
+    """`dataset` (from `tokenize_samples`) whose rows, as training draws them, carry `weights`:
+    `decision_weight` on the supervised positions whose token decides, 1 elsewhere (`DrawnDecisions`)."""
+    return dataset.add_column(SAMPLE, list(range(len(dataset)))).with_transform(
+        DrawnDecisions(tokenizer, samples, decision_weight))
 
-    token_bytes = Vocabulary(tokenizer).bytes
-    weights, signs_seen, left = [], Counter(), 0
-    for sample, labels in zip(samples, dataset["labels"]):
-        start = next((k for k, t in enumerate(labels) if t != -100), len(labels))
+
+def drawn_decisions(dataset) -> DrawnDecisions | None:
+    """The weights `dataset` adds to the rows drawn from it, or None where it has none."""
+    transform = (dataset.format.get("format_kwargs") or {}).get("transform")
+    return transform if isinstance(transform, DrawnDecisions) else None
+
+
+class DrawnDecisions:
+    """The training set's transform: each row as drawn, with its `weights`. A row's decisions are
+    found the first time it is drawn and kept (only their positions: a few in a hundred tokens), so
+    a second epoch does not walk them again; `summary` says what share of the drawn rows' tokens
+    decide."""
+
+    def __init__(self, tokenizer, samples, decision_weight: float):
+        self.token_bytes = Vocabulary(tokenizer).bytes
         # generation redacts the text trimmed, as the chat template showed it to the model
-        signs, faithful = token_decisions(Constraint(sample.source.strip()), token_bytes, labels[start:])
-        weights.append([1.0] * start + [decision_weight if s else 1.0 for s in signs])
-        signs_seen.update(signs)
-        left += not faithful
-    decisions, supervised = signs_seen[1] + signs_seen[-1], sum(signs_seen.values())
-    print(f"--decision-weight {decision_weight:g}: {decisions:,} of {supervised:,} supervised tokens "
-          f"({decisions / max(1, supervised):.1%}) decide ({signs_seen[1]:,} mask, {signs_seen[-1]:,} copy)"
-          + (f"; {left} responses leave the faithful constraint (weighted up to there)" if left else ""))
-    return dataset.add_column(WEIGHTS, weights)
+        self.sources = [sample.source.strip() for sample in samples]
+        self.decision_weight = decision_weight
+        self.decided: dict[int, list[int]] = {}  # row -> the positions whose token decides
+        self.signs_seen: Counter = Counter()
+        self.left = 0  # drawn responses that leave the faithful constraint
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        rows = {key: values for key, values in batch.items() if key != SAMPLE}
+        rows[WEIGHTS] = [self.weights(index, labels) for index, labels in zip(batch[SAMPLE], batch["labels"])]
+        return rows
+
+    def weights(self, index: int, labels: list[int]) -> list[float]:
+        if index not in self.decided:
+            start = next((k for k, t in enumerate(labels) if t != -100), len(labels))
+            signs, faithful = token_decisions(Constraint(self.sources[index]), self.token_bytes, labels[start:])
+            self.decided[index] = [start + k for k, sign in enumerate(signs) if sign]
+            self.signs_seen.update(signs)
+            self.left += not faithful
+        weights = [1.0] * len(labels)
+        for position in self.decided[index]:
+            weights[position] = self.decision_weight
+        return weights
+
+    def summary(self) -> str:
+        signs, rows = self.signs_seen, len(self.decided)
+        decisions, supervised = signs[1] + signs[-1], sum(signs.values())
+        return (f"--decision-weight {self.decision_weight:g}: {decisions:,} of {supervised:,} supervised tokens "
+                f"({decisions / max(1, supervised):.1%}) of the {rows:,} sample{'s' * (rows != 1)} drawn decide "
+                f"({signs[1]:,} mask, {signs[-1]:,} copy)"
+                + (f"; {self.left} responses leave the faithful constraint (weighted up to there)" if self.left else ""))
 
 
 class DecisionWeights:

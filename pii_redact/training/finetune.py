@@ -118,8 +118,8 @@ def load_model(config: TrainConfig):
 
 def tokenize(config: TrainConfig, tokenizer, splits: Splits):
     """(train, val) datasets of `input_ids` and `labels`, the training one layout-checked and, with
-    --decision-weight other than 1, weighted (`decisions`). The validation loss stays the plain
-    mean, so runs with different weights are measured alike."""
+    --decision-weight other than 1, weighted as its rows are drawn (`decisions`). The validation
+    loss stays the plain mean, so runs with different weights are measured alike."""
     from .dataset import check_token_layout, tokenize_samples
     from .decisions import add_decision_weights
 
@@ -146,7 +146,7 @@ def build_trainer(config: TrainConfig, model, tokenizer, dtype, train_ds, val_ds
     from transformers import PrinterCallback
 
     from .callbacks import RedactionTrainer, ReleaseMemory
-    from .decisions import WEIGHTS, DecisionWeights
+    from .decisions import DecisionWeights, drawn_decisions
 
     vocab_size = len(tokenizer)
     callbacks = list(callbacks)
@@ -158,7 +158,7 @@ def build_trainer(config: TrainConfig, model, tokenizer, dtype, train_ds, val_ds
     if len(tokenizer) != vocab_size:
         raise RuntimeError(f"the tokenizer grew from {vocab_size} to {len(tokenizer)} tokens during setup")
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; LogCallback writes readable lines
-    if WEIGHTS in train_ds.column_names:
+    if drawn_decisions(train_ds) is not None:
         # wrapped after the trainer is built: a collator passed in would turn Unsloth's padding-free batches off
         trainer.data_collator = DecisionWeights(trainer.data_collator)
         print("the weighted loss is computed through TRL's fused LM head (per-token log-probabilities) "
@@ -207,6 +207,7 @@ def save(trainer, model, tokenizer, config: TrainConfig, plan: Plan, logger, tra
 def finetune(config: TrainConfig, extra_callbacks: Iterable = (), config_path: str | None = None) -> dict[str, Any]:
     """Train, save and summarise one run; returns the summary (also written to run.json)."""
     from .callbacks import LogCallback, NonFiniteLoss, StopOnCtrlC
+    from .decisions import drawn_decisions
 
     planned = plan(config, config_path)
     run = planned.run
@@ -243,6 +244,8 @@ def finetune(config: TrainConfig, extra_callbacks: Iterable = (), config_path: s
               f"{run.checkpoint(trainer.state.global_step)}; continue with: python finetune.py --resume "
               f"--run-name {run.path.name} --output-dir {config.output_dir}")
         raise KeyboardInterrupt
+    if (weighted := drawn_decisions(train_ds)) is not None:
+        print(weighted.summary())
     summary = save(trainer, model, tokenizer, config, planned, logger, train_seconds, on_saved=replacement.keep)
     print(f"done: {summary['steps']} steps in {train_seconds:.0f}s ({summary['step_seconds']:.0f}s in optimizer "
           f"steps, {summary['tokens_per_s']:,.0f} tok/s), train loss {summary['train_loss']}, "
