@@ -1,2 +1,3 @@
 """Stage 5, evaluate.py: predictions with their provenance (`evaluate`), scoring (`metrics`), the
-reports (`report`) and the baselines a model is measured against (`baselines`)."""
+reports (`report`), the baselines a model is measured against (`baselines`) and the privacy
+dial's calibration (`calibrate`: `evaluate.py calibrate`)."""
