@@ -33,8 +33,9 @@ VARIANTS = {
     # exactly finetune.py's defaults (padding-free left to Unsloth: on where its GPU kernels allow)
     "suite": ({}, False),
     "suite-padded": ({"padding_free": False}, False),
-    # the reference notebook/script: batch 8, r=128, loss on prompt + response, padded batches
-    "labspace": ({"batch_size": 8, "lora_r": 128, "lora_alpha": 128, "padding_free": False}, True),
+    # the reference notebook/script: batch 8, r=128, loss on prompt + response (the plain mean: no
+    # decision weights, whose positions the whole-text labels would move), padded batches
+    "labspace": ({"batch_size": 8, "lora_r": 128, "lora_alpha": 128, "padding_free": False, "decision_weight": 1.0}, True),
     # larger batches: a 270M model leaves a big GPU mostly idle at 16 (throughput only; the lr
     # would need retuning before such a run is a recipe)
     "suite-b64": ({"batch_size": 64}, False),
@@ -105,7 +106,8 @@ def train_variant(name: str, args, base_config, data_dir: Path, peak_tflops: flo
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         trainer.train()
-        epoch_tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+        # the rows as stored: through the weighted set's transform each would be walked for its decisions
+        epoch_tokens = sum(len(ids) for ids in trainer.train_dataset.with_format(None)["input_ids"])
         fpt = flops_per_token(model)
     (s0, t0, n0), (s1, t1, n1) = timer.marks[args.warmup - 1], timer.marks[-1]
     tokens_per_s = (n1 - n0) / (t1 - t0)

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pii_redact.config import TrainConfig
     from pii_redact.core.errors import UserError
-    from pii_redact.training.decisions import DecisionWeights
+    from pii_redact.training.decisions import DecisionWeights, drawn_decisions
 
     weight = {} if args.decision_weight is None else {"decision_weight": args.decision_weight}
     try:
@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"padding-free batching: {'on' if padding_free else 'off'} "
               f"(device: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'})")
         rows = [trainer.train_dataset[i] for i in range(min(args.samples, len(trainer.train_dataset)))]
+        if (weighted := drawn_decisions(trainer.train_dataset)) is not None:
+            print(weighted.summary())  # of the rows compared: what share of their tokens weighs more
         # both carry the weights where the rows have them (--decision-weight), else pass rows through
         packed = DecisionWeights(DataCollatorForLanguageModeling(
             pad_token_id=tokenizer.pad_token_id, padding_free=True, return_position_ids=True))
