@@ -6,9 +6,9 @@
 as the defaults, as TRL's and torchtune's scripts do. Every command line becomes settings here:
 a script's flags through `parse_config`, a script of subcommands (`evaluate.py compare`, `python
 -m pii_redact.models fetch`) through its table of `Command`s and `parse_command`, each field one
-argument (`add_fields`). Only the standard
-library and PyYAML are imported here, so `--help` is instant; `run` gives every script the same
-exit codes, and `run_in_fresh_interpreter` gives them to one that runs in a process of its own.
+argument (`add_fields`). Only the standard library and PyYAML are imported here, so `--help` is
+instant; `run` gives every script the same exit codes, and `run_in_fresh_interpreter` gives them
+to one that runs in a process of its own.
 """
 from __future__ import annotations
 

@@ -10,6 +10,9 @@ inputs, and a directory holding another evaluation (other model, data, setting, 
 rescored file, or files this command did not make) is refused rather than mixed or overwritten;
 `--overwrite` replaces it, keeping the old files until the new ones are written. Nothing is written
 before the first prediction, so an evaluation that fails before it leaves the directory as it was.
+
+evaluate.py's commands (`COMMANDS`): an evaluation unless the command line names another,
+`compare` (metrics.json files side by side) or `calibrate` (the privacy dial, `calibrate`).
 """
 from __future__ import annotations
 
@@ -406,9 +409,9 @@ def compare_command(config: CompareConfig) -> int:
 
 def evaluate_command(config: EvalConfig) -> int:
     """`evaluate.py [options]`: an evaluation, then its --fail-under checks (exit 1 where one fails)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from . import metrics
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if config.fail_under:
         metrics.check_thresholds({}, config.fail_under, validate_only=True)  # bad specs fail before generating
     scores, _ = evaluate(config)
