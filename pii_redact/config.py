@@ -35,11 +35,11 @@ REQUIRED: Any = dataclasses.MISSING  # the default of a value the command line m
 
 
 def option(default: Any, help: str, *, check: Check | None = None, positional: bool = False,
-           short: str | None = None) -> Any:
+           short: str | None = None, bare: Any = None) -> Any:
     """A dataclass field with its help text, an optional check of its value, whether it is given
-    as positional arguments (a list field takes any number) rather than a flag, and the flag's
-    short form (`-o`), if any."""
-    metadata = {"help": help, "check": check, "positional": positional, "short": short}
+    as positional arguments (a list field takes any number) rather than a flag, the flag's short
+    form (`-o`), if any, and the value of the flag given without one (`--ray` alone), if it may be."""
+    metadata = {"help": help, "check": check, "positional": positional, "short": short, "bare": bare}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -329,6 +329,11 @@ class RedactConfig:
         False, "write a redaction that ran out of its token budget, its rest masked as [UNFINISHED] "
                "(without this flag it is not written and the exit status is 1)")
     overwrite: bool = option(False, "replace files that already exist (in --output-dir, or --entities)")
+    ray: Optional[str] = option(
+        None, "redact the inputs (files, folders, globs) on a Ray cluster at ADDRESS into --output-dir, resumable "
+              "(alone or auto: RAY_ADDRESS or a running cluster, else a local one); see README", bare="auto")
+    ray_workers: int = option(0, "with --ray: model copies working at once (0: one per GPU of the cluster, "
+                                 "without GPUs one per 4 CPUs)", check=non_negative)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -336,6 +341,22 @@ class RedactConfig:
         check_gguf(self)
         if not self.inputs:
             self.inputs = ["-"]
+        if self.ray is not None:
+            check_ray(self)
+
+
+def check_ray(config: RedactConfig) -> None:
+    """What --ray needs: files to read on the cluster and a folder to write each one's redaction in."""
+    if config.output_dir is None:
+        raise UserError("--ray writes each input's redaction under --output-dir: pass --output-dir")
+    if "-" in config.inputs:
+        raise UserError("--ray reads files, folders or globs, not standard input: name the inputs")
+    if config.entities:
+        raise UserError("--entities is not written with --ray: drop it, or run without --ray")
+    address = config.ray
+    if address not in ("auto", "local") and ":" not in address:  # `--ray corpus/`: the folder taken as the address
+        raise UserError(f"--ray {address}: not a Ray address (auto, local, HOST:PORT or ray://HOST:PORT); "
+                        "write --ray auto before the inputs, or --ray after them")
 
 
 def check_mask_bias(config: Any) -> None:

@@ -82,6 +82,11 @@ class Source:
     bad: list[BadRecord] = field(default_factory=list)
     layout: Any = None  # CSV: a `_Csv`; Parquet: the table
 
+    @property
+    def records(self) -> int:
+        """Records in the file: texts, unreadable ones, and Parquet's nulls (empty CSV rows are none)."""
+        return self.layout.num_rows if self.kind == "parquet" else len(self.texts) + len(self.bad)
+
 
 def read_source(name: str, data: bytes, text_field: str) -> Source:
     """The input `name` whose bytes are `data` (`<stdin>` for standard input: plain text). A text
