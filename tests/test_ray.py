@@ -5,7 +5,6 @@ text in Ray's logs. One Ray for the module, and one single-process reference for
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
