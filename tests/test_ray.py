@@ -208,23 +208,3 @@ def test_without_ray_it_says_how_to_install_it(run_dir, tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert code == 2 and err == "error: --ray needs Ray: pip install -r requirements-ray.txt\n"
     assert not (tmp_path / "out").exists()
-
-
-def test_csv_and_parquet_keep_their_other_columns(run_dir, corpus, reference):
-    """What single-process redact.py writes for tabular inputs: the text column redacted, the
-    rest as it was (a CSV's BOM, CRLFs and empty row; Parquet's types, nulls and metadata)."""
-    import io
-
-    import pyarrow.parquet as pq
-
-    from pii_redact.core.alignment import align
-
-    written = reference["tickets.csv"].decode()
-    assert written.startswith("\ufeffid,text,score\r\n1,\"") and "\r\n\r\n3,,1\r\n4," in written
-    assert "too,many" not in written and MARKER not in written
-    table = pq.read_table(io.BytesIO(reference["rows.parquet"]))
-    source = pq.read_table(corpus["rows.parquet"])
-    assert table.schema == source.schema and table.schema.metadata[b"origin"] == b"test"
-    assert table.column("n").to_pylist() == [1, 2, 3, 4]
-    texts = table.column("text").to_pylist()
-    assert texts[1:3] == [None, ""] and align(f"{MARKER} wrote", texts[0]) is not None

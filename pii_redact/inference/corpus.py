@@ -45,13 +45,13 @@ from ..core.files import (
 )
 from .formats import Source, Text, read_source, where
 from .redact_files import (
-    LineTooLong,
+    cut,
+    entities_of,
     held_back,
     redact_texts,
     redacted_file,
     report_bad,
     report_unfinished,
-    split,
 )
 
 INSTALL = "--ray needs Ray: pip install -r requirements-ray.txt"
@@ -203,28 +203,14 @@ class RedactBatch:
     def _redact(self, batch: dict) -> dict:
         start = time.perf_counter()
         texts = [Text("", None, str(text)) for text in batch["text"]]
-        problems = [_cut(text, self.redactor) for text in texts]
+        problems = [cut(text, self.redactor) for text in texts]  # a text too long is held back alone
         redact_texts([t for t, problem in zip(texts, problems) if not problem], self.redactor)
         seconds = (time.perf_counter() - start) / max(1, len(texts))
-        from .redact_files import entities_of
-
         return {"file": batch["file"], "index": batch["index"],
                 "output": ["" if p else "".join(t.redacted) for t, p in zip(texts, problems)],
                 "unfinished": [bool(not p and any(t.unfinished)) for t, p in zip(texts, problems)],
                 "entities": [0 if p else len(entities_of(t)) for t, p in zip(texts, problems)],
                 "problem": problems, "seconds": [seconds] * len(texts)}
-
-
-def _cut(text: Text, redactor) -> str:
-    """Cut `text` into pieces (`cut_into_pieces`, one text); what is wrong with it, or ''."""
-    from .generate import text_tokens
-
-    try:
-        text.pieces = split(text.text, redactor.fits)
-    except LineTooLong as exc:
-        return (f"line {exc.line + 1} is {text_tokens(redactor.tokenizer, exc.text)} tokens, too long for the "
-                f"model's context of {redactor.resolved.context} tokens even on its own; break it into shorter lines")
-    return ""
 
 
 def _assigned_cpus() -> int:

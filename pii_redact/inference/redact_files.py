@@ -87,16 +87,24 @@ def _read_input(name: str) -> bytes:
 
 def cut_into_pieces(texts: list[Text], redactor) -> None:
     """Split every text into pieces whose prompt and expected answer fit in the context the
-    model was trained with (`Redactor.fits`)."""
+    model was trained with (`Redactor.fits`); a UserError naming the first that cannot be."""
+    for text in texts:
+        problem = cut(text, redactor)
+        if problem:
+            raise UserError(f"{text.where}: {problem}")
+
+
+def cut(text: Text, redactor) -> str:
+    """Fill in `text.pieces`; what makes that impossible (a line too long for the model), or ''."""
     from .generate import text_tokens
 
-    for text in texts:
-        try:
-            text.pieces = split(text.text, redactor.fits)
-        except LineTooLong as exc:
-            raise UserError(f"{text.where}: line {exc.line + 1} is {text_tokens(redactor.tokenizer, exc.text)} "
-                            f"tokens, too long for the model's context of {redactor.resolved.context} tokens even "
-                            "on its own (with room for its redaction); break it into shorter lines") from None
+    try:
+        text.pieces = split(text.text, redactor.fits)
+    except LineTooLong as exc:
+        return (f"line {exc.line + 1} is {text_tokens(redactor.tokenizer, exc.text)} tokens, too long for the "
+                f"model's context of {redactor.resolved.context} tokens even on its own (with room for its "
+                "redaction); break it into shorter lines")
+    return ""
 
 
 # --------------------------------------------------------------------------------------------
