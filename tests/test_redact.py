@@ -191,8 +191,8 @@ def test_csv_and_parquet_keep_their_other_columns(run_dir, tmp_path, capsys):
     pq.write_table(table, tmp_path / "t.parquet")
     code, _, err = redact(run_dir, str(tmp_path / "t.csv"), str(tmp_path / "t.parquet"), "--output-dir",
                           str(tmp_path / "out"), capsys=capsys)
-    assert code == 1 and err == (f"error: {tmp_path / 't.csv'}:5: 4 cells, the header has 3; held back, the rest "
-                                 "of the file is written\n"), err
+    assert code == 1 and err.count("error: ") == 1 and err.endswith(
+        f"error: {tmp_path / 't.csv'}:5: 4 cells, the header has 3; held back, the rest of the file is written\n"), err
     written = (tmp_path / "out" / "t.csv").read_bytes().decode()
     assert written.startswith("\ufeffid,text,score\r\n1,\"") and "\r\n\r\n3,,1\r\n4," in written
     rows = list(csv.reader(io.StringIO(written[1:], newline="")))

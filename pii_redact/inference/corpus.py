@@ -93,7 +93,7 @@ def expand_inputs(patterns: list[str], out: Path) -> list[Input]:
 def _expand(pattern: str) -> list[tuple[Path, str]]:
     path = Path(pattern)
     if glob.has_magic(pattern):
-        base = Path(*[part for part in _until_magic(path.parts)]) if not glob.has_magic(path.parts[0]) else Path(".")
+        base = Path(*_until_magic(path.parts))  # (an empty Path is ".")
         matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True) if Path(m).is_file())
         if not matches:
             raise UserError(f"{pattern}: no file matches")
@@ -208,7 +208,7 @@ class RedactBatch:
         seconds = (time.perf_counter() - start) / max(1, len(texts))
         return {"file": batch["file"], "index": batch["index"],
                 "output": ["" if p else "".join(t.redacted) for t, p in zip(texts, problems)],
-                "unfinished": [bool(not p and any(t.unfinished)) for t, p in zip(texts, problems)],
+                "unfinished": [0 if p else sum(t.unfinished) for t, p in zip(texts, problems)],  # pieces
                 "entities": [0 if p else len(entities_of(t)) for t, p in zip(texts, problems)],
                 "problem": problems, "seconds": [seconds] * len(texts)}
 
@@ -305,6 +305,8 @@ def redact_corpus(config: RedactConfig) -> int:
         target = out / item.name
         if os.path.lexists(target) and not (config.overwrite or manifest.made(item, target)):
             raise UserError(f"{target} already exists: pass --overwrite to replace it, or another --output-dir")
+    for item in todo:
+        _sweep_partials(out / item.name)
     print(f"redact.py --ray: {len(items) - len(todo)} of {len(items)} inputs already redacted, {len(todo)} to do, "
           f"{shape.workers} worker(s) ({'a GPU' if shape.gpus else f'{shape.cpus:g} CPU(s)'} each)", file=sys.stderr)
     run = CorpusRun(config, resolved, manifest, out)
@@ -316,6 +318,14 @@ def redact_corpus(config: RedactConfig) -> int:
     for wave in run.waves(todo):
         run.redact_wave(ray, shape, wave)
     return run.status
+
+
+def _sweep_partials(target: Path) -> None:
+    """Remove what a killed run left half-written for `target` (`core.files` stages a file as
+    `.NAME.*.partial` beside it): it is redone now, and was never the output."""
+    if target.parent.is_dir():
+        for partial in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):
+            partial.unlink(missing_ok=True)
 
 
 @dataclass
@@ -386,7 +396,7 @@ class CorpusRun:
         text = p.source.texts[key[1]]
         if row["problem"]:
             p.problems[key[1]] = BadRecord(text.where, str(row["problem"]))
-        text.redacted, text.unfinished = [str(row["output"])], [bool(row["unfinished"])]
+        text.redacted, text.unfinished = [str(row["output"])], [True] * int(row["unfinished"]) or [False]
         p.entities += int(row["entities"])
         p.seconds += float(row["seconds"])
         p.left -= 1
