@@ -306,13 +306,15 @@ class EvalConfig:
 
 @dataclass
 class RedactConfig:
-    inputs: list[str] = option(["-"], "text files, JSONL files (one object per line, see --text-field), "
-                                      "or - for standard input", positional=True)
+    inputs: list[str] = option(["-"], "text files, JSONL files (one object per line), CSV or Parquet files (see "
+                                      "--text-field), or - for standard input; with --ray also folders and globs",
+                               positional=True)
     model_dir: Optional[str] = _model_dir()
     runs_dir: str = option("outputs", "where to look for the newest run")
     output_dir: Optional[str] = option(None, "write each input's redaction there under the same name (default: standard output)")
     entities: Optional[str] = option(None, "also write the entities found, as JSONL (input, record, start, end, label, number, text)")
-    text_field: str = option("text", "the field of a JSONL input's objects that holds the text")
+    text_field: str = option("text", "the field of a JSONL input's objects, or the column of a CSV or Parquet "
+                                     "input, that holds the text")
     batch_size: int = option(GENERATION_BATCH_SIZE, "generation batch size", check=positive)
     backend: Literal["auto", "transformers", "llama.cpp"] = option(
         "auto", "generation engine (auto: llama.cpp with --gguf, or without a GPU where llama-cpp-python is "

@@ -316,7 +316,8 @@ def redact_corpus(config: RedactConfig) -> int:
                   f"(redacted earlier, see {manifest.path})", file=sys.stderr)
             run.status = 1
     for wave in run.waves(todo):
-        run.redact_wave(ray, shape, wave)
+        if not run.redact_wave(ray, shape, wave):
+            break
     return run.status
 
 
@@ -367,14 +368,16 @@ class CorpusRun:
         if wave:
             yield wave
 
-    def redact_wave(self, ray, shape: Pool, wave: list[tuple[Input, Source]]) -> None:
+    def redact_wave(self, ray, shape: Pool, wave: list[tuple[Input, Source]]) -> bool:
+        """Redact a wave's texts on the pool, each input written once its texts are back; False
+        (exit 1) where Ray failed: what was finished is written and recorded, a rerun resumes."""
         pending = {f: _Pending(item, source, len(source.texts)) for f, (item, source) in enumerate(wave)}
         for f in [f for f, p in pending.items() if not p.left]:
             self.finish(pending.pop(f))  # nothing to redact (an empty file)
         rows = [{"file": f, "index": k, "text": text.text}
                 for f, p in pending.items() for k, text in enumerate(p.source.texts)]
         if not rows:
-            return
+            return True
         batch = self.resolved.batch_size
         dataset = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch))).map_batches(
             RedactBatch, fn_constructor_kwargs={"resolved": self.resolved}, batch_size=batch,
@@ -384,8 +387,11 @@ class CorpusRun:
             for row in dataset.iter_rows():
                 self.collect(pending, row, seen)
         except Exception as exc:  # noqa: BLE001  Ray's errors: named by type, never with a record's text
-            raise UserError(f"the Ray run failed ({type(exc).__name__}); every input finished so far is written "
-                            f"and in {self.manifest.path}: run the same command again to resume") from None
+            print(f"error: the Ray run failed ({type(exc).__name__}); every input finished so far is written and "
+                  f"in {self.manifest.path}: run the same command again to resume", file=sys.stderr)
+            self.status = 1
+            return False
+        return True
 
     def collect(self, pending: dict[int, _Pending], row: dict, seen: set) -> None:
         key = (int(row["file"]), int(row["index"]))

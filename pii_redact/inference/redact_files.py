@@ -334,13 +334,17 @@ EPILOG = """examples:
   cat mail.txt | python redact.py --model-dir outputs/my-run
   python redact.py --output-dir redacted/ a.txt b.txt      # redacted/a.txt, redacted/b.txt
   python redact.py tickets.jsonl --text-field body --entities found.jsonl
+  python redact.py --output-dir redacted/ tickets.csv rows.parquet --text-field body
+  python redact.py --output-dir redacted/ corpus/ 'exports/*.parquet' --ray   # on Ray (see README)
 
 Long texts are cut at paragraph and line breaks into pieces that fit the model and joined back
 unchanged. With the default faithful decoding, only placeholders differ from the input, and the
 default token budget always suffices. A redaction that runs out of budget anyway (a small
 --max-new-tokens, or --decoding free) is not written unless --allow-unfinished, and then its rest
-is masked as [UNFINISHED], never copied. Exit status: 0 done, 1 something was not written
-(unfinished, or a file another run made meanwhile), 2 bad input or flags (nothing written)."""
+is masked as [UNFINISHED], never copied; a record of a JSONL, CSV or Parquet file that did not
+finish, or cannot be read, is left out of it and named. Exit status: 0 done, 1 something was not
+written (unfinished or unreadable, or a file another run made meanwhile), 2 bad input or flags
+(nothing written)."""
 
 
 def main(argv: list[str] | None = None) -> int:
