@@ -208,3 +208,23 @@ def test_without_ray_it_says_how_to_install_it(run_dir, tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert code == 2 and err == "error: --ray needs Ray: pip install -r requirements-ray.txt\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_folders_and_globs_name_each_output_by_its_path_below_them(tmp_path):
+    from pii_redact.core.errors import UserError
+    from pii_redact.inference.corpus import expand_inputs
+
+    for name in ("in/a.txt", "in/sub/b.csv", "in/.hidden.txt", "in/notes.md", "in/out/a.txt", "other/a.txt",
+                 "m/redact-manifest.jsonl"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    out = tmp_path / "in" / "out"  # an earlier run's outputs inside the folder are passed over
+    assert {i.name: i.path for i in expand_inputs([str(tmp_path / "in")], out)} == \
+        {"a.txt": tmp_path / "in" / "a.txt", "sub/b.csv": tmp_path / "in" / "sub" / "b.csv"}
+    assert [i.name for i in expand_inputs([str(tmp_path / "in" / "**" / "*.csv")], out)] == ["sub/b.csv"]
+    for inputs, message in (([str(out / "a.txt")], "is inside --output-dir"),
+                            ([str(tmp_path / "in"), str(tmp_path / "other")], "would both be written to"),
+                            ([str(tmp_path / "m")], "the name of the run's manifest"),
+                            ([str(tmp_path / "in" / "*.parquet")], "no file matches")):
+        with pytest.raises(UserError, match=message):
+            expand_inputs(inputs, out)

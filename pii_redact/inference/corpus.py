@@ -73,15 +73,17 @@ class Input:
 def expand_inputs(patterns: list[str], out: Path) -> list[Input]:
     """The files the inputs name: a file as itself, a folder's files of a known kind (SUFFIXES,
     hidden ones skipped) under their path in it, a glob's matches under their path below the
-    glob's first wildcard. Two inputs with one relative name, or one inside --output-dir, are
-    refused."""
+    glob's first wildcard. Two inputs with one relative name are refused, and so is a file named
+    inside --output-dir (found there by a folder or glob, it is passed over: an earlier output)."""
     found: dict[str, Path] = {}
     for pattern in patterns:
         for path, name in _expand(pattern):
             if name in found and not os.path.samefile(found[name], path):
                 raise UserError(f"{found[name]} and {path} would both be written to {out / name}")
-            if _inside(path, out):
-                raise UserError(f"{path} is inside --output-dir {out}: name inputs outside it")
+            if _inside(path, out):  # an output fed back: refused when named, passed over in a folder or glob
+                if path == Path(pattern):
+                    raise UserError(f"{path} is inside --output-dir {out}: name inputs outside it")
+                continue
             found[name] = path
     if not found:
         raise UserError("no input files found (folders are searched for " + ", ".join(SUFFIXES) + ")")
