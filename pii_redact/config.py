@@ -332,8 +332,9 @@ class RedactConfig:
                "(without this flag it is not written and the exit status is 1)")
     overwrite: bool = option(False, "replace files that already exist (in --output-dir, or --entities)")
     ray: Optional[str] = option(
-        None, "redact the inputs (files, folders, globs) on a Ray cluster at ADDRESS into --output-dir, resumable "
-              "(alone or auto: RAY_ADDRESS or a running cluster, else a local one); see README", bare="auto")
+        None, "redact the inputs (files, folders, globs) into --output-dir on the Ray cluster at this address, "
+              "resumable (alone or auto: RAY_ADDRESS or a cluster running here, else a new one on this machine; "
+              "local: a new one); see README", bare="auto")
     ray_workers: int = option(0, "with --ray: model copies working at once (0: one per GPU of the cluster, "
                                  "without GPUs one per 4 CPUs)", check=non_negative)
 

@@ -286,6 +286,9 @@ def pool(ray, config: RedactConfig) -> Pool:
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
     workers = config.ray_workers or (gpus if gpus else max(1, cpus // CPUS_PER_WORKER))
+    if workers > (gpus or cpus):  # an autoscaling cluster may grow; a fixed one leaves the rest waiting
+        print(f"warning: --ray-workers {workers}: the cluster has {gpus or cpus} {'GPU' if gpus else 'CPU'}(s) now, "
+              "so the other workers wait for more", file=sys.stderr)
     if gpus:
         return Pool(workers, 1, 1)
     return Pool(workers, max(1, cpus // workers), 0)
