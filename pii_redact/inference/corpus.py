@@ -386,7 +386,7 @@ class CorpusRun:
         batch = self.resolved.batch_size
         dataset = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch))).map_batches(
             RedactBatch, fn_constructor_kwargs={"resolved": self.resolved}, batch_size=batch,
-            concurrency=shape.workers, num_cpus=shape.cpus, num_gpus=shape.gpus)
+            compute=ray.data.ActorPoolStrategy(size=shape.workers), num_cpus=shape.cpus, num_gpus=shape.gpus)
         seen: set[tuple[int, int]] = set()
         try:
             for row in dataset.iter_rows():
