@@ -1,4 +1,5 @@
-"""Redact PII in your own text or JSONL files with a trained model. `python redact.py --help`."""
+"""Redact PII in your own text, JSONL, CSV or Parquet files with a trained model, in one process or on
+Ray (`--ray`). `python redact.py --help`."""
 from pii_redact.cli import run
 from pii_redact.inference.redact_files import main
 

@@ -225,6 +225,8 @@ def add_fields(parser: argparse.ArgumentParser, cls: type, defaults: dict[str, A
             kwargs.update(type=_comma_separated(base), metavar=f.name.upper())
         else:
             kwargs["type"] = _converter(tp)
+            if f.metadata.get("bare") is not None:  # `--ray` alone, or `--ray ADDRESS`
+                kwargs.update(nargs="?", const=f.metadata["bare"])
             if typing.get_origin(base) is Literal:
                 kwargs["choices"] = list(typing.get_args(base)) + ([None] if optional else [])
             else:

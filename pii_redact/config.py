@@ -39,11 +39,11 @@ REQUIRED: Any = dataclasses.MISSING  # the default of a value the command line m
 
 
 def option(default: Any, help: str, *, check: Check | None = None, positional: bool = False,
-           short: str | None = None) -> Any:
+           short: str | None = None, bare: Any = None) -> Any:
     """A dataclass field with its help text, an optional check of its value, whether it is given
-    as positional arguments (a list field takes any number) rather than a flag, and the flag's
-    short form (`-o`), if any."""
-    metadata = {"help": help, "check": check, "positional": positional, "short": short}
+    as positional arguments (a list field takes any number) rather than a flag, the flag's short
+    form (`-o`), if any, and the value of the flag given without one (`--ray` alone), if it may be."""
+    metadata = {"help": help, "check": check, "positional": positional, "short": short, "bare": bare}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -352,13 +352,15 @@ class CalibrateConfig:
 
 @dataclass
 class RedactConfig:
-    inputs: list[str] = option(["-"], "text files, JSONL files (one object per line, see --text-field), "
-                                      "or - for standard input", positional=True)
+    inputs: list[str] = option(["-"], "text files, JSONL files (one object per line), CSV or Parquet files (see "
+                                      "--text-field), or - for standard input; with --ray also folders and globs",
+                               positional=True)
     model_dir: Optional[str] = _model_dir()
     runs_dir: str = option("outputs", "where to look for the newest run")
     output_dir: Optional[str] = option(None, "write each input's redaction there under the same name (default: standard output)")
     entities: Optional[str] = option(None, "also write the entities found, as JSONL (input, record, start, end, label, number, text)")
-    text_field: str = option("text", "the field of a JSONL input's objects that holds the text")
+    text_field: str = option("text", "the field of a JSONL input's objects, or the column of a CSV or Parquet "
+                                     "input, that holds the text")
     batch_size: int = option(GENERATION_BATCH_SIZE, "generation batch size", check=positive)
     backend: Literal["auto", "transformers", "llama.cpp"] = option(
         "auto", "generation engine (auto: llama.cpp with --gguf, or without a GPU where llama-cpp-python is "
@@ -375,6 +377,12 @@ class RedactConfig:
         False, "write a redaction that ran out of its token budget, its rest masked as [UNFINISHED] "
                "(without this flag it is not written and the exit status is 1)")
     overwrite: bool = option(False, "replace files that already exist (in --output-dir, or --entities)")
+    ray: Optional[str] = option(
+        None, "redact the inputs (files, folders, globs) into --output-dir on the Ray cluster at this address, "
+              "resumable (alone or auto: RAY_ADDRESS or a cluster running here, else a new one on this machine; "
+              "local: a new one); see README", bare="auto")
+    ray_workers: int = option(0, "with --ray: model copies working at once (0: one per GPU of the cluster, "
+                                 "without GPUs one per 4 CPUs)", check=non_negative)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -382,6 +390,22 @@ class RedactConfig:
         check_gguf(self)
         if not self.inputs:
             self.inputs = ["-"]
+        if self.ray is not None:
+            check_ray(self)
+
+
+def check_ray(config: RedactConfig) -> None:
+    """What --ray needs: files to read on the cluster and a folder to write each one's redaction in."""
+    if config.output_dir is None:
+        raise UserError("--ray writes each input's redaction under --output-dir: pass --output-dir")
+    if "-" in config.inputs:
+        raise UserError("--ray reads files, folders or globs, not standard input: name the inputs")
+    if config.entities:
+        raise UserError("--entities is not written with --ray: drop it, or run without --ray")
+    address = config.ray
+    if address not in ("auto", "local") and ":" not in address:  # `--ray corpus/`: the folder taken as the address
+        raise UserError(f"--ray {address}: not a Ray address (auto, local, HOST:PORT or ray://HOST:PORT); "
+                        "write --ray auto before the inputs, or --ray after them")
 
 
 def check_mask_bias(config: Any) -> None:

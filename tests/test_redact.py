@@ -97,12 +97,16 @@ def test_standard_input(run_dir):
     ("latin-1", "not UTF-8 text"),
     ("long line", "in.txt: line 2 is 15001 tokens, too long for the model's context of 1024 tokens"),
     ("bad jsonl", "expected an object with a string 'text' field"),
+    ("csv without the column", "in.csv: no column 'text' in its header row (choose the column with --text-field)"),
+    ("not parquet", "in.parquet: not a Parquet file"),
     ("two to stdout", "several inputs: pass --output-dir"),
 ])
 def test_bad_input_is_one_line(run_dir, tmp_path, capsys, case, message):
     files = {"latin-1": "Grüße".encode("latin-1"), "long line": b"Anna Schmidt\n" + b"Rossi " * 3000,
-             "bad jsonl": b'{"body": "x"}\n', "two to stdout": b"a"}
-    name = tmp_path / ("in.jsonl" if case == "bad jsonl" else "in.txt")
+             "bad jsonl": b'{"body": "x"}\n', "two to stdout": b"a", "csv without the column": b"id,body\n1,Anna\n",
+             "not parquet": b"Anna Schmidt, Rossi"}
+    suffix = {"bad jsonl": ".jsonl", "csv without the column": ".csv", "not parquet": ".parquet"}.get(case, ".txt")
+    name = tmp_path / f"in{suffix}"
     if case in files:
         name.write_bytes(files[case])
     if case == "a folder":
@@ -166,6 +170,49 @@ def test_an_unfinished_redaction_is_never_written_as_complete(run_dir, tmp_path,
     assert "1234567" not in stdout and "Li Wu" not in stdout
     rows = [json.loads(line) for line in (tmp_path / "e2.jsonl").read_text().splitlines()]
     assert rows[-1]["label"] == "UNFINISHED" and rows[-1]["end"] == len(text) - 1
+
+
+CSV = ("\ufeffid,text,score\r\n1,\"Dear Anna Schmidt,\r\ncall +49 30 1234567.\",0.5\r\n\r\n"
+       "2,too,many,cells\r\n3,,1\r\n4,Write to anna@example.com,2\r\n")
+
+
+def test_csv_and_parquet_keep_their_other_columns(run_dir, tmp_path, capsys):
+    """The text column redacted, the rest as it was: a CSV's BOM, CRLFs, empty row and cells; Parquet's
+    schema, types, nulls and metadata. A row that cannot be read is named and left out, the rest written."""
+    import csv
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "t.csv").write_bytes(CSV.encode())
+    table = pa.table({"n": pa.array([1, 2, 3], pa.int16()), "text": ["Anna Schmidt wrote", None, ""]},
+                     metadata={b"origin": b"test"})
+    pq.write_table(table, tmp_path / "t.parquet")
+    code, _, err = redact(run_dir, str(tmp_path / "t.csv"), str(tmp_path / "t.parquet"), "--output-dir",
+                          str(tmp_path / "out"), capsys=capsys)
+    assert code == 1 and err.count("error: ") == 1 and err.endswith(
+        f"error: {tmp_path / 't.csv'}:5: 4 cells, the header has 3; held back, the rest of the file is written\n"), err
+    written = (tmp_path / "out" / "t.csv").read_bytes().decode()
+    assert written.startswith("\ufeffid,text,score\r\n1,\"") and "\r\n\r\n3,,1\r\n4," in written
+    rows = list(csv.reader(io.StringIO(written[1:], newline="")))
+    assert [[r[0], r[2]] for r in rows if r] == [["id", "score"], ["1", "0.5"], ["3", "1"], ["4", "2"]]
+    assert align("Dear Anna Schmidt,\r\ncall +49 30 1234567.", rows[1][1]) is not None and "1234567" not in rows[1][1]
+    out = pq.read_table(tmp_path / "out" / "t.parquet")
+    assert out.schema == table.schema and out.schema.metadata[b"origin"] == b"test"
+    assert out.column("n").to_pylist() == [1, 2, 3] and out.column("text").to_pylist()[1:] == [None, ""]
+    assert align("Anna Schmidt wrote", out.column("text")[0].as_py()) is not None
+
+
+def test_an_unfinished_record_is_left_out_and_the_rest_written(run_dir, tmp_path, capsys):
+    text = "Anna Schmidt wrote to Bo Rossi.\nCall +49 30 1234567 or Li Wu at home.\n"
+    records = [{"id": 1, "text": text}, {"id": 2, "text": ""}]
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    code, _, err = redact(run_dir, str(tmp_path / "r.jsonl"), "--max-new-tokens", "3", "--output-dir",
+                          str(tmp_path / "out"), capsys=capsys)
+    assert code == 1 and "r.jsonl: 1 piece(s) (records on lines 1) did not finish" in err, err
+    assert "not written, the rest of the file is" in err and "Anna" not in err
+    assert [json.loads(line) for line in (tmp_path / "out" / "r.jsonl").read_text().splitlines()] == records[1:]
 
 
 NAMES = ", ".join(["Anna", "Bo", "Li", "Jo", "Al", "Ed", "Mia", "Ben", "Eva", "Tom",

@@ -7,7 +7,7 @@ UTF-16 surrogate escapes (`"\\ud800"`, valid JSON but not text that can be writt
 
 Outputs are written to a temporary file beside the target and renamed over it, so a run that
 fails halfway never leaves a truncated file where a complete one was. A command that writes
-several files can stage them all first (`stage_text`) and put them in place only once every
+several files can stage them all first (`stage_bytes`) and put them in place only once every
 write has succeeded (`publish`), without replacing a file another run made meanwhile.
 """
 from __future__ import annotations
@@ -193,13 +193,13 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[Any]:
         raise
 
 
-def stage_text(path: str | Path, text: str) -> Path:
-    """`text` written in full (UTF-8) to a temporary file beside `path`, owner-only, for `publish`
-    to put in place; returns the temporary file. A failed write (a full disk) leaves nothing
-    behind and names `path`."""
+def stage_bytes(path: str | Path, content: bytes) -> Path:
+    """`content` written in full to a temporary file beside `path`, owner-only, for `publish` to
+    put in place; returns the temporary file. A failed write (a full disk) leaves nothing behind
+    and names `path`."""
     path = Path(path)
     fd, tmp = _temp_beside(path)
-    data = memoryview(text.encode("utf-8"))
+    data = memoryview(content)
     try:
         try:
             while data:

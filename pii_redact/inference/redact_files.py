@@ -1,18 +1,20 @@
 """`redact.py`: a trained model applied to a user's own files (reading, cutting, writing; the
 redaction itself is the `Redactor`'s).
 
-Inputs are plain text files (one text each), JSONL files (one object per line; its --text-field
-is redacted, the other fields are kept) or standard input. Every text is cut at paragraph, then
-line boundaries into pieces that fit the model's context with room for the answer, redacted in
-batches (faithful decoding, the safety net and propagation by default, as evaluate.py), and
-joined back with the separators it had as one document (`Redactor.redact_documents`): one
-numbering through all its pieces, and what one piece masked masked in all. With faithful
-decoding, every character outside a placeholder is the input's, byte for byte, line endings and
-a leading byte-order mark included.
+Inputs are plain text files (one text each), JSONL, CSV or Parquet files (one text per record, in
+its --text-field; the other fields are kept, see `formats`) or standard input. Every text is cut
+at paragraph, then line boundaries into pieces that fit the model's context with room for the
+answer, redacted in batches (faithful decoding, the safety net and propagation by default, as
+evaluate.py), and joined back with the separators it had as one document
+(`Redactor.redact_documents`): one numbering through all its pieces, and what one piece masked
+masked in all. With faithful decoding, every character outside a placeholder is the input's, byte
+for byte, line endings and a leading byte-order mark included. `--ray` hands a corpus to a Ray
+cluster instead (`corpus`), with the same outputs.
 
 It fails closed. Every output path is checked before the model loads; a redaction that did not
 finish within its token budget has its rest masked as `[UNFINISHED]`, never copied, and is not
-written at all unless `--allow-unfinished` (exit 1 otherwise); nothing of the input's text is
+written at all unless `--allow-unfinished` (exit 1 otherwise): a text file is not written, a
+record is left out of its file; so is a record that cannot be read. Nothing of the input's text is
 ever printed in a message, only file, record, line and length.
 """
 from __future__ import annotations
@@ -20,47 +22,15 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..cli import parse_config
 from ..config import RedactConfig
 from ..core.errors import UserError, describe
-from ..core.files import (
-    BadRecord,
-    check_can_write,
-    discard,
-    dumps_line,
-    iter_records,
-    publish,
-    stage_text,
-)
+from ..core.files import check_can_write, discard, dumps_line, publish, stage_bytes
 from ..core.labels import UNFINISHED
-
-BOM = "\ufeff"
-
-
-@dataclass
-class Text:
-    """One text to redact: where it came from, and its pieces (filled in as they are redacted)."""
-
-    input: str
-    record: int | None  # line index in a JSONL input, None for a plain text
-    text: str           # without a leading byte-order mark, which `bom` remembers
-    obj: dict | None = None  # the JSONL object the text came from
-    bom: bool = False
-    pieces: list[tuple[int, str]] = field(default_factory=list)  # (offset in text, piece)
-    redacted: list[str] = field(default_factory=list)
-    unfinished: list[bool] = field(default_factory=list)
-    segments: list | None = None  # per piece, what each placeholder covers (propagate.Segment), once redacted
-
-    @property
-    def where(self) -> str:
-        return self.input if self.record is None else f"{self.input}:{self.record + 1}"
-
-    def output(self) -> str:
-        return (BOM if self.bom else "") + "".join(self.redacted)
+from .formats import BOM, Source, Text, kind_of, read_source, render
 
 
 class LineTooLong(Exception):
@@ -96,27 +66,11 @@ def split(text: str, fits) -> list[tuple[int, str]]:
 # --------------------------------------------------------------------------------------------
 # reading
 
-def read_texts(config: RedactConfig) -> list[Text]:
-    """Every text of every input, checked: an existing file, readable UTF-8. An input with no text
-    (empty, or only whitespace) has nothing to mask: it is written unchanged, with a warning."""
-    texts: list[Text] = []
-    for name in config.inputs:
-        path = "<stdin>" if name == "-" else name
-        data = _read_input(name)
-        if name != "-" and is_jsonl(name) and data.lstrip(BOM.encode()).strip():
-            texts += _jsonl_texts(Path(name), config.text_field)
-            continue
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        bom = text.startswith(BOM)
-        text = text[len(BOM):] if bom else text
-        if not text.strip():
-            print(f"warning: {path}: no text (empty or only whitespace), nothing to redact: written unchanged",
-                  file=sys.stderr)
-        texts.append(Text(path, None, text, bom=bom))
-    return texts
+def read_sources(config: RedactConfig) -> list[Source]:
+    """Every input, read and checked (`formats.read_source`): an existing file, readable UTF-8
+    (Parquet: a readable table), the records of a JSONL, CSV or Parquet file with their text."""
+    return [read_source("<stdin>" if name == "-" else name, _read_input(name), config.text_field)
+            for name in config.inputs]
 
 
 def _read_input(name: str) -> bytes:
@@ -131,34 +85,26 @@ def _read_input(name: str) -> bytes:
         raise UserError(f"{name}: no such file") from None
 
 
-def is_jsonl(name: str) -> bool:
-    return name.lower().endswith(".jsonl")
-
-
-def _jsonl_texts(path: Path, text_field: str) -> list[Text]:
-    texts = []
-    for index, obj in iter_records(path):
-        if isinstance(obj, BadRecord):
-            raise UserError(str(obj))
-        if not isinstance(obj, dict) or not isinstance(obj.get(text_field), str):
-            raise UserError(f"{path}:{index + 1}: expected an object with a string '{text_field}' field "
-                            "(choose the field with --text-field)")
-        texts.append(Text(str(path), index, obj[text_field], obj=obj))
-    return texts  # never empty: read_texts passes only a file with something besides blank lines
-
-
 def cut_into_pieces(texts: list[Text], redactor) -> None:
     """Split every text into pieces whose prompt and expected answer fit in the context the
-    model was trained with (`Redactor.fits`)."""
+    model was trained with (`Redactor.fits`); a UserError naming the first that cannot be."""
+    for text in texts:
+        problem = cut(text, redactor)
+        if problem:
+            raise UserError(f"{text.where}: {problem}")
+
+
+def cut(text: Text, redactor) -> str:
+    """Fill in `text.pieces`; what makes that impossible (a line too long for the model), or ''."""
     from .generate import text_tokens
 
-    for text in texts:
-        try:
-            text.pieces = split(text.text, redactor.fits)
-        except LineTooLong as exc:
-            raise UserError(f"{text.where}: line {exc.line + 1} is {text_tokens(redactor.tokenizer, exc.text)} "
-                            f"tokens, too long for the model's context of {redactor.resolved.context} tokens even "
-                            "on its own (with room for its redaction); break it into shorter lines") from None
+    try:
+        text.pieces = split(text.text, redactor.fits)
+    except LineTooLong as exc:
+        return (f"line {exc.line + 1} is {text_tokens(redactor.tokenizer, exc.text)} tokens, too long for the "
+                f"model's context of {redactor.resolved.context} tokens even on its own (with room for its "
+                "redaction); break it into shorter lines")
+    return ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,32 +203,44 @@ def _same(a: Path, b: Path) -> bool:
     return a.exists() and b.exists() and os.path.samefile(a, b)
 
 
-def write_outputs(texts: list[Text], config: RedactConfig) -> tuple[list[str], list[str]]:
-    """Write the redaction of every input whose texts all finished (all of them with
-    --allow-unfinished), and the entities of what was written. All or nothing on failure: every
-    file is first written in full beside its target, and put in place only once all were, so a
-    failed write (a full disk) leaves none (exit 2). Returns the inputs held back as unfinished,
-    and the files not put in place (`_publish_all`)."""
-    by_input: dict[str, list[Text]] = {}
-    for text in texts:
-        by_input.setdefault(text.input, []).append(text)
-    held_back = [name for name, group in by_input.items()
-                 if not config.allow_unfinished and any(any(t.unfinished) for t in group)]
-    outputs = {name: _output(group, config) for name, group in by_input.items() if name not in held_back}
+Held = set[tuple[str, "int | None"]]  # (input, record) of the texts held back; record None: a whole text file
+
+
+def held_back(texts: list[Text], allow_unfinished: bool) -> Held:
+    """The texts not written because their redaction did not finish (none with --allow-unfinished)."""
+    return set() if allow_unfinished else {(t.input, t.record) for t in texts if any(t.unfinished)}
+
+
+def redacted_file(source: Source, held: Held, text_field: str) -> bytes | None:
+    """The bytes written for `source`, without its held-back records; None for a text file held back."""
+    if (source.name, None) in held:
+        return None
+    return render(source, {record for name, record in held if name == source.name}, text_field)
+
+
+def write_outputs(sources: list[Source], config: RedactConfig) -> tuple[Held, list[str]]:
+    """Write the redaction of every input, without the texts whose redaction did not finish (all
+    of them with --allow-unfinished), and the entities of what was written. All or nothing on
+    failure: every file is first written in full beside its target, and put in place only once all
+    were, so a failed write (a full disk) leaves none (exit 2). Returns the texts held back as
+    unfinished, and the files not put in place (`_publish_all`)."""
+    texts = [t for source in sources for t in source.texts]
+    held = held_back(texts, config.allow_unfinished)
+    outputs = {s.name: data for s in sources if (data := redacted_file(s, held, config.text_field)) is not None}
     files = {} if config.output_dir is None else {
         Path(config.output_dir) / Path(name).name: output for name, output in outputs.items()}
-    written = [t for t in texts if t.input in outputs]
+    written = [t for t in texts if t.input in outputs and (t.input, t.record) not in held]
     if config.entities and written:  # last, so it is put in place after what it lists
-        files[Path(config.entities)] = "".join(dumps_line(e) for text in written for e in entities_of(text))
+        files[Path(config.entities)] = "".join(dumps_line(e) for text in written for e in entities_of(text)).encode()
     made_dir = config.output_dir is not None and bool(outputs) and not Path(config.output_dir).exists()
     if made_dir:
         Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     staged: dict[Path, Path] = {}
     try:
         for target, content in files.items():
-            staged[target] = stage_text(target, content)
+            staged[target] = stage_bytes(target, content)
         if config.output_dir is None and outputs:
-            _write_stdout("".join(outputs.values()))
+            _write_stdout(b"".join(outputs.values()))
     except BaseException:
         discard(staged.values())
         if made_dir:
@@ -290,23 +248,16 @@ def write_outputs(texts: list[Text], config: RedactConfig) -> tuple[list[str], l
                 Path(config.output_dir).rmdir()
         raise
     try:
-        return held_back, _publish_all(staged, config)
+        return held, _publish_all(staged, config)
     finally:
         discard(staged.values())  # those not put in place (a file made meanwhile, a failure)
 
 
-def _output(group: list[Text], config: RedactConfig) -> str:
-    """One input's redaction: its text, or its JSONL records with the text field redacted."""
-    if group[0].record is None:
-        return group[0].output()
-    return "".join(dumps_line({**t.obj, config.text_field: t.output()}) for t in group)
-
-
-def _write_stdout(text: str) -> None:
+def _write_stdout(data: bytes) -> None:
     """The redaction on standard output as UTF-8, whatever the locale or PYTHONIOENCODING says:
     it is the input's own text, which an ASCII stream could not hold."""
     sys.stdout.flush()
-    sys.stdout.buffer.write(text.encode("utf-8"))
+    sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
 
 
@@ -333,18 +284,42 @@ def _publish_all(staged: dict[Path, Path], config: RedactConfig) -> list[str]:
     return refused
 
 
-def report_unfinished(texts: list[Text], held_back: list[str], settings) -> None:
+SHOWN = 10  # records named one by one per file; more are counted
+
+
+def report_bad(sources: list[Source]) -> None:
+    """One stderr line per record that could not be read (at most SHOWN per file): where and why."""
+    for source in sources:
+        for bad in source.bad[:SHOWN]:
+            print(f"error: {bad}; held back, the rest of the file is written", file=sys.stderr)
+        if len(source.bad) > SHOWN:
+            print(f"error: {source.name}: {len(source.bad) - SHOWN} more records that could not be read, "
+                  "held back", file=sys.stderr)
+
+
+def _records_named(group: list[Text]) -> str:
+    """`records on lines 3, 7` (JSONL, CSV) or `rows 3, 7` (Parquet), the first SHOWN of them."""
+    unit = "rows" if kind_of(group[0].input) == "parquet" else "records on lines"
+    more = ", ..." if len(group) > SHOWN else ""
+    return f"{unit} {', '.join(str(t.record + 1) for t in group[:SHOWN])}{more}"
+
+
+def report_unfinished(texts: list[Text], held: Held, settings) -> None:
     """One stderr line per input with unfinished pieces: where, how many, and what was done, with
     the settings the Redactor ran with."""
     for name in dict.fromkeys(t.input for t in texts if any(t.unfinished)):
         group = [t for t in texts if t.input == name and any(t.unfinished)]
         pieces = sum(sum(t.unfinished) for t in group)
-        records = f" (records on lines {', '.join(str(t.record + 1) for t in group)})" if group[0].record is not None else ""
-        done = "not written" if name in held_back else f"written with the rest masked as {UNFINISHED}"
-        print(f"{'error' if name in held_back else 'warning'}: {name}: {pieces} piece(s){records} did not finish "
+        records = f" ({_records_named(group)})" if group[0].record is not None else ""
+        is_held = (name, group[0].record) in held
+        if not is_held:
+            done = f"written with the rest masked as {UNFINISHED}"
+        else:
+            done = "not written" if group[0].record is None else "not written, the rest of the file is"
+        print(f"{'error' if is_held else 'warning'}: {name}: {pieces} piece(s){records} did not finish "
               f"within the token budget (--max-new-tokens {settings.max_new_tokens or 'derived'}, "
               f"--decoding {settings.decoding}); {done}", file=sys.stderr)
-    if held_back:
+    if held:
         fix = ("leave --max-new-tokens at 0 (a budget faithful decoding always finishes within)"
                if settings.decoding == "faithful" and settings.max_new_tokens else
                "use the default --decoding faithful, which always finishes" if settings.decoding == "free" else
@@ -359,29 +334,39 @@ EPILOG = """examples:
   cat mail.txt | python redact.py --model-dir outputs/my-run
   python redact.py --output-dir redacted/ a.txt b.txt      # redacted/a.txt, redacted/b.txt
   python redact.py tickets.jsonl --text-field body --entities found.jsonl
+  python redact.py --output-dir redacted/ tickets.csv rows.parquet --text-field body
+  python redact.py --output-dir redacted/ corpus/ 'exports/*.parquet' --ray   # on Ray (see README)
 
 Long texts are cut at paragraph and line breaks into pieces that fit the model and joined back
 unchanged. With the default faithful decoding, only placeholders differ from the input, and the
 default token budget always suffices. A redaction that runs out of budget anyway (a small
 --max-new-tokens, or --decoding free) is not written unless --allow-unfinished, and then its rest
-is masked as [UNFINISHED], never copied. Exit status: 0 done, 1 something was not written
-(unfinished, or a file another run made meanwhile), 2 bad input or flags (nothing written)."""
+is masked as [UNFINISHED], never copied; a record of a JSONL, CSV or Parquet file that did not
+finish, or cannot be read, is left out of it and named. Exit status: 0 done, 1 something was not
+written (unfinished or unreadable, or a file another run made meanwhile), 2 bad input or flags
+(nothing written)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     config, _ = parse_config(RedactConfig, "redact", argv, prog="redact.py", description=DESCRIPTION,
                              epilog=EPILOG, usage=USAGE)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if config.ray is not None:
+        from .corpus import redact_corpus
+
+        return redact_corpus(config)
     check_outputs(config)
     from .redactor import Redactor, Settings, resolve
 
     # the model, backend and GGUF are settled (a missing or broken GGUF fails) before any input is read
     resolved = resolve(Settings.of(config), config.model_dir, config.runs_dir)
-    texts = read_texts(config)
+    sources = read_sources(config)
+    texts = [t for source in sources for t in source.texts]
     redactor = Redactor(resolved=resolved)
     # every input is read and cut before the model loads: bad input fails in a second
     cut_into_pieces(texts, redactor)
     redact_texts(texts, redactor)
-    held_back, refused = write_outputs(texts, config)
-    report_unfinished(texts, held_back, resolved.settings)
-    return 1 if held_back or refused else 0
+    held, refused = write_outputs(sources, config)
+    report_bad(sources)
+    report_unfinished(texts, held, resolved.settings)
+    return 1 if held or refused or any(source.bad for source in sources) else 0
