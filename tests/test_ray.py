@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pii_redact import cli
-from pii_redact.inference import redact_files
+from pii_redact.inference import file_texts, redact_files
 
 ray = pytest.importorskip("ray")
 
@@ -107,7 +107,7 @@ def test_the_same_bytes_as_redact_py_and_a_rerun_skips_what_is_done(run_dir, cor
                                                                     capsys):
     from pii_redact.inference.redactor import Redactor
 
-    assert len(redact_files.split(LONG, Redactor(run_dir).fits)) > 1  # a text of several pieces, on one worker
+    assert len(file_texts.split(LONG, Redactor(run_dir).fits)) > 1  # a text of several pieces, on one worker
     out = tmp_path / "out"
     code, err = ray_redact(run_dir, cluster, out, [corpus["mail.txt"].parent], "--ray-workers", "2", capsys=capsys)
     assert code == 1, err  # the unreadable rows, held back as redact.py holds them back

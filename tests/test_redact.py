@@ -15,7 +15,7 @@ from pii_redact import cli
 from pii_redact.config import DataConfig, TrainConfig
 from pii_redact.core import chat
 from pii_redact.core.alignment import align
-from pii_redact.inference import redact_files
+from pii_redact.inference import file_texts, redact_files
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = ("Dear Anna Schmidt,\r\n\r\nplease call me on +49 30 1234567 or write to anna@example.com.\r\n"
@@ -66,7 +66,7 @@ def test_a_long_text_is_cut_at_line_breaks_and_joined_back(run_dir, tmp_path, ca
     code, out, err = redact(run_dir, str(path), capsys=capsys)
     assert code == 0, err
     assert align(text, out) is not None
-    pieces = redact_files.split(text, lambda piece: len(piece) < 900)
+    pieces = file_texts.split(text, lambda piece: len(piece) < 900)
     assert len(pieces) > 1 and "".join(p for _, p in pieces) == text
     assert all(p.endswith("\n\n") for _, p in pieces[:-1])  # cut after paragraph breaks
 
@@ -283,7 +283,7 @@ def test_a_long_document_reads_as_one_redaction(run_dir, tmp_path, capsys):
     code, out, err = redact(run_dir, str(tmp_path / "doc.txt"), "--mask-bias", "50", "--entities",
                             str(tmp_path / "e.jsonl"), capsys=capsys)
     assert code == 0, err
-    assert len(redact_files.split(text, lambda piece: len(piece) < 1500)) > 1
+    assert len(file_texts.split(text, lambda piece: len(piece) < 1500)) > 1
     assert align(text, out) is not None  # only placeholders differ from the input
     rows = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
     assert len(rows) > 60 and all(text[r["start"]:r["end"]] == r["text"] for r in rows)
@@ -393,7 +393,7 @@ def test_a_file_another_run_made_meanwhile_is_kept(run_dir, tmp_path, capsys, mo
     inputs = write_inputs(tmp_path / "in")
     out = tmp_path / "out"
     theirs = b"the other run's redaction of b\n"
-    redact_texts = redact_files.redact_texts
+    redact_texts = file_texts.redact_texts
 
     def while_another_run_writes(texts, redactor):
         redact_texts(texts, redactor)

@@ -43,8 +43,7 @@ from ..core.files import (
     sha256_file,
     stage_bytes,
 )
-from .formats import Source, Text, read_source, where
-from .redact_files import (
+from .file_texts import (
     cut,
     entities_of,
     held_back,
@@ -53,6 +52,7 @@ from .redact_files import (
     report_bad,
     report_unfinished,
 )
+from .formats import Source, Text, read_source, where
 
 INSTALL = "--ray needs Ray: pip install -r requirements-ray.txt"
 MANIFEST = "redact-manifest.jsonl"

@@ -1,5 +1,5 @@
-"""`redact.py`: a trained model applied to a user's own files (reading, cutting, writing; the
-redaction itself is the `Redactor`'s).
+"""`redact.py`: a trained model applied to a user's own files (reading and writing them; each
+text's way through the Redactor is `file_texts`', the redaction itself the `Redactor`'s).
 
 Inputs are plain text files (one text each), JSONL, CSV or Parquet files (one text per record, in
 its --text-field; the other fields are kept, see `formats`) or standard input. Every text is cut
@@ -23,44 +23,22 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from ..cli import parse_config
 from ..config import RedactConfig
 from ..core.errors import UserError, describe
 from ..core.files import check_can_write, discard, dumps_line, publish, stage_bytes
-from ..core.labels import UNFINISHED
-from .formats import BOM, Source, Text, kind_of, read_source, render
-
-
-class LineTooLong(Exception):
-    def __init__(self, line: int, text: str):
-        super().__init__(line)
-        self.line, self.text = line, text  # 0-based line index, and the line (never printed)
-
-
-def split(text: str, fits) -> list[tuple[int, str]]:
-    """(offset, piece) for consecutive pieces of `text` that each `fits`: as many whole lines as
-    fit, cut after the last blank line among them (a paragraph break) where there is one. Joined,
-    the pieces are `text` again. LineTooLong if a single line does not fit."""
-    lines, offset = [], 0
-    for line in text.splitlines(keepends=True) or [text]:
-        lines.append((offset, line))
-        offset += len(line)
-    pieces, i = [], 0
-    while i < len(lines):
-        j, chunk = i, ""
-        while j < len(lines) and fits(chunk + lines[j][1]):
-            chunk += lines[j][1]
-            j += 1
-        if j == i:
-            raise LineTooLong(i, lines[i][1])
-        blank = [k for k in range(i + 1, j) if not lines[k][1].strip()]
-        if j < len(lines) and blank:
-            j = blank[-1] + 1
-        pieces.append((lines[i][0], "".join(line for _, line in lines[i:j])))
-        i = j
-    return pieces
+from .file_texts import (
+    Held,
+    cut_into_pieces,
+    entities_of,
+    held_back,
+    redact_texts,
+    redacted_file,
+    report_bad,
+    report_unfinished,
+)
+from .formats import Source, read_source
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,74 +61,6 @@ def _read_input(name: str) -> bytes:
         return Path(name).read_bytes()
     except (FileNotFoundError, NotADirectoryError):
         raise UserError(f"{name}: no such file") from None
-
-
-def cut_into_pieces(texts: list[Text], redactor) -> None:
-    """Split every text into pieces whose prompt and expected answer fit in the context the
-    model was trained with (`Redactor.fits`); a UserError naming the first that cannot be."""
-    for text in texts:
-        problem = cut(text, redactor)
-        if problem:
-            raise UserError(f"{text.where}: {problem}")
-
-
-def cut(text: Text, redactor) -> str:
-    """Fill in `text.pieces`; what makes that impossible (a line too long for the model), or ''."""
-    from .generate import text_tokens
-
-    try:
-        text.pieces = split(text.text, redactor.fits)
-    except LineTooLong as exc:
-        return (f"line {exc.line + 1} is {text_tokens(redactor.tokenizer, exc.text)} tokens, too long for the "
-                f"model's context of {redactor.resolved.context} tokens even on its own (with room for its "
-                "redaction); break it into shorter lines")
-    return ""
-
-
-# --------------------------------------------------------------------------------------------
-# redacting
-
-def redact_texts(texts: list[Text], redactor) -> None:
-    """Fill in each text's redacted pieces, each text one document, all texts' pieces batched
-    together. The segments are kept: they say which text each placeholder covers."""
-    from tqdm.auto import tqdm
-
-    total = sum(1 for text in texts for _, piece in text.pieces if piece.strip())
-    with tqdm(total=total, unit="piece", desc="redacting", disable=None) as bar:
-        documents = [[piece for _, piece in text.pieces] for text in texts]
-        for document in redactor.redact_documents(documents, on_piece=lambda: bar.update(1)):
-            text = texts[document.index]
-            text.redacted, text.segments = document.texts, document.segments
-            text.unfinished = [not finished for finished in document.finished]
-
-
-def entities_of(text: Text) -> list[dict[str, Any]]:
-    """The entities of a redacted text, as character offsets into the input (a byte-order mark
-    counts as its first character). What an unfinished redaction masked is a row labelled
-    UNFINISHED."""
-    from ..core.alignment import align, align_robust
-
-    out = []
-    shift = len(BOM) if text.bom else 0
-    for k, ((offset, piece), redacted) in enumerate(zip(text.pieces, text.redacted)):
-        found = _entities(text.segments[k]) if text.segments and text.segments[k] is not None else align(piece, redacted)
-        for e in found if found is not None else align_robust(piece, redacted)[0]:
-            if e.value:
-                out.append({"input": text.input, "record": text.record, "start": shift + offset + e.start,
-                            "end": shift + offset + e.end, "label": e.label, "number": e.index, "text": e.value})
-    return out
-
-
-def _entities(segments) -> list:
-    """The masked segments of a piece as entities (offsets in the piece)."""
-    from ..core.labels import Entity
-
-    out, pos = [], 0
-    for segment in segments:
-        if segment.label is not None:
-            out.append(Entity(pos, pos + len(segment.text), segment.label, segment.text, segment.number))
-        pos += len(segment.text)
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,21 +111,6 @@ def _same(a: Path, b: Path) -> bool:
     if os.path.realpath(a) == os.path.realpath(b):  # (Path.resolve raises on a symlink loop)
         return True
     return a.exists() and b.exists() and os.path.samefile(a, b)
-
-
-Held = set[tuple[str, "int | None"]]  # (input, record) of the texts held back; record None: a whole text file
-
-
-def held_back(texts: list[Text], allow_unfinished: bool) -> Held:
-    """The texts not written because their redaction did not finish (none with --allow-unfinished)."""
-    return set() if allow_unfinished else {(t.input, t.record) for t in texts if any(t.unfinished)}
-
-
-def redacted_file(source: Source, held: Held, text_field: str) -> bytes | None:
-    """The bytes written for `source`, without its held-back records; None for a text file held back."""
-    if (source.name, None) in held:
-        return None
-    return render(source, {record for name, record in held if name == source.name}, text_field)
 
 
 def write_outputs(sources: list[Source], config: RedactConfig) -> tuple[Held, list[str]]:
@@ -282,49 +177,6 @@ def _publish_all(staged: dict[Path, Path], config: RedactConfig) -> list[str]:
             print(f"error: {describe(exc)}; not written", file=sys.stderr)
             refused.append(str(target))
     return refused
-
-
-SHOWN = 10  # records named one by one per file; more are counted
-
-
-def report_bad(sources: list[Source]) -> None:
-    """One stderr line per record that could not be read (at most SHOWN per file): where and why."""
-    for source in sources:
-        for bad in source.bad[:SHOWN]:
-            print(f"error: {bad}; held back, the rest of the file is written", file=sys.stderr)
-        if len(source.bad) > SHOWN:
-            print(f"error: {source.name}: {len(source.bad) - SHOWN} more records that could not be read, "
-                  "held back", file=sys.stderr)
-
-
-def _records_named(group: list[Text]) -> str:
-    """`records on lines 3, 7` (JSONL, CSV) or `rows 3, 7` (Parquet), the first SHOWN of them."""
-    unit = "rows" if kind_of(group[0].input) == "parquet" else "records on lines"
-    more = ", ..." if len(group) > SHOWN else ""
-    return f"{unit} {', '.join(str(t.record + 1) for t in group[:SHOWN])}{more}"
-
-
-def report_unfinished(texts: list[Text], held: Held, settings) -> None:
-    """One stderr line per input with unfinished pieces: where, how many, and what was done, with
-    the settings the Redactor ran with."""
-    for name in dict.fromkeys(t.input for t in texts if any(t.unfinished)):
-        group = [t for t in texts if t.input == name and any(t.unfinished)]
-        pieces = sum(sum(t.unfinished) for t in group)
-        records = f" ({_records_named(group)})" if group[0].record is not None else ""
-        is_held = (name, group[0].record) in held
-        if not is_held:
-            done = f"written with the rest masked as {UNFINISHED}"
-        else:
-            done = "not written" if group[0].record is None else "not written, the rest of the file is"
-        print(f"{'error' if is_held else 'warning'}: {name}: {pieces} piece(s){records} did not finish "
-              f"within the token budget (--max-new-tokens {settings.max_new_tokens or 'derived'}, "
-              f"--decoding {settings.decoding}); {done}", file=sys.stderr)
-    if held:
-        fix = ("leave --max-new-tokens at 0 (a budget faithful decoding always finishes within)"
-               if settings.decoding == "faithful" and settings.max_new_tokens else
-               "use the default --decoding faithful, which always finishes" if settings.decoding == "free" else
-               "raise --max-new-tokens")
-        print(f"  {fix}, or pass --allow-unfinished to write them masked", file=sys.stderr)
 
 
 DESCRIPTION = "Redact PII in your own texts with a model trained by finetune.py."
