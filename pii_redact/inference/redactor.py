@@ -70,7 +70,7 @@ class Resolved:
     device: str         # "cuda" or "cpu": where transformers runs the model
     backend: str        # "transformers", "vllm" or "llama.cpp"
     gguf: Path | None   # the GGUF llama.cpp runs (None on another backend)
-    batch_size: int     # texts generated together (llama.cpp: one at a time, whatever --batch-size says)
+    batch_size: int     # texts generated together (1: one at a time)
     mask_bias: float    # --mask-bias, else the run's calibrated value, else 0
     context: int        # tokens the model was trained with: the most a prompt and its redaction may take
 
@@ -93,7 +93,7 @@ def _decided(settings: Settings, model_dir: Path, run: RunDir) -> Resolved:
     backend = choose_backend(settings.backend, settings.decoding, model_dir, settings.gguf)
     return Resolved(settings, model_dir, run, device.device(), backend,
                     gguf_for(settings.gguf, model_dir) if backend == "llama.cpp" else None,
-                    1 if backend == "llama.cpp" else settings.batch_size,
+                    settings.batch_size,
                     run.mask_bias(settings.mask_bias), run.trained_config().max_seq_length)
 
 
@@ -343,7 +343,7 @@ class Redactor:
             return generate.generate_vllm(engine, tokenizer, prompts, texts, s.max_new_tokens)
         if backend == "llama.cpp":
             return llamacpp.generate(engine, tokenizer, prompts, texts, s.max_new_tokens, s.decoding, s.speculation,
-                                     counters, r.mask_bias, s.placeholder_bounds)
+                                     counters, r.mask_bias, s.placeholder_bounds, r.batch_size)
         return generate.generate_transformers(engine, tokenizer, prompts, texts, r.batch_size, s.max_new_tokens,
                                               s.decoding, s.speculation, counters, r.mask_bias, s.placeholder_bounds)
 
