@@ -64,12 +64,39 @@ def test_llama_cpp_redacts_faithfully_from_the_exported_gguf(tiny_run):
                "Name: Jean-Pierre Martin\nStreet: 12 rue Lepic"]
     redactor = Redactor(tiny_run / "merged", Settings(backend="llama.cpp", gguf=str(path), safety_net=False,
                                                      propagate=False, mask_bias=2.0))
-    fast = {r.index: r for r in redactor.redact(sources)}
-    plain = {r.index: r for r in redactor.configured(speculation="off").redact(sources)}
+    fast = {r.index: r for r in redactor.configured(speculation="on").redact(sources)}
+    plain = {r.index: r for r in redactor.redact(sources)}
     for i, source in enumerate(sources):
-        assert fast[i].finished and align(source, fast[i].text) is not None, fast[i].text
+        assert plain[i].finished and align(source, plain[i].text) is not None, plain[i].text
         assert fast[i].model_text == plain[i].model_text
     assert redactor.stats.backend == "llama.cpp" and redactor.stats.samples == len(sources)
+
+
+@needs_llama_cpp
+def test_batched_llama_cpp_gives_each_text_its_one_at_a_time_output(tiny_run):
+    """Many texts per llama.cpp step give every text the tokens it gets alone, at any batch size;
+    a text that finishes frees its sequence for the next one at once: the short texts come out
+    while the long one started with them is still being decoded, and it comes out the same."""
+    from pii_redact.core import chat
+    from pii_redact.inference import llamacpp
+    from pii_redact.inference.redactor import Redactor, Settings
+
+    path = gguf.export(tiny_run, "f16")
+    long = "Dear Anna Schmidt, your parcel 4821 leaves Rue de la Paix 12, 75002 Paris on 03/04/2024. " * 3
+    sources = [long, "Hi Bo.", "Call +49 30 1234567.", "Mail jo@example.de now.", "Name: Jean-Pierre Martin"]
+    redactor = Redactor(tiny_run / "merged", Settings(backend="llama.cpp", gguf=str(path), safety_net=False,
+                                                     propagate=False, mask_bias=1.0))
+    alone = {r.index: r.model_text for r in redactor.configured(batch_size=1).redact(sources)}
+    for batch_size in (2, 3, 16):
+        batched = redactor.configured(batch_size=batch_size)
+        assert {r.index: r.model_text for r in batched.redact(sources)} == alone, batch_size
+    engine, tokenizer = redactor._engine("llama.cpp")
+    stats: dict = {}
+    order = [i for i, _, _ in llamacpp.generate(engine, tokenizer, [chat.build_prompt(s) for s in sources], sources,
+                                                stats=stats, batch_size=2)]
+    assert sorted(order) == list(range(len(sources))) and order[-1] == 0, order  # the long text started first
+    # one at a time takes a step per token; here the short texts' steps were the long one's too
+    assert stats["forward_passes"] < stats["tokens"], stats
 
 
 @needs_llama_cpp
