@@ -53,6 +53,7 @@ class Settings:
     placeholder_bounds: Literal["words", "label"] = "words"  # what one placeholder may cover (`core.constraint`)
     safety_net: bool = True
     propagate: bool = True   # mask every other occurrence of what was masked (`propagate`)
+    restricted_head: bool = True  # transformers, faithful: logits of the allowed tokens only (`faithful.RestrictedHead`)
 
     @classmethod
     def of(cls, config: Any) -> Settings:
@@ -345,7 +346,8 @@ class Redactor:
             return llamacpp.generate(engine, tokenizer, prompts, texts, s.max_new_tokens, s.decoding, s.speculation,
                                      counters, r.mask_bias, s.placeholder_bounds, r.batch_size)
         return generate.generate_transformers(engine, tokenizer, prompts, texts, r.batch_size, s.max_new_tokens,
-                                              s.decoding, s.speculation, counters, r.mask_bias, s.placeholder_bounds)
+                                              s.decoding, s.speculation, counters, r.mask_bias, s.placeholder_bounds,
+                                              s.restricted_head)
 
     def _count(self, counters: dict, seconds: float) -> None:
         stats = self.stats
