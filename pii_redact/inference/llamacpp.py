@@ -17,6 +17,15 @@ CPU is compute-bound even for one text, so checking k draft tokens costs about k
 and the rejected ones are lost (0.61 samples/s plain against 0.42 speculative with q8_0 on 2
 cores: BENCHMARKS.md).
 
+llama.cpp computes its whole 262,144-wide output layer, unlike the transformers engine
+(`faithful.RestrictedHead`): with `embeddings` on, a context hands over the last hidden state as
+well, but Gemma 3's graph ends in the output product all the same (llama.cpp's
+src/models/gemma3.cpp builds the logits unconditionally). Restricting it takes a change to
+llama.cpp: a context option that ends the graph at the hidden state (`result_norm`), the allowed
+rows of `token_embd` (dequantized once from the GGUF) then giving the logits here; stopping the
+graph from an eval callback at that node is no way round, since llama_decode reports that as an
+abort.
+
 llama-cpp-python is built from source where no wheel exists (`pip install -r
 requirements-llama.txt`, 4.5 to 11 minutes on 2 cores).
 """

@@ -53,7 +53,7 @@ class Settings:
     placeholder_bounds: Literal["words", "label"] = "words"  # what one placeholder may cover (`core.constraint`)
     safety_net: bool = True
     propagate: bool = True   # mask every other occurrence of what was masked (`propagate`)
-    restricted_head: bool = True  # transformers, faithful: logits of the allowed tokens only (`faithful.RestrictedHead`)
+    restricted_head: bool = True  # transformers, faithful: the allowed tokens' logits only (`faithful.RestrictedHead`)
 
     @classmethod
     def of(cls, config: Any) -> Settings:
