@@ -15,7 +15,7 @@ flags, written with an = (`--now="--backend transformers"` checks the restricted
 
 Reported: how many model outputs (predictions.jsonl's `prediction`) are identical, each
 difference (the text's index, where the two outputs part and 40 characters of each from
-there), and every metric of metrics.json both scored that differs at the third decimal.
+there), and every score of metrics.json that differs at the third decimal.
 """
 from __future__ import annotations
 
@@ -54,9 +54,11 @@ def difference(index: int, before: str, now: str) -> dict:
 
 
 def flat(metrics: dict, prefix: str = "") -> dict[str, float]:
-    """metrics.json's numbers by dotted path."""
+    """metrics.json's scores by dotted path (not its `generation` section: how, and how fast)."""
     out = {}
     for key, value in metrics.items():
+        if not prefix and key == "generation":
+            continue
         if isinstance(value, dict):
             out.update(flat(value, f"{prefix}{key}."))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -76,7 +78,9 @@ def compare(before: tuple[dict, dict], now: tuple[dict, dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pii_redact.cli import non_negative_int
     from pii_redact.core.files import check_can_write
+    from pii_redact.models.loading import trained_model
 
     argv = sys.argv[1:] if argv is None else argv
     both = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -84,13 +88,14 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--model-dir", required=True, help="a finetune.py run")
     parser.add_argument("--data", default="data/test.jsonl")
-    parser.add_argument("--limit", type=int, default=0, help="the first N texts (0: all)")
+    parser.add_argument("--limit", type=non_negative_int, default=0, help="the first N texts (0: all)")
     parser.add_argument("--before", default=BEFORE, help="evaluate.py flags of the default before")
     parser.add_argument("--now", default="", help="evaluate.py flags of today's default (none: its defaults)")
     parser.add_argument("--output", help="write the comparison as JSON here")
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     if args.output:
         check_can_write(args.output, "--output")
+    trained_model(args.model_dir, "outputs")  # a --model-dir that names nothing is refused before either run
     with tempfile.TemporaryDirectory() as work:
         sides = {name: evaluate(args.model_dir, args.data, args.limit, [*shlex.split(flags), *both], Path(work) / name)
                  for name, flags in (("before", args.before), ("now", args.now))}

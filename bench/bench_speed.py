@@ -110,8 +110,10 @@ def summary(set_name: str, config: str, runs: list[dict], reference: list[str] |
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pii_redact.cli import positive_int
+    from pii_redact.cli import non_negative_int, positive_int
+    from pii_redact.core.errors import UserError
     from pii_redact.core.files import check_can_write
+    from pii_redact.models.loading import trained_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma list of {', '.join(SETS)}")
     parser.add_argument("--configs", default=DEFAULT_CONFIGS, help="comma list of ENGINE/BATCH[/full]")
     parser.add_argument("--repeats", type=positive_int, default=3)
-    parser.add_argument("--limit", type=int, default=0, help="the first N texts of each set only (a smoke run)")
+    parser.add_argument("--limit", type=non_negative_int, default=0, help="the first N texts of each set (0: all)")
     parser.add_argument("--output", help="write the rows as JSON here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--set", help=argparse.SUPPRESS)
@@ -132,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     configs, sets = args.configs.split(","), args.sets.split(",")
     for config in configs:
         parse_config(config)
+    if unknown := [name for name in sets if name not in SETS]:
+        raise UserError(f"--sets: unknown set {unknown[0]!r} (known: {', '.join(SETS)})")
+    trained_model(args.model_dir, "outputs")  # a --model-dir that names nothing is refused here, not per run
     if args.output:
         check_can_write(args.output, "--output")
     rows = []
