@@ -17,7 +17,8 @@ llama.cpp/1 against llama.cpp/16 (batching), transformers/16/full against llama.
 changes of the default on a CPU).
 
 Sets: test32, the 32 longest texts of --test (the slowest, as evaluate.py meets them first);
-unseen, the hand-written texts of bench/unseen/unseen.jsonl. Each (set, configuration, repeat)
+first32, its first 32 (what `bench_generate.py --limit 32` measured); unseen, the hand-written
+texts of bench/unseen/unseen.jsonl (--sets picks them: test32 and unseen by default). Each (set, configuration, repeat)
 runs in a fresh interpreter with this one's CPU affinity, so its peak resident memory is its own
 (the model, its KV caches, the constraint); a warm-up on two texts is not timed, nor is loading.
 Outputs are the model's own (before the safety net), compared with the first configuration's.
@@ -39,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_CONFIGS = ("transformers/16/full,transformers/1,transformers/8,transformers/16,transformers/32,"
                    "llama.cpp/1,llama.cpp/8,llama.cpp/16,llama.cpp/32")
-SETS = ("test32", "unseen")
+SETS = ("test32", "first32", "unseen")
 
 
 def parse_config(text: str) -> dict:
@@ -59,6 +60,8 @@ def load_set(name: str, test: str, unseen: str, limit: int):
 
     if name == "test32":
         samples = sorted(read_samples(test), key=lambda s: -len(s.source))[:32]
+    elif name == "first32":
+        samples = read_samples(test, 32)
     else:
         samples = read_samples(unseen)
     return samples[:limit] if limit else samples
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gguf", help="the GGUF llama.cpp runs (default: the run's own)")
     parser.add_argument("--test", default="data/test.jsonl", help="test32's source")
     parser.add_argument("--unseen", default=str(ROOT / "bench" / "unseen" / "unseen.jsonl"), help="unseen's source")
-    parser.add_argument("--sets", default=",".join(SETS), help=f"comma list of {', '.join(SETS)}")
+    parser.add_argument("--sets", default="test32,unseen", help=f"comma list of {', '.join(SETS)}")
     parser.add_argument("--configs", default=DEFAULT_CONFIGS, help="comma list of ENGINE/BATCH[/full]")
     parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--limit", type=non_negative_int, default=0, help="the first N texts of each set (0: all)")

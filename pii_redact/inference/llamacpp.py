@@ -377,8 +377,7 @@ def _batched(parallel: Parallel, texts: _Texts, max_new_tokens: int,
         while free and waiting:
             i = waiting.popleft()
             active[free.pop()] = (i, *texts.start(i, parallel.n_ctx_seq, max_new_tokens))
-        feeds = [(seq, len(row.prompt) + len(row.tokens) - 1, row.tokens[-1:]) if row.tokens else (seq, 0, row.prompt)
-                 for seq, (_, row, _) in active.items()]
+        feeds = [_next_feed(seq, row) for seq, (_, row, _) in active.items()]
         rows = parallel.decode(feeds)
         if stats is not None:
             stats["forward_passes"] = stats.get("forward_passes", 0) + 1
@@ -390,3 +389,11 @@ def _batched(parallel: Parallel, texts: _Texts, max_new_tokens: int,
                 parallel.forget(seq)
                 free.append(seq)
                 yield texts.done(i, row, decoder, stats)
+
+
+def _next_feed(seq: int, row) -> tuple[int, int, list[int]]:
+    """What a text's sequence is fed next: its whole prompt at first, then its last chosen token
+    (at the position after everything fed before it)."""
+    if not row.tokens:
+        return seq, 0, row.prompt
+    return seq, len(row.prompt) + len(row.tokens) - 1, row.tokens[-1:]
