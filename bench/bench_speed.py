@@ -16,12 +16,13 @@ So the levers alone and together: transformers/16/full against transformers/16 (
 llama.cpp/1 against llama.cpp/16 (batching), transformers/16/full against llama.cpp/16 (both
 changes of the default on a CPU).
 
-Sets: test32, the 32 longest texts of --test (the slowest, as evaluate.py meets them first);
-first32, its first 32 (what `bench_generate.py --limit 32` measured); unseen, the hand-written
-texts of bench/unseen/unseen.jsonl (--sets picks them: test32 and unseen by default). Each (set, configuration, repeat)
-runs in a fresh interpreter with this one's CPU affinity, so its peak resident memory is its own
-(the model, its KV caches, the constraint); a warm-up on two texts is not timed, nor is loading.
-Outputs are the model's own (before the safety net), compared with the first configuration's.
+Sets (--sets; test32 and unseen by default): test32, the 32 longest texts of --test (the
+slowest, as evaluate.py meets them first); first32, its first 32 (what `bench_generate.py
+--limit 32` measured); unseen, the hand-written texts of bench/unseen/unseen.jsonl. Each (set,
+configuration, repeat) runs in a fresh interpreter with this one's CPU affinity, so its peak
+resident memory is its own (the model, its KV caches, the constraint); a warm-up on two texts is
+not timed, nor is loading. Outputs are the model's own (before the safety net), compared with the
+first configuration's.
 """
 from __future__ import annotations
 
