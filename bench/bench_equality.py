@@ -101,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                  for name, flags in (("before", args.before), ("now", args.now))}
     result = {"model": args.model_dir, "data": args.data, "before": args.before, "now": args.now, "both": both,
               **compare(sides["before"], sides["now"])}
-    print(f"{result['identical']}/{result['texts']} identical; metrics that differ at the third decimal: "
-          f"{result['metrics_that_differ'] or 'none'}")
+    overall = {k: [round(v, 4) for v in pair] for k, pair in result["metrics_that_differ"].items()
+               if not k.startswith(("by_", "per_label."))}
+    print(f"{result['identical']}/{result['texts']} identical; overall scores that differ at the third decimal "
+          f"(all in --output): {overall or 'none'}")
     for d in result["differences"]:
         print(f"  text {d['index']} at {d['at']}: {d['before']!r} / {d['now']!r}")
     if args.output:
