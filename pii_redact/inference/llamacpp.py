@@ -245,6 +245,10 @@ class Parallel:
         params.n_batch = params.n_ubatch = self.N_BATCH
         params.n_threads = params.n_threads_batch = llm.n_threads
         params.kv_unified = False
+        # as the one-at-a-time `Llama` has it: llama.cpp's automatic choice turns flash attention on
+        # on a CPU, whose rounding moved q8_0 logits by up to 2 (outputs differed on 5 of 24 test
+        # texts); without it a text's logits are bit for bit those of one at a time
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         # a sliding-window layer keeps its window (plus a step) per text rather than every
         # position: 15 of Gemma 3's 18 layers, so n_seq texts fit in a few hundred MB. Nothing is
         # rolled back here (no speculation), the one thing the full-size cache is for.
