@@ -100,6 +100,31 @@ def test_batched_llama_cpp_gives_each_text_its_one_at_a_time_output(tiny_run):
 
 
 @needs_llama_cpp
+def test_batched_llama_cpp_logits_are_bit_for_bit_those_of_one_at_a_time(tiny_run):
+    """Prompts of different lengths prefilled in one call, then steps of one token each: every
+    sequence's logits are exactly what feeding it alone gives (no near-tie can tell them apart;
+    flash attention, which llama.cpp's automatic choice turned on, once moved them)."""
+    import numpy as np
+
+    from pii_redact.inference import llamacpp
+
+    engine = llamacpp.Engine(gguf.export(tiny_run, "f16"))
+    prompts = [list(range(300 + 5 * k, 340 + 37 * k)) for k in range(3)]
+    steps = [7, 99, 1234]
+    alone = []
+    for prompt in prompts:
+        engine.reset()
+        alone.append([engine.feed(prompt, every=False)[-1].numpy(), *(engine.feed([t])[-1].numpy() for t in steps)])
+    parallel = engine.parallel(3)
+    together = [[row] for row in parallel.decode([(k, 0, p) for k, p in enumerate(prompts)])]
+    for j, token in enumerate(steps):
+        for k, row in enumerate(parallel.decode([(k, len(p) + j, [token]) for k, p in enumerate(prompts)])):
+            together[k].append(row)
+    assert all(np.array_equal(a, b) for k in range(3) for a, b in zip(alone[k], together[k]))
+    engine.close()
+
+
+@needs_llama_cpp
 def test_auto_backend_is_llama_cpp_on_a_cpu_where_the_run_has_a_gguf(tiny_run, tmp_path):
     """`--backend auto` picks llama.cpp where --gguf names a file, and without a GPU where the run
     has a GGUF (it measured faster there), else transformers; a named backend stays what it is."""
