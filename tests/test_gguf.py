@@ -101,14 +101,16 @@ def test_batched_llama_cpp_gives_each_text_its_one_at_a_time_output(tiny_run):
 
 @needs_llama_cpp
 def test_batched_llama_cpp_logits_are_bit_for_bit_those_of_one_at_a_time(tiny_run):
-    """Prompts of different lengths prefilled in one call, then steps of one token each: every
-    sequence's logits are exactly what feeding it alone gives (no near-tie can tell them apart;
-    flash attention, which llama.cpp's automatic choice turned on, once moved them)."""
+    """With q8_0 (the type a run exports first), prompts of different lengths, past the sliding
+    window, prefilled in one call and then steps of one token each: every sequence's logits are
+    exactly what feeding it alone gives, so no near-tie can tell them apart. (Flash attention,
+    which llama.cpp's automatic choice turned on, moved them by 0.01 here. With f16, llama.cpp
+    multiplies several rows along another kernel than one, and the last bits may differ.)"""
     import numpy as np
 
     from pii_redact.inference import llamacpp
 
-    engine = llamacpp.Engine(gguf.export(tiny_run, "f16"))
+    engine = llamacpp.Engine(gguf.export(tiny_run, "q8_0"))
     prompts = [list(range(300 + 5 * k, 340 + 37 * k)) for k in range(3)]
     steps = [7, 99, 1234]
     alone = []
