@@ -193,7 +193,7 @@ class LogitsProcessor:
             for row, token in enumerate(input_ids[:, -1].tolist()):
                 self.decoder.consume(row, token)
         width = scores.shape[1] if self.head is None else self.head.vocab_size
-        out = torch.full((scores.shape[0], width), float("-inf"), dtype=scores.dtype)
+        out = torch.full((scores.shape[0], width), float("-inf"), dtype=scores.dtype, device=scores.device)
         for row in range(scores.shape[0]):
             logits = scores[row] if self.head is None else self.head.logits(scores[row], self.decoder.allowed(row))
             self.decoder.restrict(row, logits, out[row])
@@ -232,10 +232,10 @@ class RestrictedHead:
         """A full-width row of logits, right at `ids` (the rest is never read: -inf)."""
         import torch
 
-        rows = torch.tensor(ids, dtype=torch.long)
-        picked = self.weight[rows.to(self.weight.device)] @ hidden.to(self.weight.dtype)
+        rows = torch.tensor(ids, dtype=torch.long, device=self.weight.device)
+        picked = self.weight[rows] @ hidden.to(self.weight.device, self.weight.dtype)
         if self.softcap is not None:
             picked = torch.tanh(picked / self.softcap) * self.softcap
-        out = torch.full((self.vocab_size,), float("-inf"), dtype=torch.float32)
-        out[rows] = picked.float().cpu()
+        out = torch.full((self.vocab_size,), float("-inf"), dtype=torch.float32, device=hidden.device)
+        out[rows.to(hidden.device)] = picked.float().to(hidden.device)
         return out
