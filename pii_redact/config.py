@@ -273,6 +273,17 @@ def _propagate() -> Any:
                         "written twice), with one numbering per text")
 
 
+def _restricted_head() -> Any:
+    return option(True, "faithful decoding with transformers: compute the output layer only for the tokens the "
+                        "constraint allows (the same choices for a fraction of the work); --no-restricted-head "
+                        "computes the whole 262,144-wide layer, for comparison")
+
+
+def _batch_size(default: int) -> Any:
+    return option(default, "texts decoded together, with transformers and llama.cpp alike (1: one at a time, "
+                           "for comparison)", check=positive)
+
+
 def _gguf() -> Any:
     return option(None, "the GGUF file llama.cpp runs (default: the run's gguf/*-q8_0.gguf, else *-f16.gguf)")
 
@@ -288,7 +299,7 @@ class EvalConfig:
     runs_dir: str = option("outputs", "where to look for the newest run")
     data: str = option("data/test.jsonl", "held-out samples (prepare_data.py output, or prompt/response JSON/JSONL)")
     limit: int = option(0, "evaluate only the first N samples (0: all)", check=non_negative)
-    batch_size: int = option(EVAL_BATCH_SIZE, "generation batch size", check=positive)
+    batch_size: int = _batch_size(EVAL_BATCH_SIZE)
     max_new_tokens: int = _max_new_tokens("sample")
     output_dir: Optional[str] = option(None, "where predictions and the report go (default: <model-dir>/eval)")
     predictions: Optional[str] = option(None, "score an existing predictions JSONL; no model is loaded")
@@ -303,6 +314,7 @@ class EvalConfig:
     placeholder_bounds: Literal["words", "label"] = _placeholder_bounds()
     safety_net: bool = _safety_net()
     propagate: bool = _propagate()
+    restricted_head: bool = _restricted_head()
     speculation: Literal["auto", "on", "off"] = _speculation("source", "sample")
     fail_under: list[str] = option([], "METRIC=VALUE: exit non-zero if the metric is below VALUE (e.g. entity.f1=0.9)")
     worst: int = option(10, "worst examples shown in report.md", check=non_negative)
@@ -361,7 +373,7 @@ class RedactConfig:
     entities: Optional[str] = option(None, "also write the entities found, as JSONL (input, record, start, end, label, number, text)")
     text_field: str = option("text", "the field of a JSONL input's objects, or the column of a CSV or Parquet "
                                      "input, that holds the text")
-    batch_size: int = option(GENERATION_BATCH_SIZE, "generation batch size", check=positive)
+    batch_size: int = _batch_size(GENERATION_BATCH_SIZE)
     backend: Literal["auto", "transformers", "llama.cpp"] = option(
         "auto", "generation engine (auto: llama.cpp with --gguf, or without a GPU where llama-cpp-python is "
                 "installed and the run has a GGUF, see python -m pii_redact.models gguf; else transformers)")
@@ -372,6 +384,7 @@ class RedactConfig:
     placeholder_bounds: Literal["words", "label"] = _placeholder_bounds()
     safety_net: bool = _safety_net()
     propagate: bool = _propagate()
+    restricted_head: bool = _restricted_head()
     speculation: Literal["auto", "on", "off"] = _speculation("text", "piece")
     allow_unfinished: bool = option(
         False, "write a redaction that ran out of its token budget, its rest masked as [UNFINISHED] "

@@ -175,6 +175,13 @@ def test_padding_free_check_refuses_a_tolerance_or_batch_that_would_pass_anythin
     ("bench_memory.py", ["--model", "nowhere"], "--model nowhere: no such model directory"),
     ("bench_memory.py", ["--model", ".", "--data-dir", "nowhere"], "--data-dir nowhere: no train.jsonl"),
     ("bench_memory.py", ["--model", "x", "--pad-to-multiple-of", "-1"], "must be 0 or more"),
+    ("bench_speed.py", ["--model-dir", "x", "--configs", "onnx/16"], "--configs: 'onnx/16' is not ENGINE/BATCH"),
+    ("bench_speed.py", ["--model-dir", "x", "--configs", "llama.cpp/0"], "--configs: 'llama.cpp/0' is not"),
+    ("bench_speed.py", ["--model-dir", "x", "--sets", "all"], "--sets: unknown set 'all'"),
+    ("bench_speed.py", ["--model-dir", "x", "--repeats", "0"], "--repeats: must be at least 1"),
+    ("bench_speed.py", ["--model-dir", "nowhere"], "--model-dir nowhere does not exist"),
+    ("bench_equality.py", ["--model-dir", "nowhere"], "--model-dir nowhere does not exist"),
+    ("bench_equality.py", ["--model-dir", "x", "--limit", "-1"], "--limit: must be 0 or more"),
 ])
 def test_bench_scripts_refuse_bad_flags_in_one_line(script, argv, message):
     """No traceback, and refused before anything slow is loaded."""
@@ -218,3 +225,36 @@ def test_the_hand_written_set_rebuilds_byte_identically(tmp_path, monkeypatch, c
     make_unseen.main()
     assert "wrote 300 records" in capsys.readouterr().out
     assert (tmp_path / "unseen.jsonl").read_bytes() == (ROOT / "bench" / "unseen" / "unseen.jsonl").read_bytes()
+
+
+def test_speed_and_equality_benches_compare_the_head_on_a_tiny_model(tiny_model_dir, tmp_path):
+    """bench_speed.py times each configuration in its own interpreter and counts the outputs the
+    first one's; bench_equality.py runs evaluate.py before and now. On the tiny model the
+    restricted head gives the whole layer's outputs, so both find every text identical."""
+    import json
+    import subprocess
+
+    from tiny_model import SAMPLES
+
+    from pii_redact.core import chat
+
+    data = tmp_path / "texts.jsonl"
+    data.write_text("".join(json.dumps({"prompt": chat.build_prompt(s), "response": r}) + "\n" for s, r in SAMPLES))
+    speed = tmp_path / "speed.json"
+    common = ["--model-dir", str(tiny_model_dir)]
+    subprocess.run([sys.executable, str(ROOT / "bench" / "bench_speed.py"), *common, "--test", str(data),
+                    "--unseen", str(data), "--configs", "transformers/2/full,transformers/4", "--repeats", "2",
+                    "--limit", "4", "--output", str(speed)], cwd=ROOT, check=True, capture_output=True, timeout=600)
+    rows = json.loads(speed.read_text())["rows"]
+    assert [(r["set"], r["config"]) for r in rows] == [(s, c) for s in ("test32", "unseen")
+                                                       for c in ("transformers/2/full", "transformers/4")]
+    assert all(r["samples"] == 4 and len(r["samples_per_s"]) == 2 and r["min"] <= r["median"] <= r["max"]
+               and r["peak_rss_mib"] > 0 and r["repeats_identical"] for r in rows)
+    assert [r.get("identical_to_first") for r in rows] == [None, 4, None, 4]
+    equality = tmp_path / "equality.json"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "bench_equality.py"), *common, "--data", str(data),
+                    "--now=--backend transformers", "--output", str(equality)], cwd=ROOT, check=True,
+                   capture_output=True, timeout=600)
+    result = json.loads(equality.read_text())
+    assert (result["texts"], result["identical"], result["differences"], result["metrics_that_differ"]) == \
+        (len(SAMPLES), len(SAMPLES), [], {})

@@ -150,3 +150,31 @@ def test_label_bounds_keep_a_placeholder_to_what_its_label_may_be(tiny):
                                                     mask_bias=100.0, placeholder_bounds="label")
     entities = align(source, text)
     assert entities and all(BOUNDS[e.label].fits(e.value) for e in entities), text
+
+
+@pytest.mark.parametrize("seed, softcap", [(0, None), (1, None), (2, 2.0)])
+def test_the_restricted_head_makes_the_full_heads_choices(tmp_path, seed, softcap):
+    """The output layer computed for the allowed tokens only picks, at every step of every row,
+    the token the vocabulary-wide layer picks: random tiny models, a batch of texts of all kinds,
+    the privacy dial off and on, and Gemma's final logit softcapping (applied to the picked rows,
+    not to the hidden state the model hands over). The model has its own head back afterwards."""
+    import torch
+    from tiny_model import build_model
+
+    model, tokenizer = load_for_generation(build_model(tmp_path / "m", seed=seed))
+    model.config.final_logit_softcapping = softcap
+    sources = [*SOURCES, NAMES]
+    prompts = [chat.build_prompt(s) for s in sources]
+    steps = 0
+    for bias in (0.0, 3.0):
+        outputs = {}
+        for restricted in (True, False):
+            stats: dict = {}
+            outputs[restricted] = sorted(generate.generate_transformers(
+                model, tokenizer, prompts, sources, 4, decoding="faithful", speculation="off", stats=stats,
+                mask_bias=bias, restricted_head=restricted))
+            steps += stats["tokens"]
+        assert outputs[True] == outputs[False]
+    assert steps > 400  # many choices compared, not a handful
+    assert isinstance(model.get_output_embeddings(), torch.nn.Linear)
+    assert model.config.final_logit_softcapping == softcap

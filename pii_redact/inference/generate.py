@@ -93,7 +93,8 @@ def _left_padded(tokenizer, rows: list[list[int]]):
 def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Sequence[str], batch_size: int,
                           max_new_tokens: int = 0, decoding: str = "faithful", speculation: str = "auto",
                           stats: dict | None = None, mask_bias: float = 0.0,
-                          placeholder_bounds: str = "words") -> Iterator[tuple[int, str, str]]:
+                          placeholder_bounds: str = "words",
+                          restricted_head: bool = True) -> Iterator[tuple[int, str, str]]:
     """Yield (index, prediction, finish_reason) for each prompt, batch by batch (longest first).
 
     decoding="faithful" constrains every output to a redaction of its source (`faithful`), with
@@ -102,6 +103,8 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
     tokens is completed by masking and reported as "length".
     speculation="on" drafts from the source (`speculative`): the same tokens in fewer forward
     passes; "off" runs transformers' own `generate`; "auto" speculates for a batch of one only.
+    restricted_head: faithful decoding with `generate` computes the output layer for the allowed
+    tokens only (`faithful.RestrictedHead`); False computes all of it, as speculation does.
     `stats` receives forward passes, tokens and the seconds spent in the faithful constraint."""
     from ..core import chat
     from ..core.constraint import Vocabulary
@@ -129,7 +132,7 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
 
             generated = decode(model, prompt_ids, batch_budgets, stops, tokenizer.pad_token_id, decoder, stats)
         else:
-            generated = _generate(model, tokenizer, prompt_ids, batch_budgets, stops, decoder, stats)
+            generated = _generate(model, tokenizer, prompt_ids, batch_budgets, stops, decoder, stats, restricted_head)
         results = [decoded(tokenizer, decoder, row, generated[row][:budgets[i]], sources[i], stops, budgets[i])
                    for row, i in enumerate(batch)]
         if stats is not None and decoder is not None:
@@ -154,16 +157,21 @@ def decoded(tokenizer, decoder, row: int, tokens: list[int], source: str, stops:
 
 
 def _generate(model, tokenizer, prompts: list[list[int]], budgets: list[int], stops: list[int], decoder,
-              stats: dict | None) -> list[list[int]]:
-    """Plain greedy decoding of one left-padded batch with transformers' `generate`."""
+              stats: dict | None, restricted_head: bool = True) -> list[list[int]]:
+    """Plain greedy decoding of one left-padded batch with transformers' `generate`; with a
+    faithful decoder, the output layer computed for the allowed tokens only unless
+    `restricted_head` is False (`faithful.RestrictedHead`)."""
+    import contextlib
+
     import torch
     from transformers import LogitsProcessorList
 
     from . import faithful
 
     input_ids, attention, width = _left_padded(tokenizer, prompts)
-    processors = LogitsProcessorList([faithful.LogitsProcessor(decoder, width)] if decoder else [])
-    with torch.inference_mode():
+    head = faithful.RestrictedHead(model) if decoder is not None and restricted_head else None
+    processors = LogitsProcessorList([faithful.LogitsProcessor(decoder, width, head)] if decoder else [])
+    with torch.inference_mode(), head or contextlib.nullcontext():
         out = model.generate(
             input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
             max_new_tokens=max(budgets), do_sample=False, eos_token_id=stops,

@@ -3,13 +3,28 @@
 The same decoding as the transformers engine: the prompt ids of `core.chat` (llama.cpp's own
 rendering of the GGUF's chat template gives the same ids), greedy choices through the faithful
 constraint and its mask bias (`faithful.Decoder`, on llama.cpp's logits) and the same per-text
-budget, so everything after generation is the one code path of `Redactor`. Texts are redacted one
-at a time: llama-cpp-python's high-level API runs one sequence. Copy-aware speculation
+budget, so everything after generation is the one code path of `Redactor`.
+
+Texts are decoded many at a time (`--batch-size`, longest first): one llama.cpp context keeps a
+sequence per text in its KV cache (`Parallel`), and each llama.cpp step feeds every text its
+next token, so the weights are streamed once for all of them instead of once per text. Each text
+has its own constraint and budget; one that finishes frees its sequence for the next text at
+once, and none waits for or sees another. `--batch-size 1` decodes one text at a time through
+llama-cpp-python's high-level `Llama`, as before; so does copy-aware speculation
 (`speculative`: the prompt is the draft, verified in one llama.cpp batch, the rejected tail
-dropped from its KV cache) is there with `--speculation on`, but off by default: llama.cpp on a
+dropped from its KV cache), there with `--speculation on` but off by default: llama.cpp on a
 CPU is compute-bound even for one text, so checking k draft tokens costs about k single steps
 and the rejected ones are lost (0.61 samples/s plain against 0.42 speculative with q8_0 on 2
 cores: BENCHMARKS.md).
+
+llama.cpp computes its whole 262,144-wide output layer, unlike the transformers engine
+(`faithful.RestrictedHead`): with `embeddings` on, a context hands over the last hidden state as
+well, but Gemma 3's graph ends in the output product all the same (llama.cpp's
+src/models/gemma3.cpp builds the logits unconditionally). Restricting it takes a change to
+llama.cpp: a context option that ends the graph at the hidden state (`result_norm`), the allowed
+rows of `token_embd` (dequantized once from the GGUF) then giving the logits here; stopping the
+graph from an eval callback at that node is no way round, since llama_decode reports that as an
+abort.
 
 llama-cpp-python is built from source where no wheel exists (`pip install -r
 requirements-llama.txt`, 4.5 to 11 minutes on 2 cores).
@@ -146,7 +161,8 @@ def _quiet_llama_cpp() -> None:
 
 
 class Engine:
-    """A GGUF loaded in llama.cpp, fed tokens and asked for the logits of each one fed."""
+    """A GGUF loaded in llama.cpp, fed tokens and asked for the logits of each one fed: one
+    sequence at a time (`feed`), or many through a `Parallel` context over the same weights."""
 
     def __init__(self, path: Path, n_ctx: int = 4096):
         from llama_cpp import Llama
@@ -160,9 +176,26 @@ class Engine:
             raise UserError(f"GGUF {path}: llama.cpp cannot load it (a damaged file, or a model this "
                             f"llama.cpp does not know; --backend transformers runs the merged model instead)") from e
         self.n_vocab = self.llm.n_vocab()
+        self._parallel: Parallel | None = None
         # freed now rather than by Llama.__del__ at interpreter exit, where llama-cpp-python's
         # teardown finds its library already gone and prints an ignored TypeError
-        atexit.register(self.llm.close)
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        if self._parallel is not None:
+            self._parallel.close()
+            self._parallel = None
+        self.llm.close()
+
+    def parallel(self, n_seq: int) -> Parallel:
+        """A context for `n_seq` texts at once over the loaded weights, each with the positions
+        `feed` has for one (so a text gets the same budget either way); kept for the next call of
+        the same size, and only one at a time: its KV cache grows with `n_seq`."""
+        if self._parallel is None or self._parallel.n_seq != n_seq:
+            if self._parallel is not None:
+                self._parallel.close()
+            self._parallel = Parallel(self.llm, n_seq, self.llm.n_ctx())
+        return self._parallel
 
     def reset(self) -> None:
         self.llm.reset()
@@ -195,38 +228,176 @@ class Engine:
         return torch.from_numpy(np.concatenate(rows))
 
 
+class Parallel:
+    """A llama.cpp context over a loaded model whose KV cache keeps `n_seq` sequences apart (a
+    stream each, not one unified buffer: a text attends to its own tokens only, and pays no
+    attention over the others' slots), each with `n_ctx_seq` positions. One `decode` call feeds
+    tokens of many sequences and streams the weights once for all of them."""
+
+    N_BATCH = 512  # tokens per llama_decode call (longer feeds go in several)
+
+    def __init__(self, llm, n_seq: int, n_ctx_seq: int):
+        import llama_cpp
+        from llama_cpp import _internals
+
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx, params.n_seq_max = n_ctx_seq * n_seq, n_seq
+        params.n_batch = params.n_ubatch = self.N_BATCH
+        params.n_threads = params.n_threads_batch = llm.n_threads
+        params.kv_unified = False
+        # as the one-at-a-time `Llama` has it: llama.cpp's automatic choice turns flash attention on
+        # on a CPU, whose rounding moved q8_0 logits by up to 2 (outputs differed on 5 of 24 test
+        # texts); without it a text's logits are bit for bit those of one at a time
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        # a sliding-window layer keeps its window (plus a step) per text rather than every
+        # position: 15 of Gemma 3's 18 layers, so n_seq texts fit in a few hundred MB. Nothing is
+        # rolled back here (no speculation), the one thing the full-size cache is for.
+        params.swa_full = False
+        self.n_seq, self.n_ctx_seq, self.n_vocab = n_seq, n_ctx_seq, llm.n_vocab()
+        self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        self.batch = _internals.LlamaBatch(n_tokens=self.N_BATCH, embd=0, n_seq_max=1, verbose=False)
+        self.memory = llama_cpp.llama_get_memory(self.ctx.ctx)
+        if llama_cpp.llama_n_ctx_seq(self.ctx.ctx) < n_ctx_seq:
+            raise RuntimeError(f"llama.cpp gave {llama_cpp.llama_n_ctx_seq(self.ctx.ctx)} positions per "
+                               f"sequence, not {n_ctx_seq}")
+
+    def close(self) -> None:
+        self.batch.close()
+        self.ctx.close()
+
+    def forget(self, seq: int = -1) -> None:
+        """Drop sequence `seq` (-1: every one) from the KV cache: its slot starts afresh."""
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)
+
+    def decode(self, feeds: Sequence[tuple[int, int, Sequence[int]]]) -> list:
+        """Feed (sequence, position of the first token, tokens) for each of `feeds`; the logits
+        (numpy) after the last token of each, in the same order."""
+        import numpy as np
+
+        entries = [(token, pos + j, seq, j == len(tokens) - 1)
+                   for seq, pos, tokens in feeds for j, token in enumerate(tokens)]
+        rows, batch = [], self.batch.batch
+        for start in range(0, len(entries), self.N_BATCH):
+            chunk = entries[start:start + self.N_BATCH]
+            batch.n_tokens = len(chunk)
+            for i, (token, pos, seq, wanted) in enumerate(chunk):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, pos, 1, wanted
+                batch.seq_id[i][0] = seq
+            self.ctx.decode(self.batch)
+            rows += [np.ctypeslib.as_array(self.ctx.get_logits_ith(i), shape=(self.n_vocab,)).copy()
+                     for i, entry in enumerate(chunk) if entry[3]]
+        return rows
+
+
 def generate(engine: Engine, tokenizer, prompts: Sequence[str], sources: Sequence[str], max_new_tokens: int = 0,
              decoding: str = "faithful", speculation: str = "auto", stats: dict | None = None,
-             mask_bias: float = 0.0, placeholder_bounds: str = "words") -> Iterator[tuple[int, str, str]]:
+             mask_bias: float = 0.0, placeholder_bounds: str = "words",
+             batch_size: int = 1) -> Iterator[tuple[int, str, str]]:
     """Yield (index, prediction, finish_reason) for each prompt, as `generate.generate_transformers`
-    does; speculation "auto" is off (see the module's docstring)."""
-    from ..core import chat
-    from ..core.constraint import Vocabulary
-    from . import faithful
-    from .generate import decoded, token_budget
-    from .speculative import Row, accept, greedy, propose, verify
+    does: `batch_size` texts at a time, longest first, each yielded as it finishes; one at a time
+    (in the order given) with a batch size of 1 or speculation "on" ("auto" is off: see the
+    module's docstring)."""
+    texts = _Texts(tokenizer, prompts, sources, decoding, mask_bias, placeholder_bounds)
+    if batch_size == 1 or speculation == "on" or len(prompts) <= 1:
+        return _one_at_a_time(engine, texts, max_new_tokens, speculation, stats)
+    return _batched(engine.parallel(min(batch_size, len(prompts))), texts, max_new_tokens, stats)
 
-    stops = chat.stop_token_ids(tokenizer)
-    vocab = Vocabulary(tokenizer) if decoding == "faithful" else None
-    encoded = chat.encode_prompts(tokenizer, prompts)
-    for i, (ids, source) in enumerate(zip(encoded, sources)):
-        budget = token_budget(source, max_new_tokens, engine.llm.n_ctx() - len(ids) - 1)
-        decoder = faithful.Decoder(vocab, [source.strip()], stops, mask_bias,
-                                   faithful.bounds(placeholder_bounds)) if vocab else None
-        row = Row(0, ids, budget)
-        engine.reset()
-        accept(row, [greedy(engine.feed(ids, every=False)[-1], row, decoder)], set(stops), decoder)
-        passes = 1
-        while not row.done:
-            draft = propose(row) if speculation == "on" else []
-            start = engine.position
-            taken = verify(row, draft, engine.feed([row.tokens[-1], *draft]), decoder, set(stops))
-            engine.rewind(start + taken)  # the draft tokens after the first rejected one never happened
-            passes += 1
+
+class _Texts:
+    """What decoding a text takes, the same however texts are batched: its prompt ids, source,
+    stop tokens and a fresh faithful constraint of its own (None for free decoding)."""
+
+    def __init__(self, tokenizer, prompts, sources, decoding: str, mask_bias: float, placeholder_bounds: str):
+        from ..core import chat
+        from ..core.constraint import Vocabulary
+        from . import faithful
+
+        self.tokenizer, self.sources = tokenizer, sources
+        self.stops = chat.stop_token_ids(tokenizer)
+        self.encoded = chat.encode_prompts(tokenizer, prompts)
+        self.vocab = Vocabulary(tokenizer) if decoding == "faithful" else None
+        self.mask_bias, self.bounds = mask_bias, faithful.bounds(placeholder_bounds)
+
+    def start(self, i: int, n_ctx: int, max_new_tokens: int):
+        """(Row, decoder) of text i in a context of n_ctx positions."""
+        from . import faithful
+        from .generate import token_budget
+        from .speculative import Row
+
+        ids, source = self.encoded[i], self.sources[i]
+        decoder = faithful.Decoder(self.vocab, [source.strip()], self.stops, self.mask_bias,
+                                   self.bounds) if self.vocab else None
+        return Row(0, ids, token_budget(source, max_new_tokens, n_ctx - len(ids) - 1)), decoder
+
+    def done(self, i: int, row, decoder, stats: dict | None, passes: int = 0) -> tuple[int, str, str]:
+        """(i, prediction, finish reason) of a finished row, its counts added to `stats`."""
+        from .generate import decoded
+
         if stats is not None:
             stats["forward_passes"] = stats.get("forward_passes", 0) + passes
             stats["tokens"] = stats.get("tokens", 0) + len(row.tokens)
             if decoder is not None:
                 stats["constraint_s"] = stats.get("constraint_s", 0.0) + decoder.seconds
-        text, reason = decoded(tokenizer, decoder, 0, row.tokens, source, stops, budget)
-        yield i, text, reason
+        return (i, *decoded(self.tokenizer, decoder, 0, row.tokens, self.sources[i], self.stops, row.budget))
+
+
+def _one_at_a_time(engine: Engine, texts: _Texts, max_new_tokens: int, speculation: str,
+                   stats: dict | None) -> Iterator[tuple[int, str, str]]:
+    from .speculative import accept, greedy, propose, verify
+
+    stops = set(texts.stops)
+    for i in range(len(texts.encoded)):
+        row, decoder = texts.start(i, engine.llm.n_ctx(), max_new_tokens)
+        engine.reset()
+        accept(row, [greedy(engine.feed(row.prompt, every=False)[-1], row, decoder)], stops, decoder)
+        passes = 1
+        while not row.done:
+            draft = propose(row) if speculation == "on" else []
+            start = engine.position
+            taken = verify(row, draft, engine.feed([row.tokens[-1], *draft]), decoder, stops)
+            engine.rewind(start + taken)  # the draft tokens after the first rejected one never happened
+            passes += 1
+        yield texts.done(i, row, decoder, stats, passes)
+
+
+def _batched(parallel: Parallel, texts: _Texts, max_new_tokens: int,
+             stats: dict | None) -> Iterator[tuple[int, str, str]]:
+    """Continuous batching: every llama.cpp step feeds each active text its last chosen token
+    (and a newly started text its whole prompt); a finished text is yielded and its sequence
+    handed to the next waiting one before the next step."""
+    from collections import deque
+
+    import torch
+
+    from .speculative import accept, greedy
+
+    stops = set(texts.stops)
+    waiting = deque(sorted(range(len(texts.encoded)), key=lambda i: -len(texts.encoded[i])))
+    free, active = list(range(parallel.n_seq - 1, -1, -1)), {}  # sequence -> (text, row, decoder)
+    parallel.forget()  # whatever an abandoned earlier call left
+    while waiting or active:
+        while free and waiting:
+            i = waiting.popleft()
+            active[free.pop()] = (i, *texts.start(i, parallel.n_ctx_seq, max_new_tokens))
+        feeds = [_next_feed(seq, row) for seq, (_, row, _) in active.items()]
+        rows = parallel.decode(feeds)
+        if stats is not None:
+            stats["forward_passes"] = stats.get("forward_passes", 0) + 1
+        for (seq, _, _), logits in zip(feeds, rows):
+            i, row, decoder = active[seq]
+            accept(row, [greedy(torch.from_numpy(logits), row, decoder)], stops, decoder)
+            if row.done:
+                del active[seq]
+                parallel.forget(seq)
+                free.append(seq)
+                yield texts.done(i, row, decoder, stats)
+
+
+def _next_feed(seq: int, row) -> tuple[int, int, list[int]]:
+    """What a text's sequence is fed next: its whole prompt at first, then its last chosen token
+    (at the position after everything fed before it)."""
+    if not row.tokens:
+        return seq, 0, row.prompt
+    return seq, len(row.prompt) + len(row.tokens) - 1, row.tokens[-1:]

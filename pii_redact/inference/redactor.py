@@ -53,6 +53,7 @@ class Settings:
     placeholder_bounds: Literal["words", "label"] = "words"  # what one placeholder may cover (`core.constraint`)
     safety_net: bool = True
     propagate: bool = True   # mask every other occurrence of what was masked (`propagate`)
+    restricted_head: bool = True  # transformers, faithful: the allowed tokens' logits only (`faithful.RestrictedHead`)
 
     @classmethod
     def of(cls, config: Any) -> Settings:
@@ -70,7 +71,7 @@ class Resolved:
     device: str         # "cuda" or "cpu": where transformers runs the model
     backend: str        # "transformers", "vllm" or "llama.cpp"
     gguf: Path | None   # the GGUF llama.cpp runs (None on another backend)
-    batch_size: int     # texts generated together (llama.cpp: one at a time, whatever --batch-size says)
+    batch_size: int     # texts generated together (1: one at a time)
     mask_bias: float    # --mask-bias, else the run's calibrated value, else 0
     context: int        # tokens the model was trained with: the most a prompt and its redaction may take
 
@@ -104,7 +105,7 @@ def _decided(settings: Settings, model_dir: Path, run: RunDir, before: Resolved 
     backend = choose_backend(settings.backend, settings.decoding, model_dir, settings.gguf)
     return Resolved(settings, model_dir, run, device.device(), backend,
                     gguf_for(settings.gguf, model_dir) if backend == "llama.cpp" else None,
-                    1 if backend == "llama.cpp" else settings.batch_size,
+                    settings.batch_size,
                     mask_bias, run.trained_config().max_seq_length)
 
 
@@ -355,9 +356,10 @@ class Redactor:
             return generate.generate_vllm(engine, tokenizer, prompts, texts, s.max_new_tokens)
         if backend == "llama.cpp":
             return llamacpp.generate(engine, tokenizer, prompts, texts, s.max_new_tokens, s.decoding, s.speculation,
-                                     counters, r.mask_bias, s.placeholder_bounds)
+                                     counters, r.mask_bias, s.placeholder_bounds, r.batch_size)
         return generate.generate_transformers(engine, tokenizer, prompts, texts, r.batch_size, s.max_new_tokens,
-                                              s.decoding, s.speculation, counters, r.mask_bias, s.placeholder_bounds)
+                                              s.decoding, s.speculation, counters, r.mask_bias, s.placeholder_bounds,
+                                              s.restricted_head)
 
     def _count(self, counters: dict, seconds: float) -> None:
         stats = self.stats
