@@ -25,7 +25,8 @@ LONG = "".join(f"Line {k}: {MARKER} called about ticket {k}, nothing else to see
 CSV = (f"\ufeffid,text,score\r\n1,\"Dear {MARKER},\r\ncall +49 30 1234567.\",0.5\r\n\r\n"
        "2,too,many,cells\r\n3,,1\r\n4,Write to anna@example.com,2\r\n")
 JSONL = (json.dumps({"id": 1, "text": f"Mail {MARKER} at zq@example.com", "tags": ["a"]}) + "\n\n"
-         + json.dumps({"id": 2}) + "\n" + json.dumps({"id": 3, "text": "Nothing here."}) + "\n")
+         + json.dumps({"id": 2}) + "\n" + json.dumps({"id": 3, "text": "Nothing here."}) + "\n"
+         + json.dumps({"id": 4, "text": f"{MARKER} " * 1000}) + "\n")  # one line too long for the model
 MANY = {f"many/note{k}.txt": f"Note {k}: {MARKER} called from +49 30 12345{k:02d}.\n" for k in range(8)}
 
 
@@ -115,6 +116,7 @@ def test_the_same_bytes_as_redact_py_and_a_rerun_skips_what_is_done(run_dir, cor
     assert all((out / name).stat().st_mode & 0o777 == 0o600 for name in reference)
     assert f"{corpus['tickets.csv']}:5: 4 cells, the header has 3; held back" in err
     assert f"{corpus['sub/tickets.jsonl']}:3: expected an object with a string 'text' field" in err
+    assert f"{corpus['sub/tickets.jsonl']}:5: line 1 is" in err and "too long for the model's context" in err
     rows = {entry["input"]: entry for entry in manifest(out)}
     assert sorted(rows) == sorted(reference)
     assert {k: rows["tickets.csv"][k] for k in ("records", "redacted", "held_back_unreadable")} == \

@@ -95,14 +95,13 @@ def test_standard_input(run_dir):
     ("missing", "missing.txt: no such file"),
     ("a folder", "in.txt: is a directory, not a file"),
     ("latin-1", "not UTF-8 text"),
-    ("long line", "in.txt: line 2 is 15001 tokens, too long for the model's context of 1024 tokens"),
     ("bad jsonl", "expected an object with a string 'text' field"),
     ("csv without the column", "in.csv: no column 'text' in its header row (choose the column with --text-field)"),
     ("not parquet", "in.parquet: not a Parquet file"),
     ("two to stdout", "several inputs: pass --output-dir"),
 ])
 def test_bad_input_is_one_line(run_dir, tmp_path, capsys, case, message):
-    files = {"latin-1": "Grüße".encode("latin-1"), "long line": b"Anna Schmidt\n" + b"Rossi " * 3000,
+    files = {"latin-1": "Grüße".encode("latin-1"),
              "bad jsonl": b'{"body": "x"}\n', "two to stdout": b"a", "csv without the column": b"id,body\n1,Anna\n",
              "not parquet": b"Anna Schmidt, Rossi"}
     suffix = {"bad jsonl": ".jsonl", "csv without the column": ".csv", "not parquet": ".parquet"}.get(case, ".txt")
@@ -116,6 +115,26 @@ def test_bad_input_is_one_line(run_dir, tmp_path, capsys, case, message):
         args.append(str(name))
     code, _, err = redact(run_dir, *args, capsys=capsys)
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert "Rossi" not in err and "Anna" not in err  # no input text in a message
+
+
+def test_a_text_too_long_for_the_model_is_held_back_alone(run_dir, tmp_path, capsys):
+    """A line that cannot fit the model's context even alone holds back its text only: a record is
+    left out of its file, a text file is not written (exit 1), as on Ray."""
+    long_line = "Rossi " * 3000
+    (tmp_path / "in.txt").write_text("Anna Schmidt\n" + long_line)
+    rows = [{"id": 1, "text": "Mail anna@example.com now."}, {"id": 2, "text": long_line}, {"id": 3, "text": "Hi."}]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    code, _, err = redact(run_dir, str(tmp_path / "in.txt"), str(tmp_path / "t.jsonl"), "--output-dir", str(out),
+                          capsys=capsys)
+    assert code == 1, err
+    assert not (out / "in.txt").exists()
+    assert [json.loads(line)["id"] for line in (out / "t.jsonl").read_text().splitlines()] == [1, 3]
+    assert (f"error: {tmp_path / 'in.txt'}: line 2 is 15001 tokens, too long for the model's context of 1024 "
+            "tokens") in err and "; not written" in err, err
+    assert f"error: {tmp_path / 't.jsonl'}:2: line 1 is 15001 tokens" in err, err
+    assert "held back, the rest of the file is written" in err
     assert "Rossi" not in err and "Anna" not in err  # no input text in a message
 
 

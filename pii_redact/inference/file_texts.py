@@ -1,6 +1,6 @@
 """The texts of a user's files on their way through a Redactor, the same for single-process
 redact.py (`redact_files`) and its Ray path (`corpus`): each text cut into pieces that fit the
-model (`split`, `cut`), its pieces redacted as one document (`redact_texts`), what did not finish
+model (`split`, `cut`; one that cannot be is held back alone), its pieces redacted as one document (`redact_texts`), what did not finish
 held back (`held_back`, `redacted_file`), what was found listed (`entities_of`), and what went
 wrong reported by file and record (`report_bad`, `report_unfinished`), never by content.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..core.errors import UserError
+from ..core.files import BadRecord
 from ..core.labels import UNFINISHED
 from .formats import BOM, Source, Text, kind_of, render
 
@@ -44,13 +44,18 @@ def split(text: str, fits) -> list[tuple[int, str]]:
     return pieces
 
 
-def cut_into_pieces(texts: list[Text], redactor) -> None:
+def cut_into_pieces(sources: list[Source], redactor) -> Held:
     """Split every text into pieces whose prompt and expected answer fit in the context the
-    model was trained with (`Redactor.fits`); a UserError naming the first that cannot be."""
-    for text in texts:
-        problem = cut(text, redactor)
-        if problem:
-            raise UserError(f"{text.where}: {problem}")
+    model was trained with (`Redactor.fits`). A text that cannot be (a line too long for the model
+    even on its own) is held back by itself, as an unreadable record is: named in its source's
+    `bad`, and returned as (input, record) with the others."""
+    uncut: Held = set()
+    for source in sources:
+        for text in source.texts:
+            if problem := cut(text, redactor):
+                source.bad.append(BadRecord(text.where, problem))
+                uncut.add((text.input, text.record))
+    return uncut
 
 
 def cut(text: Text, redactor) -> str:
@@ -128,13 +133,15 @@ SHOWN = 10  # records named one by one per file; more are counted
 
 
 def report_bad(sources: list[Source]) -> None:
-    """One stderr line per record that could not be read (at most SHOWN per file): where and why."""
+    """One stderr line per record that could not be read or cut (at most SHOWN per file): where,
+    why and what was done."""
     for source in sources:
         for bad in source.bad[:SHOWN]:
-            print(f"error: {bad}; held back, the rest of the file is written", file=sys.stderr)
+            done = "not written" if bad.where == source.name else "held back, the rest of the file is written"
+            print(f"error: {bad}; {done}", file=sys.stderr)
         if len(source.bad) > SHOWN:
-            print(f"error: {source.name}: {len(source.bad) - SHOWN} more records that could not be read, "
-                  "held back", file=sys.stderr)
+            print(f"error: {source.name}: {len(source.bad) - SHOWN} more records that could not be read or "
+                  "cut, held back", file=sys.stderr)
 
 
 def _records_named(group: list[Text]) -> str:

@@ -14,7 +14,8 @@ cluster instead (`corpus`), with the same outputs.
 It fails closed. Every output path is checked before the model loads; a redaction that did not
 finish within its token budget has its rest masked as `[UNFINISHED]`, never copied, and is not
 written at all unless `--allow-unfinished` (exit 1 otherwise): a text file is not written, a
-record is left out of its file; so is a record that cannot be read. Nothing of the input's text is
+record is left out of its file; so is a record that cannot be read, or that has a line too long
+for the model even on its own (a text file so is not written). Nothing of the input's text is
 ever printed in a message, only file, record, line and length.
 """
 from __future__ import annotations
@@ -113,18 +114,20 @@ def _same(a: Path, b: Path) -> bool:
     return a.exists() and b.exists() and os.path.samefile(a, b)
 
 
-def write_outputs(sources: list[Source], config: RedactConfig) -> tuple[Held, list[str]]:
+def write_outputs(sources: list[Source], config: RedactConfig, uncut: Held) -> tuple[Held, list[str]]:
     """Write the redaction of every input, without the texts whose redaction did not finish (all
-    of them with --allow-unfinished), and the entities of what was written. All or nothing on
+    of them with --allow-unfinished) and those too long to redact (`uncut`), and the entities of
+    what was written. All or nothing on
     failure: every file is first written in full beside its target, and put in place only once all
     were, so a failed write (a full disk) leaves none (exit 2). Returns the texts held back as
     unfinished, and the files not put in place (`_publish_all`)."""
     texts = [t for source in sources for t in source.texts]
     held = held_back(texts, config.allow_unfinished)
-    outputs = {s.name: data for s in sources if (data := redacted_file(s, held, config.text_field)) is not None}
+    left_out = held | uncut
+    outputs = {s.name: data for s in sources if (data := redacted_file(s, left_out, config.text_field)) is not None}
     files = {} if config.output_dir is None else {
         Path(config.output_dir) / Path(name).name: output for name, output in outputs.items()}
-    written = [t for t in texts if t.input in outputs and (t.input, t.record) not in held]
+    written = [t for t in texts if t.input in outputs and (t.input, t.record) not in left_out]
     if config.entities and written:  # last, so it is put in place after what it lists
         files[Path(config.entities)] = "".join(dumps_line(e) for text in written for e in entities_of(text)).encode()
     made_dir = config.output_dir is not None and bool(outputs) and not Path(config.output_dir).exists()
@@ -194,9 +197,9 @@ unchanged. With the default faithful decoding, only placeholders differ from the
 default token budget always suffices. A redaction that runs out of budget anyway (a small
 --max-new-tokens, or --decoding free) is not written unless --allow-unfinished, and then its rest
 is masked as [UNFINISHED], never copied; a record of a JSONL, CSV or Parquet file that did not
-finish, or cannot be read, is left out of it and named. Exit status: 0 done, 1 something was not
-written (unfinished or unreadable, or a file another run made meanwhile), 2 bad input or flags
-(nothing written)."""
+finish, cannot be read, or has a line too long for the model is left out of it and named (a text
+file so, not written). Exit status: 0 done, 1 something was not written (unfinished, unreadable or
+too long, or a file another run made meanwhile), 2 bad input or flags (nothing written)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,10 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     sources = read_sources(config)
     texts = [t for source in sources for t in source.texts]
     redactor = Redactor(resolved=resolved)
-    # every input is read and cut before the model loads: bad input fails in a second
-    cut_into_pieces(texts, redactor)
-    redact_texts(texts, redactor)
-    held, refused = write_outputs(sources, config)
+    # every input is read and cut before the model loads: bad input is found in a second; a
+    # text too long for the model is held back alone, as on Ray (`corpus`)
+    uncut = cut_into_pieces(sources, redactor)
+    texts = [t for t in texts if (t.input, t.record) not in uncut]
+    if texts:
+        redact_texts(texts, redactor)
+    held, refused = write_outputs(sources, config, uncut)
     report_bad(sources)
     report_unfinished(texts, held, resolved.settings)
     return 1 if held or refused or any(source.bad for source in sources) else 0
