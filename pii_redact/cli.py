@@ -230,7 +230,8 @@ def add_fields(parser: argparse.ArgumentParser, cls: type, defaults: dict[str, A
             if typing.get_origin(base) is Literal:
                 kwargs["choices"] = list(typing.get_args(base)) + ([None] if optional else [])
             else:
-                kwargs["metavar"] = {int: "N", float: "X"}.get(base, f.name.split("_")[-1].upper())
+                kwargs["metavar"] = f.metadata.get("metavar") or {int: "N", float: "X"}.get(
+                    base, f.name.split("_")[-1].upper())
         short = f.metadata.get("short")
         parser.add_argument(flag(f.name), *([short] if short else []), **kwargs)
 

@@ -39,11 +39,13 @@ REQUIRED: Any = dataclasses.MISSING  # the default of a value the command line m
 
 
 def option(default: Any, help: str, *, check: Check | None = None, positional: bool = False,
-           short: str | None = None, bare: Any = None) -> Any:
+           short: str | None = None, bare: Any = None, metavar: str | None = None) -> Any:
     """A dataclass field with its help text, an optional check of its value, whether it is given
     as positional arguments (a list field takes any number) rather than a flag, the flag's short
-    form (`-o`), if any, and the value of the flag given without one (`--ray` alone), if it may be."""
-    metadata = {"help": help, "check": check, "positional": positional, "short": short, "bare": bare}
+    form (`-o`), if any, the value of the flag given without one (`--ray` alone), if it may be,
+    and the name --help gives its value (by default N, X or the field's last word)."""
+    metadata = {"help": help, "check": check, "positional": positional, "short": short, "bare": bare,
+                "metavar": metavar}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -393,7 +395,7 @@ class RedactConfig:
     ray: Optional[str] = option(
         None, "redact the inputs (files, folders, globs) into --output-dir on the Ray cluster at this address, "
               "resumable (alone or auto: RAY_ADDRESS or a cluster running here, else a new one on this machine; "
-              "local: a new one); see README", bare="auto")
+              "local: a new one); see README", bare="auto", metavar="ADDRESS")
     ray_workers: int = option(0, "with --ray: model copies working at once (0: one per GPU of the cluster, "
                                  "without GPUs one per 4 CPUs)", check=non_negative)
 
