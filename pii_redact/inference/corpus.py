@@ -193,7 +193,8 @@ class RedactBatch:
         if cpus and resolved.device == "cpu":
             import torch
 
-            torch.set_num_threads(cpus)  # the CPUs Ray gave this actor, not every core of the node
+            torch.set_num_threads(cpus)  # the CPUs Ray gave this actor, not every core of the node,
+            os.environ["OMP_NUM_THREADS"] = str(cpus)  # for llama.cpp too (`device.cpu_threads`)
         self.redactor = Redactor(resolved=resolved)
 
     def __call__(self, batch: dict) -> dict:

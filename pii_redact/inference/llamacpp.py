@@ -32,11 +32,11 @@ requirements-llama.txt`, 4.5 to 11 minutes on 2 cores).
 from __future__ import annotations
 
 import atexit
-import os
 import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from ..core.device import cpu_threads
 from ..core.errors import UserError
 from ..core.run_dir import RunDir
 
@@ -169,9 +169,8 @@ class Engine:
 
         _quiet_llama_cpp()
         self.path = path
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         try:
-            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads, verbose=False)
+            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=cpu_threads(), verbose=False)
         except ValueError as e:  # llama-cpp-python's one error for a file llama.cpp cannot load
             raise UserError(f"GGUF {path}: llama.cpp cannot load it (a damaged file, or a model this "
                             f"llama.cpp does not know; --backend transformers runs the merged model instead)") from e
