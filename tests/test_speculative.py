@@ -64,6 +64,27 @@ def test_speculative_equals_plain_greedy(tiny, faithful_decoding, mask_bias, row
     assert stats["tokens"] == sum(map(len, fast)) and stats["forward_passes"] >= 1
 
 
+@pytest.mark.parametrize("mask_bias", [0.0, 3.0])
+def test_the_restricted_head_changes_no_token(tiny, mask_bias):
+    """With the output layer computed for the allowed tokens only, each drafted position's once
+    the row has taken the tokens before it, the tokens are plain greedy decoding's with the whole
+    layer."""
+    import torch
+
+    model, tokenizer = tiny
+    prompts = chat.encode_prompts(tokenizer, [chat.build_prompt(s) for s in SOURCES])
+    budgets = [generate.estimated_output_tokens(tokenizer, s) for s in SOURCES]
+    stops = chat.stop_token_ids(tokenizer)
+    vocab = constraint.Vocabulary(tokenizer)
+
+    def decoder():
+        return faithful.Decoder(vocab, [s.strip() for s in SOURCES], stops, mask_bias)
+
+    fast = speculative.decode(model, prompts, budgets, stops, tokenizer.pad_token_id, decoder(), restricted_head=True)
+    assert fast == plain(model, tokenizer, prompts, budgets, stops, decoder())
+    assert not isinstance(model.get_output_embeddings(), torch.nn.Identity)  # the head is given back
+
+
 def test_drafts_come_from_the_prompt_after_the_outputs_last_tokens():
     row = speculative.Row(0, prompt=[9, 1, 2, 3, 4, 5, 6, 1, 2, 7, 8], budget=100, tokens=[4, 1, 2], draft_size=3)
     assert speculative.propose(row) == [3, 4, 5]      # "4 1 2" is not in the prompt; "1 2" is, first at 1

@@ -232,10 +232,11 @@ class RestrictedHead:
         """A full-width row of logits, right at `ids` (the rest is never read: -inf)."""
         import torch
 
-        rows = torch.tensor(ids, dtype=torch.long, device=self.weight.device)
-        picked = self.weight[rows] @ hidden.to(self.weight.device, self.weight.dtype)
-        if self.softcap is not None:
-            picked = torch.tanh(picked / self.softcap) * self.softcap
-        out = torch.full((self.vocab_size,), float("-inf"), dtype=torch.float32, device=hidden.device)
-        out[rows.to(hidden.device)] = picked.float().to(hidden.device)
+        with torch.inference_mode():  # the weights would otherwise be tracked for a backward pass
+            rows = torch.tensor(ids, dtype=torch.long, device=self.weight.device)
+            picked = self.weight[rows] @ hidden.to(self.weight.device, self.weight.dtype)
+            if self.softcap is not None:
+                picked = torch.tanh(picked / self.softcap) * self.softcap
+            out = torch.full((self.vocab_size,), float("-inf"), dtype=torch.float32, device=hidden.device)
+            out[rows.to(hidden.device)] = picked.float().to(hidden.device)
         return out

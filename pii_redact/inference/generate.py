@@ -103,8 +103,8 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
     tokens is completed by masking and reported as "length".
     speculation="on" drafts from the source (`speculative`): the same tokens in fewer forward
     passes; "off" runs transformers' own `generate`; "auto" speculates for a batch of one only.
-    restricted_head: faithful decoding with `generate` computes the output layer for the allowed
-    tokens only (`faithful.RestrictedHead`); False computes all of it, as speculation does.
+    restricted_head: faithful decoding computes the output layer for the allowed tokens only
+    (`faithful.RestrictedHead`), speculating or not; False computes all of it.
     `stats` receives forward passes, tokens and the seconds spent in the faithful constraint."""
     from ..core import chat
     from ..core.constraint import Vocabulary
@@ -130,7 +130,8 @@ def generate_transformers(model, tokenizer, prompts: Sequence[str], sources: Seq
         if speculation == "on" or (speculation == "auto" and len(batch) == 1):
             from .speculative import decode
 
-            generated = decode(model, prompt_ids, batch_budgets, stops, tokenizer.pad_token_id, decoder, stats)
+            generated = decode(model, prompt_ids, batch_budgets, stops, tokenizer.pad_token_id, decoder, stats,
+                               restricted_head)
         else:
             generated = _generate(model, tokenizer, prompt_ids, batch_budgets, stops, decoder, stats, restricted_head)
         results = [decoded(tokenizer, decoder, row, generated[row][:budgets[i]], sources[i], stops, budgets[i])

@@ -53,11 +53,14 @@ def propose(row: Row) -> list[int]:
     return []
 
 
-def greedy(logits, row: Row, decoder) -> int:
+def greedy(logits, row: Row, decoder, head=None) -> int:
     """Greedy choice at one position: the argmax, or the best token the constraint allows (with
-    its mask bias)."""
+    its mask bias). With a `faithful.RestrictedHead`, `logits` is the position's hidden state and
+    only the allowed tokens' logits are computed, here, once the row has taken the tokens before."""
     if decoder is None:
         return int(logits.argmax())
+    if head is not None:
+        logits = head.logits(logits, decoder.allowed(row.index))
     return decoder.choose(row.index, logits)
 
 
@@ -78,7 +81,8 @@ class _Slots:
         self.passes = 0
 
     def forward(self, input_ids, new_real, keep: int):
-        """Logits of the last `keep` positions of `input_ids`, fed after what the cache holds."""
+        """Logits of the last `keep` positions of `input_ids`, fed after what the cache holds (their
+        hidden states while a `RestrictedHead` is on)."""
         import torch
 
         mask = torch.cat([self.real, new_real], dim=1)
@@ -123,11 +127,11 @@ def _padded(rows: list[list[int]], pad_id: int, width: int | None = None):
     return ids, real
 
 
-def verify(row: Row, draft: list[int], logits, decoder, stops: set[int]) -> int:
+def verify(row: Row, draft: list[int], logits, decoder, stops: set[int], head=None) -> int:
     """Accept the longest draft prefix greedy decoding would have chosen, plus the model's own
     next token; how many tokens were taken."""
     for j in range(len(draft) + 1):
-        choice = greedy(logits[j], row, decoder)
+        choice = greedy(logits[j], row, decoder, head)
         accept(row, [choice], stops, decoder)
         if row.done or j == len(draft) or choice != draft[j]:
             return j + 1
@@ -135,10 +139,23 @@ def verify(row: Row, draft: list[int], logits, decoder, stops: set[int]) -> int:
 
 
 def decode(model, prompts: list[list[int]], budgets: list[int], stops: list[int], pad_id: int,
-           decoder=None, stats: dict | None = None) -> list[list[int]]:
+           decoder=None, stats: dict | None = None, restricted_head: bool = False) -> list[list[int]]:
     """Greedy continuations of `prompts` (generated ids, ending with the stop token where one
     was chosen). `decoder`: a faithful.Decoder over the same rows, or None. `stats`, if given,
-    receives the number of forward passes and of generated tokens."""
+    receives the number of forward passes and of generated tokens. `restricted_head` (with a
+    decoder): the output layer for the allowed tokens only (`faithful.RestrictedHead`), each
+    position's computed once the row has taken the tokens before it."""
+    import contextlib
+
+    from .faithful import RestrictedHead
+
+    head = RestrictedHead(model) if decoder is not None and restricted_head else None
+    with head or contextlib.nullcontext():
+        return _decode(model, prompts, budgets, stops, pad_id, decoder, stats, head)
+
+
+def _decode(model, prompts, budgets, stops, pad_id, decoder, stats, head) -> list[list[int]]:
+    """`decode` with its head settled (a `RestrictedHead` on, or None)."""
     import torch
 
     rows = [Row(i, p, b) for i, (p, b) in enumerate(zip(prompts, budgets))]
@@ -148,7 +165,7 @@ def decode(model, prompts: list[list[int]], budgets: list[int], stops: list[int]
     logits = slots.forward(*_padded(prompts, pad_id, width=max(map(len, prompts))), keep=1)[:, -1]
     active = list(range(len(rows)))
     for r in active:  # the first token; from here on a row's last token is the one not yet fed
-        accept(rows[r], [greedy(logits[r], rows[r], decoder)], stop_set, decoder)
+        accept(rows[r], [greedy(logits[r], rows[r], decoder, head)], stop_set, decoder)
     while True:
         keep = [k for k, r in enumerate(active) if not rows[r].done]
         if not keep:
@@ -162,7 +179,7 @@ def decode(model, prompts: list[list[int]], budgets: list[int], stops: list[int]
         slots.make_room(m)
         logits = slots.forward(step, new_real, keep=m)
         for k, (r, draft) in enumerate(zip(active, drafts)):
-            taken = verify(rows[r], draft, logits[k], decoder, stop_set)
+            taken = verify(rows[r], draft, logits[k], decoder, stop_set, head)
             slots.reject(k, m, taken)
             rows[r].draft_size = min(MAX_DRAFT, 2 * rows[r].draft_size) if taken == len(draft) + 1 \
                 else max(MIN_DRAFT, taken)
