@@ -23,10 +23,10 @@ from .core.errors import UserError
 DEFAULT_MODEL = "unsloth/gemma-3-270m-it"
 TRAINING_SET = "pii_redaction_train.json"  # the committed set: what the generator writes, prepare_data.py reads
 GgufType = Literal["f16", "q8_0"]  # the tensor types a GGUF export writes (`models.gguf.TYPES`)
-# Texts generated together: redact.py's and a Redactor's unless told (what BENCHMARKS.md measures
-# generation at), and evaluate.py's and its calibration's.
-GENERATION_BATCH_SIZE = 16
-EVAL_BATCH_SIZE = 32
+# Texts generated together, by redact.py, evaluate.py, calibration and a Redactor unless told: on
+# a 2-core CPU, llama.cpp redacts the longest test texts 1.3x as fast at 32 as at 16 (3x today's
+# transformers path) in 2.7 GiB; transformers is about as fast at 16 (BENCHMARKS.md, "Redaction speed").
+GENERATION_BATCH_SIZE = 32
 # The privacy dial's calibration (`evaluate.py calibrate`, and finetune.py --calibrate): the biases
 # it tries (0 is always added) and the samples it redacts per bias.
 CALIBRATION_BIASES = (-2.0, -1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
@@ -301,7 +301,7 @@ class EvalConfig:
     runs_dir: str = option("outputs", "where to look for the newest run")
     data: str = option("data/test.jsonl", "held-out samples (prepare_data.py output, or prompt/response JSON/JSONL)")
     limit: int = option(0, "evaluate only the first N samples (0: all)", check=non_negative)
-    batch_size: int = _batch_size(EVAL_BATCH_SIZE)
+    batch_size: int = _batch_size(GENERATION_BATCH_SIZE)
     max_new_tokens: int = _max_new_tokens("sample")
     output_dir: Optional[str] = option(None, "where predictions and the report go (default: <model-dir>/eval)")
     predictions: Optional[str] = option(None, "score an existing predictions JSONL; no model is loaded")
@@ -358,7 +358,7 @@ class CalibrateConfig:
     limit: int = option(CALIBRATION_SAMPLES, "samples redacted per bias", check=positive)
     biases: tuple[float, ...] = option(CALIBRATION_BIASES, "comma-separated mask biases to try; 0 is always added",
                                        check=Each(MASK_BIAS_RANGE, "bias"))
-    batch_size: int = option(EVAL_BATCH_SIZE, "generation batch size", check=positive)
+    batch_size: int = option(GENERATION_BATCH_SIZE, "generation batch size", check=positive)
 
     def __post_init__(self) -> None:
         validate(self)

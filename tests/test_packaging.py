@@ -303,7 +303,7 @@ def _evaluate_command(*argv: str):
 
 
 def test_evaluate_py_parses_each_command_into_its_settings():
-    from pii_redact.config import EVAL_BATCH_SIZE, CalibrateConfig, CompareConfig
+    from pii_redact.config import GENERATION_BATCH_SIZE, CalibrateConfig, CompareConfig
 
     # no command named: the evaluation itself, its flags as before
     assert _evaluate_command() == ("evaluate", EvalConfig())
@@ -316,7 +316,7 @@ def test_evaluate_py_parses_each_command_into_its_settings():
         "calibrate", CalibrateConfig(limit=3, biases=(-2.0, -10.0, 0.0)))
     # calibration's defaults are config.py's, shared with finetune.py --calibrate
     defaults = _evaluate_command("calibrate")[1]
-    assert defaults.batch_size == EVAL_BATCH_SIZE and defaults.limit == TrainConfig().calibration_samples
+    assert defaults.batch_size == GENERATION_BATCH_SIZE and defaults.limit == TrainConfig().calibration_samples
     assert 0.0 in defaults.biases and defaults.model_dir is None and defaults.data is None
 
 
