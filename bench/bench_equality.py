@@ -11,11 +11,16 @@ before: evaluate.py --backend transformers --batch-size 16 --no-restricted-head 
 now:    evaluate.py with its defaults (on a CPU where the run has a GGUF, llama.cpp with many texts
         per step; elsewhere transformers with the output layer restricted to the allowed tokens)
 Flags after `--` go to both (the same --mask-bias, say). --before and --now replace either side's
-flags, written with an = (`--now="--backend transformers"` checks the restricted head alone).
+flags, written with an = (`--now="--backend transformers"` checks the restricted head alone);
+--now may be given more than once, each compared with the one `before` run:
 
-Reported: how many model outputs (predictions.jsonl's `prediction`) are identical, each
+    python bench/bench_equality.py --model-dir outputs/my-run --data bench/unseen/unseen.jsonl \\
+        --now= --now="--backend transformers" --output bench/results/cpu-equality-unseen.json
+
+Reported per `now`: how many model outputs (predictions.jsonl's `prediction`) are identical, each
 difference (the text's index, where the two outputs part and 40 characters of each from
-there), and every score of metrics.json that differs at the third decimal.
+there), every score of metrics.json that differs at the third decimal, and each side's
+generation samples/s (evaluate.py's own timing: one run each, so a rough speed only).
 """
 from __future__ import annotations
 
@@ -74,7 +79,8 @@ def compare(before: tuple[dict, dict], now: tuple[dict, dict]) -> dict:
     a, b = flat(metrics_before), flat(metrics_now)
     metrics = {k: [a[k], b[k]] for k in sorted(a.keys() & b.keys()) if round(a[k], 3) != round(b[k], 3)}
     return {"texts": len(outputs_before), "identical": len(outputs_before) - len(differences),
-            "differences": differences, "metrics_that_differ": metrics}
+            "differences": differences, "metrics_that_differ": metrics,
+            "samples_per_s": [m.get("generation", {}).get("samples_per_s") for m in (metrics_before, metrics_now)]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,24 +96,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="data/test.jsonl")
     parser.add_argument("--limit", type=non_negative_int, default=0, help="the first N texts (0: all)")
     parser.add_argument("--before", default=BEFORE, help="evaluate.py flags of the default before")
-    parser.add_argument("--now", default="", help="evaluate.py flags of today's default (none: its defaults)")
+    parser.add_argument("--now", action="append", help="evaluate.py flags of today's default (none: its defaults); "
+                        "repeatable, each compared with the one `before` run")
     parser.add_argument("--output", help="write the comparison as JSON here")
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     if args.output:
         check_can_write(args.output, "--output")
     trained_model(args.model_dir, "outputs")  # a --model-dir that names nothing is refused before either run
+    nows = args.now or [""]
     with tempfile.TemporaryDirectory() as work:
-        sides = {name: evaluate(args.model_dir, args.data, args.limit, [*shlex.split(flags), *both], Path(work) / name)
-                 for name, flags in (("before", args.before), ("now", args.now))}
-    result = {"model": args.model_dir, "data": args.data, "before": args.before, "now": args.now, "both": both,
-              **compare(sides["before"], sides["now"])}
-    overall = {k: [round(v, 4) for v in pair] for k, pair in result["metrics_that_differ"].items()
-               if not k.startswith(("by_", "per_label."))}
-    print(f"{result['identical']}/{result['texts']} identical; overall scores that differ at the third decimal "
-          f"(all in --output): {overall or 'none'}")
-    for d in result["differences"]:
-        print(f"  text {d['index']} at {d['at']}: {d['before']!r} / {d['now']!r}")
+        before = evaluate(args.model_dir, args.data, args.limit, [*shlex.split(args.before), *both], Path(work) / "b")
+        sides = [{"now": flags, **compare(before, evaluate(args.model_dir, args.data, args.limit,
+                                                           [*shlex.split(flags), *both], Path(work) / f"n{k}"))}
+                 for k, flags in enumerate(nows)]
+    for side in sides:
+        overall = {k: [round(v, 4) for v in pair] for k, pair in side["metrics_that_differ"].items()
+                   if not k.startswith(("by_", "per_label."))}
+        print(f"now {side['now'] or '(defaults)'}: {side['identical']}/{side['texts']} identical; samples/s before, "
+              f"now {side['samples_per_s']}; overall scores that differ at the third decimal (all in --output): "
+              f"{overall or 'none'}")
+        for d in side["differences"]:
+            print(f"  text {d['index']} at {d['at']}: {d['before']!r} / {d['now']!r}")
     if args.output:
+        result = {"model": args.model_dir, "data": args.data, "limit": args.limit, "before": args.before,
+                  "both": both, "sides": sides}
         Path(args.output).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return 0
 
