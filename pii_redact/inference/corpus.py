@@ -4,9 +4,9 @@ The driver decides once what the run is (`redactor.resolve`: the model, backend,
 context), reads each input with redact.py's own reader (`formats.read_source`), and hands its
 texts to Ray Data: a pool of actors (`RedactBatch`), each of which loads the model once (one per
 GPU where the cluster has GPUs, else on CPUs with the backend `auto` picks there) and redacts
-whole texts, a text never split across actors, through the same `cut_into_pieces` and
-`redact_texts` as redact.py. Each input is written back by the driver through `formats.render`
-once all its texts are in, so its bytes are those redact.py writes.
+whole texts, a text never split across actors, through the same `cut` (a text too long for the
+model held back alone) and `redact_texts` as redact.py. Each input is written back by the driver
+through `formats.render` once all its texts are in, so its bytes are those redact.py writes.
 
 Resumable: each output is staged beside its target and put in place in one step (a partial file
 is a hidden `.NAME.*.partial`, never the output's name), and `--output-dir`'s manifest

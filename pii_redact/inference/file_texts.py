@@ -1,8 +1,9 @@
 """The texts of a user's files on their way through a Redactor, the same for single-process
 redact.py (`redact_files`) and its Ray path (`corpus`): each text cut into pieces that fit the
-model (`split`, `cut`; one that cannot be is held back alone), its pieces redacted as one document (`redact_texts`), what did not finish
-held back (`held_back`, `redacted_file`), what was found listed (`entities_of`), and what went
-wrong reported by file and record (`report_bad`, `report_unfinished`), never by content.
+model (`split`, `cut`; one that cannot be is held back alone), its pieces redacted as one document
+(`redact_texts`), what did not finish held back (`held_back`, `redacted_file`), what was found
+listed (`entities_of`), and what went wrong reported by file and record (`report_bad`,
+`report_unfinished`), never by content.
 """
 from __future__ import annotations
 
