@@ -117,10 +117,10 @@ def _same(a: Path, b: Path) -> bool:
 def write_outputs(sources: list[Source], config: RedactConfig, uncut: Held) -> tuple[Held, list[str]]:
     """Write the redaction of every input, without the texts whose redaction did not finish (all
     of them with --allow-unfinished) and those too long to redact (`uncut`), and the entities of
-    what was written. All or nothing on
-    failure: every file is first written in full beside its target, and put in place only once all
-    were, so a failed write (a full disk) leaves none (exit 2). Returns the texts held back as
-    unfinished, and the files not put in place (`_publish_all`)."""
+    what was written. All or nothing on failure: every file is first written in full beside its
+    target, and put in place only once all were, so a failed write (a full disk) leaves none
+    (exit 2). Returns the texts held back as unfinished, and the files not put in place
+    (`_publish_all`)."""
     texts = [t for source in sources for t in source.texts]
     held = held_back(texts, config.allow_unfinished)
     left_out = held | uncut
