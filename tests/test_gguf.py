@@ -100,6 +100,56 @@ def test_batched_llama_cpp_gives_each_text_its_one_at_a_time_output(tiny_run):
 
 
 @needs_llama_cpp
+def test_batched_llama_cpp_feeds_its_texts_as_one_run_of_sequences(tiny_run):
+    """llama.cpp splits a step into one micro-batch per run of consecutive sequence ids, each
+    streaming the weights again: every step feeds sequences 0..k-1 in order, a text that finishes
+    while none waits hands its sequence to the text in the highest one (its KV cache copied), and
+    the prompts' shared opening is fed once and copied in. The outputs stay one-at-a-time's."""
+    from pii_redact.core import chat
+    from pii_redact.inference import llamacpp
+    from pii_redact.inference.redactor import Redactor, Settings
+
+    path = gguf.export(tiny_run, "f16")
+    # two at a time: the second longest finishes, the shortest takes its sequence (1) and is still
+    # being decoded when the longest (sequence 0) finishes, so it moves to sequence 0
+    sentence = "Dear Anna Schmidt, your parcel 4821 leaves Rue de la Paix 12, 75002 Paris today. "
+    sources = [sentence * 4, sentence * 3 + "Bye.", sentence * 2]
+    prompts = [chat.build_prompt(s) for s in sources]
+    redactor = Redactor(tiny_run / "merged", Settings(backend="llama.cpp", gguf=str(path), safety_net=False,
+                                                     propagate=False))
+    alone = {r.index: r.model_text for r in redactor.configured(batch_size=1).redact(sources)}
+    engine, tokenizer = redactor._engine("llama.cpp")
+    parallel = engine.parallel(2)
+    fed, decode = [], parallel.decode
+    parallel.decode = lambda feeds: fed.append([(seq, pos, len(tokens)) for seq, pos, tokens in feeds]) or decode(feeds)
+    try:
+        stats: dict = {}
+        outputs = {i: text for i, text, _ in llamacpp.generate(engine, tokenizer, prompts, sources, stats=stats,
+                                                                batch_size=2)}
+    finally:
+        del parallel.decode
+    assert outputs == alone
+    shared = llamacpp._shared_opening(chat.encode_prompts(tokenizer, prompts))
+    assert shared > 8 and fed[0] == [(parallel.shared, 0, shared)]  # the instruction, once
+    steps = fed[1:]
+    assert all([seq for seq, _, _ in step] == list(range(len(step))) for step in steps), steps
+    assert stats["moves"] == 1, (stats, steps)
+    assert all(pos == shared for step in steps for _, pos, n in step if n > 1)  # a prompt: only its own part
+    assert sum(n > 1 for step in steps for _, _, n in step) == len(sources)
+
+
+def test_shared_opening_is_what_every_prompt_begins_with_short_of_its_last_token():
+    from pii_redact.inference.llamacpp import _shared_opening
+
+    opening = list(range(100, 120))
+    assert _shared_opening([opening + [1, 2], opening + [3], opening + [1, 4, 5]]) == 20
+    assert _shared_opening([opening + [1, 2], opening]) == 19  # the shorter one keeps its last token to feed
+    assert _shared_opening([opening + [1]]) == 0  # one prompt: nothing to share
+    assert _shared_opening([opening[:5] + [1], opening[:5] + [2]]) == 0  # too little to be worth a copy
+    assert _shared_opening([[7] + opening, opening]) == 0
+
+
+@needs_llama_cpp
 def test_batched_llama_cpp_logits_are_bit_for_bit_those_of_one_at_a_time(tiny_run):
     """With q8_0 (the type a run exports first), prompts of different lengths, past the sliding
     window, prefilled in one call and then steps of one token each: every sequence's logits are

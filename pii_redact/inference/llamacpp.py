@@ -233,15 +233,23 @@ class Parallel:
     attention over the others' slots), each with `n_ctx_seq` positions. One `decode` call feeds
     tokens of many sequences and streams the weights once for all of them."""
 
-    N_BATCH = 512  # tokens per llama_decode call (longer feeds go in several)
+    # tokens per llama_decode call (longer feeds go in several), which llama.cpp cuts into
+    # micro-batches of N_UBATCH: a step whose new prompts come to more than one micro-batch still
+    # feeds every text's next token in one call, so in one micro-batch
+    N_BATCH, N_UBATCH = 4096, 512
+
+    MAX_SEQ = 256  # llama.h's LLAMA_MAX_SEQ: sequences one context can keep
 
     def __init__(self, llm, n_seq: int, n_ctx_seq: int):
         import llama_cpp
         from llama_cpp import _internals
 
+        if not 1 <= n_seq < self.MAX_SEQ:
+            raise ValueError(f"a llama.cpp context keeps 1 to {self.MAX_SEQ - 1} texts, not {n_seq}")
+        # one sequence more than texts: `shared` holds the prompt opening they all have in common
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx, params.n_seq_max = n_ctx_seq * n_seq, n_seq
-        params.n_batch = params.n_ubatch = self.N_BATCH
+        params.n_ctx, params.n_seq_max = n_ctx_seq * (n_seq + 1), n_seq + 1
+        params.n_batch, params.n_ubatch = self.N_BATCH, self.N_UBATCH
         params.n_threads = params.n_threads_batch = llm.n_threads
         params.kv_unified = False
         # as the one-at-a-time `Llama` has it: llama.cpp's automatic choice turns flash attention on
@@ -253,6 +261,7 @@ class Parallel:
         # rolled back here (no speculation), the one thing the full-size cache is for.
         params.swa_full = False
         self.n_seq, self.n_ctx_seq, self.n_vocab = n_seq, n_ctx_seq, llm.n_vocab()
+        self.shared = n_seq
         self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self.batch = _internals.LlamaBatch(n_tokens=self.N_BATCH, embd=0, n_seq_max=1, verbose=False)
         self.memory = llama_cpp.llama_get_memory(self.ctx.ctx)
@@ -269,6 +278,18 @@ class Parallel:
         import llama_cpp
 
         llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)
+
+    def move(self, source: int, target: int) -> None:
+        """Hand the KV cache of sequence `source` to the empty sequence `target`: llama.cpp copies
+        the stream, and the logits that follow are bit for bit those `source` would have had."""
+        self.copy(source, target)
+        self.forget(source)
+
+    def copy(self, source: int, target: int) -> None:
+        """Give the empty sequence `target` the KV cache of `source` (llama.cpp copies the stream)."""
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_cp(self.memory, source, target, -1, -1)
 
     def decode(self, feeds: Sequence[tuple[int, int, Sequence[int]]]) -> list:
         """Feed (sequence, position of the first token, tokens) for each of `feeds`; the logits
@@ -301,7 +322,7 @@ def generate(engine: Engine, tokenizer, prompts: Sequence[str], sources: Sequenc
     texts = _Texts(tokenizer, prompts, sources, decoding, mask_bias, placeholder_bounds)
     if batch_size == 1 or speculation == "on" or len(prompts) <= 1:
         return _one_at_a_time(engine, texts, max_new_tokens, speculation, stats)
-    return _batched(engine.parallel(min(batch_size, len(prompts))), texts, max_new_tokens, stats)
+    return _batched(engine.parallel(min(batch_size, len(prompts), Parallel.MAX_SEQ - 1)), texts, max_new_tokens, stats)
 
 
 class _Texts:
@@ -365,7 +386,20 @@ def _batched(parallel: Parallel, texts: _Texts, max_new_tokens: int,
              stats: dict | None) -> Iterator[tuple[int, str, str]]:
     """Continuous batching: every llama.cpp step feeds each active text its last chosen token
     (and a newly started text its whole prompt); a finished text is yielded and its sequence
-    handed to the next waiting one before the next step."""
+    handed to the next waiting one before the next step.
+
+    The active texts always hold sequences 0..k-1 and are fed in that order. llama.cpp cuts a
+    step into one micro-batch per run of consecutive sequence ids (each sequence's stream is a
+    slice of one KV tensor), and every micro-batch streams the weights again: fed out of order,
+    or with the sequence of a finished text left empty among them, the hand-written texts' steps
+    of 32 took twice as long. So a text that finishes while none waits hands its sequence to the
+    text in the highest one (`Parallel.move`: its KV cache copied, bit for bit). llama.cpp's q8_0
+    products round differently with a micro-batch's shape, so cutting the steps this way changed
+    2 of 96 hand-written outputs against the earlier order (a label, a date masked or not).
+
+    The opening every prompt shares (the chat template's and the instruction's tokens, 80 of the
+    hand-written texts' 160 on average) is fed once, into `Parallel.shared`, and copied into each
+    text's sequence as it starts, which then gets only the rest of its prompt."""
     from collections import deque
 
     import torch
@@ -374,29 +408,69 @@ def _batched(parallel: Parallel, texts: _Texts, max_new_tokens: int,
 
     stops = set(texts.stops)
     waiting = deque(sorted(range(len(texts.encoded)), key=lambda i: -len(texts.encoded[i])))
-    free, active = list(range(parallel.n_seq - 1, -1, -1)), {}  # sequence -> (text, row, decoder)
+    slots: list = []  # slots[seq]: (text, row, decoder) in sequence seq; None once it finished
     parallel.forget()  # whatever an abandoned earlier call left
-    while waiting or active:
-        while free and waiting:
-            i = waiting.popleft()
-            active[free.pop()] = (i, *texts.start(i, parallel.n_ctx_seq, max_new_tokens))
-        feeds = [_next_feed(seq, row) for seq, (_, row, _) in active.items()]
+    shared = _shared_opening(texts.encoded)
+    if shared:
+        parallel.decode([(parallel.shared, 0, texts.encoded[0][:shared])])
+
+    def start(seq: int) -> tuple:
+        i = waiting.popleft()
+        if shared:
+            parallel.copy(parallel.shared, seq)
+        return (i, *texts.start(i, parallel.n_ctx_seq, max_new_tokens))
+
+    while True:
+        for seq, slot in enumerate(slots):
+            if slot is None and waiting:
+                slots[seq] = start(seq)
+        while waiting and len(slots) < parallel.n_seq:
+            slots.append(start(len(slots)))
+        _close_gaps(parallel, slots, stats)
+        if not slots:
+            return
+        feeds = [_next_feed(seq, row, shared) for seq, (_, row, _) in enumerate(slots)]
         rows = parallel.decode(feeds)
         if stats is not None:
             stats["forward_passes"] = stats.get("forward_passes", 0) + 1
-        for (seq, _, _), logits in zip(feeds, rows):
-            i, row, decoder = active[seq]
+        for seq, logits in enumerate(rows):
+            i, row, decoder = slots[seq]
             accept(row, [greedy(torch.from_numpy(logits), row, decoder)], stops, decoder)
             if row.done:
-                del active[seq]
+                slots[seq] = None
                 parallel.forget(seq)
-                free.append(seq)
                 yield texts.done(i, row, decoder, stats)
 
 
-def _next_feed(seq: int, row) -> tuple[int, int, list[int]]:
-    """What a text's sequence is fed next: its whole prompt at first, then its last chosen token
-    (at the position after everything fed before it)."""
+def _shared_opening(encoded: Sequence[Sequence[int]], at_least: int = 8) -> int:
+    """How many leading prompt tokens every prompt has in common, short of each one's last (whose
+    logits start its redaction); 0 for one prompt, or where fewer than `at_least` would be shared."""
+    if len(encoded) < 2:
+        return 0
+    first, n = encoded[0], min(len(ids) for ids in encoded) - 1
+    for ids in encoded[1:]:
+        n = next((k for k in range(n) if ids[k] != first[k]), n)
+    return n if n >= at_least else 0
+
+
+def _close_gaps(parallel: Parallel, slots: list, stats: dict | None) -> None:
+    """Move the texts of the highest sequences into the empty lower ones, until the texts hold
+    sequences 0..k-1 (`slots` shrinks to k)."""
+    seq = 0
+    while seq < len(slots):
+        while slots and slots[-1] is None:
+            slots.pop()
+        if seq < len(slots) and slots[seq] is None:
+            parallel.move(len(slots) - 1, seq)
+            slots[seq] = slots.pop()
+            if stats is not None:
+                stats["moves"] = stats.get("moves", 0) + 1
+        seq += 1
+
+
+def _next_feed(seq: int, row, shared: int = 0) -> tuple[int, int, list[int]]:
+    """What a text's sequence is fed next: its prompt after the `shared` opening already copied
+    in at first, then its last chosen token (at the position after everything fed before it)."""
     if not row.tokens:
-        return seq, 0, row.prompt
+        return seq, shared, row.prompt[shared:]
     return seq, len(row.prompt) + len(row.tokens) - 1, row.tokens[-1:]
