@@ -7,10 +7,12 @@ budget, so everything after generation is the one code path of `Redactor`.
 
 Texts are decoded many at a time (`--batch-size`, longest first): one llama.cpp context keeps a
 sequence per text in its KV cache (`Parallel`), and each llama.cpp step feeds every text its
-next token, so the weights are streamed once for all of them instead of once per text. Each text
-has its own constraint and budget; one that finishes frees its sequence for the next text at
-once, and none waits for or sees another. `--batch-size 1` decodes one text at a time through
-llama-cpp-python's high-level `Llama`, as before; so does copy-aware speculation
+next token, so the weights are streamed once for all of them instead of once per text (which
+takes feeding them as one run of consecutive sequences: `_batched`), and the opening all prompts
+share is decoded once. Each text has its own constraint and budget; one that finishes frees its
+sequence for the next text at once, and none waits for or sees another. `--batch-size 1`
+decodes one text at a time through llama-cpp-python's high-level `Llama`, as before; so does
+copy-aware speculation
 (`speculative`: the prompt is the draft, verified in one llama.cpp batch, the rejected tail
 dropped from its KV cache), there with `--speculation on` but off by default: llama.cpp on a
 CPU is compute-bound even for one text, so checking k draft tokens costs about k single steps
