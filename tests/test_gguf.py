@@ -292,3 +292,67 @@ def test_a_gguf_older_than_the_runs_weights_is_never_run(tiny_run, gemma_dir, tm
     assert gguf.export(run, "f16") == exported  # exported again: run
     assert choose_backend("auto", "faithful", run / "merged") == on_a_cpu
     assert gguf_for(None, run / "merged") == exported
+
+
+@needs_llama_cpp
+def test_margin_bench_takes_both_engines_choices_where_they_part(tiny_run, tmp_path):
+    """bench/bench_margins.py: the scores llama.cpp chose by at a step, recorded in a batched run,
+    are those of the text fed alone; transformers' choices along llama.cpp's tokens are the
+    tokens of its own decoding, up to and including the first where the engines part (all of
+    them where they never do); each engine's margin is for its own token."""
+    import sys
+
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import bench_margins
+
+    from pii_redact.core import chat
+    from pii_redact.inference import llamacpp
+    from pii_redact.inference.generate import generate_transformers
+    from pii_redact.models.loading import load_for_generation
+
+    path = gguf.export(tiny_run, "q8_0")
+    sources = ["Call Anna Schmidt on +49 30 1234567.", "Mail jo@example.de now, or Rue de la Paix 12, Paris.",
+               "Name: Jean-Pierre Martin", "Dear Anna, parcel 4821 leaves 75002 Paris on 03/04/2024. " * 3]
+    prompts = [chat.build_prompt(s) for s in sources]
+    model, tokenizer = load_for_generation(tiny_run / "merged", "cpu")
+    texts = bench_margins.recording_texts(tokenizer, prompts, sources, 1.0, "words")
+    engine = llamacpp.Engine(path)
+    bench_margins.run_llama_cpp(engine, texts, 2)
+    rows = [bench_margins.compare_text(i, texts, bench_margins.transformers_logits(
+        model, texts.encoded[i], texts.tokens[i]), tokenizer)[0] for i in range(len(sources))]
+    theirs = {i: text for i, text, _ in generate_transformers(model, tokenizer, prompts, sources, 1, speculation="off",
+                                                              mask_bias=1.0)}
+    for i, row in enumerate(rows):
+        tokens, k = texts.tokens[i], row["parted_at"]
+        if k is None:
+            assert theirs[i] == texts.outputs[i]
+            k = len(tokens) - 1
+        else:
+            assert row["llama_cpp_token_id"] == tokens[k] and row["llama_cpp_margin"] >= 0
+            assert row["transformers_margin"] >= 0 and row["shift"] == pytest.approx(
+                row["llama_cpp_margin"] + row["transformers_margin"], abs=2e-4)
+            choice = row["transformers_token_id"]
+            before = tokenizer.decode(tokens[:k])
+            assert theirs[i] == before if choice in texts.stops else theirs[i].startswith(before + row["transformers_token"])
+        decoder = llamacpp._Texts.decoder(texts, i)  # llama.cpp's scores at step k, fed alone
+        for token in tokens[:k]:
+            decoder.consume(0, token)
+        engine.reset()
+        alone = decoder.restrict(0, engine.feed(texts.encoded[i] + tokens[:k], every=False)[-1])
+        recorded = texts.steps[i][k]
+        assert np.array_equal(np.array(list(recorded.values()), dtype=np.float32),
+                              alone[torch.tensor(list(recorded))].numpy())
+    engine.close()
+
+    # the script end to end: the same rows, and where each parting lies among the agreeing steps
+    data, out = tmp_path / "texts.jsonl", tmp_path / "margins.json"
+    data.write_text("".join(json.dumps({"prompt": p, "response": s}) + "\n" for p, s in zip(prompts, sources)))
+    assert bench_margins.main(["--model-dir", str(tiny_run / "merged"), "--gguf", str(path), "--data", str(data),
+                               "--batch-size", "2", "--mask-bias", "1", "--output", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert [{k: v for k, v in row.items() if k != "agreeing_steps_shifted_as_far"} for row in written["rows"]] == rows
+    assert written["same_tokens"] == sum(row["parted_at"] is None for row in rows)
+    assert all(0 <= row["agreeing_steps_shifted_as_far"] <= 1 for row in written["rows"] if row["parted_at"] is not None)

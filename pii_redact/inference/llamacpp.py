@@ -322,9 +322,17 @@ def generate(engine: Engine, tokenizer, prompts: Sequence[str], sources: Sequenc
     (in the order given) with a batch size of 1 or speculation "on" ("auto" is off: see the
     module's docstring)."""
     texts = _Texts(tokenizer, prompts, sources, decoding, mask_bias, placeholder_bounds)
-    if batch_size == 1 or speculation == "on" or len(prompts) <= 1:
+    return _decode(engine, texts, max_new_tokens, speculation, stats, batch_size)
+
+
+def _decode(engine: Engine, texts: _Texts, max_new_tokens: int, speculation: str, stats: dict | None,
+            batch_size: int) -> Iterator[tuple[int, str, str]]:
+    """`generate`'s texts one at a time or many per step (`bench/bench_margins.py` passes texts
+    that record what each step chose by)."""
+    if batch_size == 1 or speculation == "on" or len(texts.encoded) <= 1:
         return _one_at_a_time(engine, texts, max_new_tokens, speculation, stats)
-    return _batched(engine.parallel(min(batch_size, len(prompts), Parallel.MAX_SEQ - 1)), texts, max_new_tokens, stats)
+    n_seq = min(batch_size, len(texts.encoded), Parallel.MAX_SEQ - 1)
+    return _batched(engine.parallel(n_seq), texts, max_new_tokens, stats)
 
 
 class _Texts:
@@ -344,14 +352,19 @@ class _Texts:
 
     def start(self, i: int, n_ctx: int, max_new_tokens: int):
         """(Row, decoder) of text i in a context of n_ctx positions."""
-        from . import faithful
         from .generate import token_budget
         from .speculative import Row
 
-        ids, source = self.encoded[i], self.sources[i]
-        decoder = faithful.Decoder(self.vocab, [source.strip()], self.stops, self.mask_bias,
-                                   self.bounds) if self.vocab else None
-        return Row(0, ids, token_budget(source, max_new_tokens, n_ctx - len(ids) - 1)), decoder
+        ids = self.encoded[i]
+        return Row(0, ids, token_budget(self.sources[i], max_new_tokens, n_ctx - len(ids) - 1)), self.decoder(i)
+
+    def decoder(self, i: int):
+        """A fresh faithful constraint for text i (None for free decoding)."""
+        from . import faithful
+
+        if self.vocab is None:
+            return None
+        return faithful.Decoder(self.vocab, [self.sources[i].strip()], self.stops, self.mask_bias, self.bounds)
 
     def done(self, i: int, row, decoder, stats: dict | None, passes: int = 0) -> tuple[int, str, str]:
         """(i, prediction, finish reason) of a finished row, its counts added to `stats`."""
