@@ -43,10 +43,11 @@ def recording_texts(tokenizer, prompts, sources, mask_bias: float, placeholder_b
             super().__init__(*args)
             self.steps: list[dict[int, float]] = []
 
-        def allowed_scores(self, row, scores):  # what `choose` decides by, once per step
-            ids, picked = super().allowed_scores(row, scores)
-            self.steps.append(dict(zip(ids.tolist(), picked.tolist())))
-            return ids, picked
+        def restrict(self, row, scores, out=None):
+            out = super().restrict(row, scores, out)
+            allowed = self.allowed(row)
+            self.steps.append(dict(zip(allowed, out[allowed].tolist())))
+            return out
 
     class Recording(llamacpp._Texts):
         def __init__(self, *args):
@@ -99,11 +100,11 @@ def compare_text(i: int, texts, logits, tokenizer) -> tuple[dict, list[float]]:
     shifts, row = [], {"index": i, "tokens": len(tokens), "parted_at": None}
     for k, token in enumerate(tokens):
         ours = steps[k]
-        ids, picked = decoder.allowed_scores(0, logits[k])
-        theirs = dict(zip(ids.tolist(), picked.tolist()))
-        if theirs.keys() != ours.keys():
+        scores = decoder.restrict(0, logits[k])
+        theirs = {t: float(scores[t]) for t in ours}
+        if set(decoder.allowed(0)) != set(ours):
             raise RuntimeError(f"text {i}, step {k}: the two replays of the constraint allow different tokens")
-        choice = decoder.choose(0, logits[k])
+        choice = max(theirs, key=theirs.get)
         if choice != token:
             llama_margin, transformers_margin = ours[token] - ours[choice], theirs[choice] - theirs[token]
             row.update(parted_at=k, llama_cpp_token=tokenizer.decode([token]), llama_cpp_token_id=token,

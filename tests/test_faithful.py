@@ -178,35 +178,3 @@ def test_the_restricted_head_makes_the_full_heads_choices(tmp_path, seed, softca
     assert steps > 400  # many choices compared, not a handful
     assert isinstance(model.get_output_embeddings(), torch.nn.Linear)
     assert model.config.final_logit_softcapping == softcap
-
-
-@pytest.mark.parametrize("mask_bias", [0.0, 1.5])
-def test_the_choice_over_the_allowed_tokens_is_the_restricted_rows_argmax(tiny, mask_bias):
-    """`Decoder.choose` takes the allowed tokens' scores only (llama.cpp's steps, speculation's
-    checks) and must pick what the argmax of `restrict`'s vocabulary-wide row picks: at every step
-    of texts of all kinds, on random scores, on scores where every allowed token ties (the lowest
-    id wins), and where a score is NaN; `allowed_scores` holds exactly the row's finite entries."""
-    import torch
-
-    from pii_redact.inference import faithful
-
-    _, tokenizer = tiny
-    vocab, stops = constraint.Vocabulary(tokenizer), chat.stop_token_ids(tokenizer)
-    generator = torch.Generator().manual_seed(0)
-    steps = 0
-    for source in SOURCES:
-        decoder = faithful.Decoder(vocab, [source.strip()], stops, mask_bias)
-        while not decoder.done[0]:
-            random = torch.randn(len(tokenizer), generator=generator)
-            nan = random.clone()
-            nan[decoder.allowed(0)[-1]] = float("nan")
-            for scores in (random, torch.zeros(len(tokenizer)), nan):
-                row = decoder.restrict(0, scores)
-                assert decoder.choose(0, scores) == int(row.argmax())
-            ids, picked = decoder.allowed_scores(0, random)
-            row = decoder.restrict(0, random)
-            finite = torch.isfinite(row).nonzero().flatten()
-            assert sorted(set(ids.tolist())) == finite.tolist() and torch.equal(row[ids], picked)
-            decoder.consume(0, decoder.choose(0, random))
-            steps += 1
-    assert steps > 3 * len(SOURCES)

@@ -140,33 +140,10 @@ class Decoder:
             out[ids] += self.mask_bias / 2 * masked
         return out
 
-    @_timed
-    def allowed_scores(self, row: int, scores):
-        """(ids, scores) of the tokens row may take next, with the mask bias: the entries of
-        `restrict`'s row that are not -inf, by the same float operations, without writing a row
-        as wide as the vocabulary."""
-        import torch
-
-        allowed, decided = self._options(row)
-        ids = torch.tensor(allowed, dtype=torch.long, device=scores.device)
-        picked = scores[ids]
-        if self.mask_bias and decided:
-            masked = torch.tensor([decided.get(token, 0) for token in allowed], dtype=picked.dtype,
-                                  device=picked.device)
-            picked += self.mask_bias / 2 * masked  # + 0.0 where a token decides nothing: unchanged
-        return ids, picked
-
     def choose(self, row: int, scores) -> int:
-        """The greedy token of row under the constraint and the bias: `restrict`'s argmax (the
-        lowest id among equal scores), taken over the allowed tokens only, as llama.cpp's steps
-        and speculative decoding's checks do, so they pick exactly what plain decoding would."""
-        if self.done[row]:
-            return int(scores.argmax())
-        ids, picked = self.allowed_scores(row, scores)
-        best = picked.max()
-        if best.isnan():  # argmax takes a NaN for the largest: the full row decides which
-            return int(self.restrict(row, scores).argmax())
-        return int(ids[picked == best].min())
+        """The greedy token of row under the constraint and the bias (speculative decoding's
+        checks use this, so they pick exactly what plain decoding would)."""
+        return int(self.restrict(row, scores).argmax())
 
     @_timed
     def consume(self, row: int, token: int) -> None:
