@@ -104,7 +104,7 @@ def compare_text(i: int, texts, logits, tokenizer) -> tuple[dict, list[float]]:
         theirs = {t: float(scores[t]) for t in ours}
         if set(decoder.allowed(0)) != set(ours):
             raise RuntimeError(f"text {i}, step {k}: the two replays of the constraint allow different tokens")
-        choice = max(theirs, key=theirs.get)
+        choice = int(scores.argmax())  # transformers' greedy choice: the lowest id among equal scores
         if choice != token:
             llama_margin, transformers_margin = ours[token] - ours[choice], theirs[choice] - theirs[token]
             row.update(parted_at=k, llama_cpp_token=tokenizer.decode([token]), llama_cpp_token_id=token,
