@@ -276,9 +276,9 @@ def _propagate() -> Any:
 
 
 def _restricted_head() -> Any:
-    return option(True, "faithful decoding with transformers: compute the output layer only for the tokens the "
-                        "constraint allows (the same choices for a fraction of the work); --no-restricted-head "
-                        "computes the whole 262,144-wide layer, for comparison")
+    return option(True, "faithful decoding: compute the output layer only for the tokens the constraint allows "
+                        "(the same choices for a fraction of the work; llama.cpp: with an f16 or q8_0 GGUF); "
+                        "--no-restricted-head computes the whole 262,144-wide layer, for comparison")
 
 
 def _batch_size(default: int) -> Any:

@@ -119,7 +119,7 @@ def test_batched_llama_cpp_feeds_its_texts_as_one_run_of_sequences(tiny_run):
                                                      propagate=False))
     alone = {r.index: r.model_text for r in redactor.configured(batch_size=1).redact(sources)}
     engine, tokenizer = redactor._engine("llama.cpp")
-    parallel = engine.parallel(2)
+    parallel = engine.parallel(2, hidden=True)  # the restricted head's, the default's
     fed, decode = [], parallel.decode
     parallel.decode = lambda feeds: fed.append([(seq, pos, len(tokens)) for seq, pos, tokens in feeds]) or decode(feeds)
     try:
@@ -174,6 +174,87 @@ def test_batched_llama_cpp_logits_are_bit_for_bit_those_of_one_at_a_time(tiny_ru
             together[k].append(row)
     assert all(np.array_equal(a, b) for k in range(3) for a, b in zip(alone[k], together[k]))
     engine.close()
+
+
+@needs_llama_cpp
+@pytest.mark.parametrize("kind", ["f16", "q8_0"])
+def test_restricted_head_computes_llama_cpps_logits_from_its_hidden_states(tiny_run, kind):
+    """A parallel context that stops at the last hidden state hands each text its own, however
+    the feeds are ordered and mixed (prompts of different lengths among one-token steps); the
+    GGUF's output rows applied to it give llama.cpp's logits but for float rounding, and the same
+    choice among random allowed sets at every step."""
+    import numpy as np
+
+    from pii_redact.inference import llamacpp
+
+    engine = llamacpp.Engine(gguf.export(tiny_run, kind))
+    head = engine.head
+    assert head is not None and head.n_vocab == engine.n_vocab
+    full, hidden = llamacpp.Parallel(engine.llm, 4, 512), llamacpp.Parallel(engine.llm, 4, 512, hidden=True)
+    prompts = {2: list(range(300, 371)), 0: list(range(500, 513)), 1: list(range(700, 740)), 3: list(range(900, 960))}
+    rng = np.random.default_rng(0)
+    steps = [[(2, 0, prompts[2]), (0, 0, prompts[0]), (1, 0, prompts[1])]]  # sequence 3 starts later, mid-step
+    fed = {seq: len(p) for seq, _, p in steps[0]}
+    for step in range(12):
+        feeds = [(seq, fed[seq], [int(rng.integers(10, 5000))]) for seq in rng.permutation(list(fed))]
+        if step == 4:
+            feeds.insert(1, (3, 0, prompts[3]))
+        for seq, _, tokens in feeds:
+            fed[seq] = fed.get(seq, 0) + len(tokens)
+        steps.append(feeds)
+    choices = 0
+    for feeds in steps:
+        for logits, state, (seq, _, _) in zip(full.decode(feeds), hidden.decode(feeds), feeds):
+            assert state.shape == (head.n_embd,), seq
+            ids = sorted(set(rng.choice(head.n_vocab, 40, replace=False).tolist()) | {int(logits.argmax())})
+            ours = head.logits(state, ids).numpy()
+            assert np.allclose(ours[ids], logits[ids], rtol=0, atol=1e-4), (seq, np.abs(ours[ids] - logits[ids]).max())
+            assert np.isneginf(np.delete(ours, ids)).all()
+            for k in range(5):  # the full head's choice among allowed sets that hold its top tokens or not
+                allowed = rng.choice(head.n_vocab, 3 + 20 * k, replace=False).tolist()
+                assert allowed[int(head.logits(state, allowed).numpy()[allowed].argmax())] == \
+                    allowed[int(logits[allowed].argmax())]
+                choices += 1
+    assert choices == 5 * sum(len(feeds) for feeds in steps)
+    full.close(), hidden.close(), engine.close()
+
+
+def test_q8_0_quantisation_is_ggmls():
+    """Activations in q8_0 blocks as ggml quantises them: the block's largest magnitude maps to
+    +-127, the scale is stored as f16, halves round to even, an all-zero block stays zero."""
+    import numpy as np
+
+    from pii_redact.inference.llamacpp_head import quantize_q8_0
+
+    x = np.zeros(96, dtype=np.float32)
+    x[:32] = np.linspace(-2.0, 1.0, 32)
+    x[32:64] = [0.5, 1.5, 2.5, -0.5, -1.5] + [0.0] * 26 + [127]  # a scale of exactly 1
+    qs, scale = quantize_q8_0(x)
+    assert qs.shape == (3, 32) and qs.dtype == np.int8
+    assert qs[0, 0] == -127 and scale[0] == np.float32(np.float16(2.0 / 127))
+    assert qs[1, :5].tolist() == [0, 2, 2, 0, -2] and qs[1, 31] == 127  # ties to even
+    assert not qs[2].any() and scale[2] == 0
+    assert np.abs(qs[0] * scale[0] - x[:32]).max() <= scale[0] / 2 + 1e-6
+
+
+@needs_llama_cpp
+def test_llama_cpp_restricted_head_redacts_as_the_whole_layer_does(tiny_run):
+    """The default (restricted head) and --no-restricted-head give the same redactions, one at a
+    time and batched, with a mask bias; the default's steps hand back hidden states, not logits."""
+    from pii_redact.inference.redactor import Redactor, Settings
+
+    sources = ["Dear Anna Schmidt, your parcel 4821 leaves Rue de la Paix 12, 75002 Paris on 03/04/2024. " * 2,
+               "Hi Bo.", "Call +49 30 1234567.", "Mail jo@example.de now.", "Name: Jean-Pierre Martin"]
+    for kind in ("f16", "q8_0"):
+        path = str(gguf.export(tiny_run, kind))
+        redactor = Redactor(tiny_run / "merged", Settings(backend="llama.cpp", gguf=path, safety_net=False,
+                                                         propagate=False, mask_bias=1.0))
+        for batch_size in (1, 3):
+            whole = redactor.configured(batch_size=batch_size, restricted_head=False)
+            expected = {r.index: r.model_text for r in whole.redact(sources)}
+            restricted = redactor.configured(batch_size=batch_size)
+            assert {r.index: r.model_text for r in restricted.redact(sources)} == expected, (kind, batch_size)
+            assert restricted._engine("llama.cpp")[0]._parallel.hidden
 
 
 @needs_llama_cpp
@@ -343,8 +424,9 @@ def test_margin_bench_takes_both_engines_choices_where_they_part(tiny_run, tmp_p
         engine.reset()
         alone = decoder.restrict(0, engine.feed(texts.encoded[i] + tokens[:k], every=False)[-1])
         recorded = texts.steps[i][k]
-        assert np.array_equal(np.array(list(recorded.values()), dtype=np.float32),
-                              alone[torch.tensor(list(recorded))].numpy())
+        # recorded from the restricted head, which rounds otherwise than llama.cpp's whole layer
+        assert np.allclose(np.array(list(recorded.values()), dtype=np.float32),
+                           alone[torch.tensor(list(recorded))].numpy(), rtol=0, atol=1e-4)
     engine.close()
 
     # the script end to end: the same rows, and where each parting lies among the agreeing steps

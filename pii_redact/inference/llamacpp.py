@@ -10,23 +10,23 @@ sequence per text in its KV cache (`Parallel`), and each llama.cpp step feeds ev
 next token, so the weights are streamed once for all of them instead of once per text (which
 takes feeding them as one run of consecutive sequences: `_batched`), and the opening all prompts
 share is decoded once. Each text has its own constraint and budget; one that finishes frees its
-sequence for the next text at once, and none waits for or sees another. `--batch-size 1`
-decodes one text at a time through llama-cpp-python's high-level `Llama`, as before; so does
-copy-aware speculation
+sequence for the next text at once, and none waits for or sees another. With the whole output
+layer (`--no-restricted-head`), `--batch-size 1` decodes one text at a time through
+llama-cpp-python's high-level `Llama`, as before; so does copy-aware speculation
 (`speculative`: the prompt is the draft, verified in one llama.cpp batch, the rejected tail
 dropped from its KV cache), there with `--speculation on` but off by default: llama.cpp on a
 CPU is compute-bound even for one text, so checking k draft tokens costs about k single steps
 and the rejected ones are lost (0.61 samples/s plain against 0.42 speculative with q8_0 on 2
 cores: BENCHMARKS.md).
 
-llama.cpp computes its whole 262,144-wide output layer, unlike the transformers engine
-(`faithful.RestrictedHead`): with `embeddings` on, a context hands over the last hidden state as
-well, but Gemma 3's graph ends in the output product all the same (llama.cpp's
-src/models/gemma3.cpp builds the logits unconditionally). Restricting it takes a change to
-llama.cpp: a context option that ends the graph at the hidden state (`result_norm`), the allowed
-rows of `token_embd` (dequantized once from the GGUF) then giving the logits here; stopping the
-graph from an eval callback at that node is no way round, since llama_decode reports that as an
-abort.
+Faithful decoding computes the output layer for the allowed tokens only, as the transformers
+engine does (`faithful.RestrictedHead`), where the GGUF's output layer is f32, f16 or q8_0 (the
+types a run exports): `Parallel` stops llama.cpp's graph at the last hidden state (an evaluation
+callback takes the node llama.cpp names `result_norm` and cancels the rest, which is the output
+product alone; `embeddings` on would not, since Gemma 3's graph builds the logits
+unconditionally), and `llamacpp_head.OutputRows` multiplies the allowed rows of the GGUF's own
+weights the way llama.cpp's CPU backend does. Texts are then decoded through `Parallel` at every
+batch size, one as well.
 
 llama-cpp-python is built from source where no wheel exists (`pip install -r
 requirements-llama.txt`, 4.5 to 11 minutes on 2 cores).
@@ -34,13 +34,18 @@ requirements-llama.txt`, 4.5 to 11 minutes on 2 cores).
 from __future__ import annotations
 
 import atexit
+import ctypes
 import sys
+from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ..core.device import cpu_threads
 from ..core.errors import UserError
 from ..core.run_dir import RunDir
+
+if TYPE_CHECKING:
+    from .llamacpp_head import OutputRows
 
 INSTALL = "pip install -r requirements-llama.txt"
 
@@ -144,8 +149,6 @@ def _quiet_llama_cpp() -> None:
     global _log_callback
     if _log_callback is not None:
         return
-    import ctypes
-
     import llama_cpp
 
     error, cont = 4, 5
@@ -178,6 +181,7 @@ class Engine:
                             f"llama.cpp does not know; --backend transformers runs the merged model instead)") from e
         self.n_vocab = self.llm.n_vocab()
         self._parallel: Parallel | None = None
+        self._head: OutputRows | None | bool = False  # not looked for yet
         # freed now rather than by Llama.__del__ at interpreter exit, where llama-cpp-python's
         # teardown finds its library already gone and prints an ignored TypeError
         atexit.register(self.close)
@@ -188,14 +192,25 @@ class Engine:
             self._parallel = None
         self.llm.close()
 
-    def parallel(self, n_seq: int) -> Parallel:
+    @property
+    def head(self) -> OutputRows | None:
+        """The GGUF's output layer for chosen rows (`llamacpp_head`), None where its type is
+        not one computed there: then llama.cpp computes the whole layer."""
+        if self._head is False:
+            from .llamacpp_head import OutputRows
+
+            self._head = OutputRows.of(self.path)
+        return self._head
+
+    def parallel(self, n_seq: int, hidden: bool = False) -> Parallel:
         """A context for `n_seq` texts at once over the loaded weights, each with the positions
-        `feed` has for one (so a text gets the same budget either way); kept for the next call of
-        the same size, and only one at a time: its KV cache grows with `n_seq`."""
-        if self._parallel is None or self._parallel.n_seq != n_seq:
+        `feed` has for one (so a text gets the same budget either way), handing back last hidden
+        states instead of logits with `hidden`; kept for the next call of the same kind, and only
+        one at a time: its KV cache grows with `n_seq`."""
+        if self._parallel is None or (self._parallel.n_seq, self._parallel.hidden) != (n_seq, hidden):
             if self._parallel is not None:
                 self._parallel.close()
-            self._parallel = Parallel(self.llm, n_seq, self.llm.n_ctx())
+            self._parallel = Parallel(self.llm, n_seq, self.llm.n_ctx(), hidden)
         return self._parallel
 
     def reset(self) -> None:
@@ -233,16 +248,20 @@ class Parallel:
     """A llama.cpp context over a loaded model whose KV cache keeps `n_seq` sequences apart (a
     stream each, not one unified buffer: a text attends to its own tokens only, and pays no
     attention over the others' slots), each with `n_ctx_seq` positions. One `decode` call feeds
-    tokens of many sequences and streams the weights once for all of them."""
+    tokens of many sequences and streams the weights once for all of them.
+
+    With `hidden`, llama.cpp stops each step at the last hidden state and `decode` hands that
+    back (n_embd floats a text, not 262,144 logits): an evaluation callback asks for the node
+    llama.cpp names `result_norm`, copies it out and cancels the rest of the graph, which is the
+    output layer alone (rows in llama.cpp's order: see `decode`)."""
 
     # tokens per llama_decode call (longer feeds go in several), which llama.cpp cuts into
-    # micro-batches of N_UBATCH: a step whose new prompts come to more than one micro-batch still
-    # feeds every text's next token in one call, so in one micro-batch
+    # micro-batches of N_UBATCH: a step's next tokens of up to 255 texts go in one
     N_BATCH, N_UBATCH = 4096, 512
 
     MAX_SEQ = 256  # llama.h's LLAMA_MAX_SEQ: sequences one context can keep
 
-    def __init__(self, llm, n_seq: int, n_ctx_seq: int):
+    def __init__(self, llm, n_seq: int, n_ctx_seq: int, hidden: bool = False):
         import llama_cpp
         from llama_cpp import _internals
 
@@ -262,8 +281,13 @@ class Parallel:
         # position: 15 of Gemma 3's 18 layers, so n_seq texts fit in a few hundred MB. Nothing is
         # rolled back here (no speculation), the one thing the full-size cache is for.
         params.swa_full = False
-        self.n_seq, self.n_ctx_seq, self.n_vocab = n_seq, n_ctx_seq, llm.n_vocab()
+        self.n_seq, self.n_ctx_seq, self.n_vocab, self.hidden = n_seq, n_ctx_seq, llm.n_vocab(), hidden
         self.shared = n_seq
+        self._rows: list = []  # hidden states the callback copied out during a call
+        if hidden:
+            self.n_embd = llama_cpp.llama_model_n_embd(llm._model.model)
+            self._callback = llama_cpp.ggml_backend_sched_eval_callback(self._stop_at_hidden)  # kept alive here
+            params.cb_eval = self._callback
         self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self.batch = _internals.LlamaBatch(n_tokens=self.N_BATCH, embd=0, n_seq_max=1, verbose=False)
         self.memory = llama_cpp.llama_get_memory(self.ctx.ctx)
@@ -295,12 +319,34 @@ class Parallel:
 
     def decode(self, feeds: Sequence[tuple[int, int, Sequence[int]]]) -> list:
         """Feed (sequence, position of the first token, tokens) for each of `feeds`; the logits
-        (numpy) after the last token of each, in the same order."""
+        (numpy) after the last token of each, in the same order, or with `hidden` the last hidden
+        states there.
+
+        The one-token feeds go in one llama_decode call, by ascending sequence, and each longer
+        one (a prompt) in a call of its own. llama.cpp would cut a mixed call into the same
+        micro-batches (one token of every sequence, then the rest of the prompt), so this costs
+        no extra pass over the weights, and a micro-batch's rows come in a known order: the
+        hidden states the callback copies out can be handed to their texts, and a text's logits
+        are the same with or without the restricted head but for the output layer's rounding."""
+        rows: list = [None] * len(feeds)
+        steps = sorted((seq, k) for k, (seq, _, tokens) in enumerate(feeds) if len(tokens) == 1)
+        calls = [[k for _, k in steps]] + [[k] for k, (_, _, tokens) in enumerate(feeds) if len(tokens) > 1]
+        for call in filter(None, calls):
+            out = self._call([feeds[k] for k in call])
+            if len(out) != len(call):  # fail closed: never a row handed to another text
+                raise RuntimeError(f"llama.cpp handed back {len(out)} rows for {len(call)} texts")
+            for k, row in zip(call, out):
+                rows[k] = row
+        return rows
+
+    def _call(self, feeds: Sequence[tuple[int, int, Sequence[int]]]) -> list:
+        """One llama_decode call (or several of N_BATCH tokens): the rows after each feed's last token."""
         import numpy as np
 
         entries = [(token, pos + j, seq, j == len(tokens) - 1)
                    for seq, pos, tokens in feeds for j, token in enumerate(tokens)]
         rows, batch = [], self.batch.batch
+        self._rows = []
         for start in range(0, len(entries), self.N_BATCH):
             chunk = entries[start:start + self.N_BATCH]
             batch.n_tokens = len(chunk)
@@ -308,31 +354,64 @@ class Parallel:
                 batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, pos, 1, wanted
                 batch.seq_id[i][0] = seq
             self.ctx.decode(self.batch)
-            rows += [np.ctypeslib.as_array(self.ctx.get_logits_ith(i), shape=(self.n_vocab,)).copy()
-                     for i, entry in enumerate(chunk) if entry[3]]
-        return rows
+            if not self.hidden:
+                rows += [np.ctypeslib.as_array(self.ctx.get_logits_ith(i), shape=(self.n_vocab,)).copy()
+                         for i, entry in enumerate(chunk) if entry[3]]
+        return [row for block in self._rows for row in block] if self.hidden else rows
+
+    def _stop_at_hidden(self, tensor, ask: bool, _user_data) -> bool:
+        """llama.cpp's evaluation callback: asked (`ask`) whether to hand over each node once it
+        is computed, wants `result_norm` alone; handed it, copies its rows (one per output of the
+        micro-batch; none in a micro-batch of prompt tokens before the last) and answers False,
+        which cancels the rest of the micro-batch's graph: the output layer."""
+        ggml = _ggml()
+        if ask:
+            return ggml.ggml_get_name(tensor) == b"result_norm"
+        import numpy as np
+
+        size = ggml.ggml_nbytes(tensor)
+        rows = np.empty((size // (4 * self.n_embd), self.n_embd), dtype=np.float32)
+        if rows.nbytes == size:  # else not n_embd floats a row: no rows, and `decode` fails closed
+            ggml.ggml_backend_tensor_get(tensor, rows.ctypes.data, 0, size)
+            self._rows.append(rows)
+        return False
+
+
+@lru_cache(maxsize=1)
+def _ggml():
+    """ggml's library as llama-cpp-python loads it, with the signatures `Parallel` calls."""
+    from llama_cpp._ggml import libggml
+
+    libggml.ggml_get_name.argtypes, libggml.ggml_get_name.restype = [ctypes.c_void_p], ctypes.c_char_p
+    libggml.ggml_nbytes.argtypes, libggml.ggml_nbytes.restype = [ctypes.c_void_p], ctypes.c_size_t
+    libggml.ggml_backend_tensor_get.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
+    libggml.ggml_backend_tensor_get.restype = None
+    return libggml
 
 
 def generate(engine: Engine, tokenizer, prompts: Sequence[str], sources: Sequence[str], max_new_tokens: int = 0,
              decoding: str = "faithful", speculation: str = "auto", stats: dict | None = None,
              mask_bias: float = 0.0, placeholder_bounds: str = "words",
-             batch_size: int = 1) -> Iterator[tuple[int, str, str]]:
+             batch_size: int = 1, restricted_head: bool = True) -> Iterator[tuple[int, str, str]]:
     """Yield (index, prediction, finish_reason) for each prompt, as `generate.generate_transformers`
-    does: `batch_size` texts at a time, longest first, each yielded as it finishes; one at a time
-    (in the order given) with a batch size of 1 or speculation "on" ("auto" is off: see the
-    module's docstring)."""
+    does: `batch_size` texts at a time, longest first, each yielded as it finishes. Faithful
+    decoding with `restricted_head` computes the output layer for the allowed tokens only, where
+    the GGUF's output layer is of a type `llamacpp_head` computes (f32, f16, q8_0). One at a time
+    (in the order given, the whole output layer) with speculation "on" ("auto" is off: see the
+    module's docstring), or with a batch size of 1 where the restricted head does not apply."""
     texts = _Texts(tokenizer, prompts, sources, decoding, mask_bias, placeholder_bounds)
-    return _decode(engine, texts, max_new_tokens, speculation, stats, batch_size)
+    return _decode(engine, texts, max_new_tokens, speculation, stats, batch_size, restricted_head)
 
 
 def _decode(engine: Engine, texts: _Texts, max_new_tokens: int, speculation: str, stats: dict | None,
-            batch_size: int) -> Iterator[tuple[int, str, str]]:
+            batch_size: int, restricted_head: bool = True) -> Iterator[tuple[int, str, str]]:
     """`generate`'s texts one at a time or many per step (`bench/bench_margins.py` passes texts
     that record what each step chose by)."""
-    if batch_size == 1 or speculation == "on" or len(texts.encoded) <= 1:
+    head = engine.head if restricted_head and texts.vocab is not None and speculation != "on" else None
+    if speculation == "on" or (head is None and (batch_size == 1 or len(texts.encoded) <= 1)):
         return _one_at_a_time(engine, texts, max_new_tokens, speculation, stats)
     n_seq = min(batch_size, len(texts.encoded), Parallel.MAX_SEQ - 1)
-    return _batched(engine.parallel(n_seq), texts, max_new_tokens, stats)
+    return _batched(engine.parallel(n_seq, hidden=head is not None), texts, max_new_tokens, stats, head)
 
 
 class _Texts:
@@ -397,8 +476,8 @@ def _one_at_a_time(engine: Engine, texts: _Texts, max_new_tokens: int, speculati
         yield texts.done(i, row, decoder, stats, passes)
 
 
-def _batched(parallel: Parallel, texts: _Texts, max_new_tokens: int,
-             stats: dict | None) -> Iterator[tuple[int, str, str]]:
+def _batched(parallel: Parallel, texts: _Texts, max_new_tokens: int, stats: dict | None,
+             head: OutputRows | None = None) -> Iterator[tuple[int, str, str]]:
     """Continuous batching: every llama.cpp step feeds each active text its last chosen token
     (and a newly started text its whole prompt); a finished text is yielded and its sequence
     handed to the next waiting one before the next step.
@@ -414,7 +493,10 @@ def _batched(parallel: Parallel, texts: _Texts, max_new_tokens: int,
 
     The opening every prompt shares (the chat template's and the instruction's tokens, 80 of the
     hand-written texts' 160 on average) is fed once, into `Parallel.shared`, and copied into each
-    text's sequence as it starts, which then gets only the rest of its prompt."""
+    text's sequence as it starts, which then gets only the rest of its prompt.
+
+    With a `head` (the parallel context then hands back hidden states), each text's logits are
+    computed for the tokens its constraint allows only."""
     from collections import deque
 
     import torch
@@ -448,9 +530,9 @@ def _batched(parallel: Parallel, texts: _Texts, max_new_tokens: int,
         rows = parallel.decode(feeds)
         if stats is not None:
             stats["forward_passes"] = stats.get("forward_passes", 0) + 1
-        for seq, logits in enumerate(rows):
+        for seq, out in enumerate(rows):
             i, row, decoder = slots[seq]
-            accept(row, [greedy(torch.from_numpy(logits), row, decoder)], stops, decoder)
+            accept(row, [greedy(torch.from_numpy(out), row, decoder, head)], stops, decoder)
             if row.done:
                 slots[seq] = None
                 parallel.forget(seq)

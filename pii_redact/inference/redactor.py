@@ -53,7 +53,7 @@ class Settings:
     placeholder_bounds: Literal["words", "label"] = "words"  # what one placeholder may cover (`core.constraint`)
     safety_net: bool = True
     propagate: bool = True   # mask every other occurrence of what was masked (`propagate`)
-    restricted_head: bool = True  # transformers, faithful: the allowed tokens' logits only (`faithful.RestrictedHead`)
+    restricted_head: bool = True  # faithful: the allowed tokens' logits only (`faithful.RestrictedHead`, `llamacpp_head`)
 
     @classmethod
     def of(cls, config: Any) -> Settings:
@@ -358,7 +358,7 @@ class Redactor:
             return generate.generate_vllm(engine, tokenizer, prompts, texts, s.max_new_tokens)
         if backend == "llama.cpp":
             return llamacpp.generate(engine, tokenizer, prompts, texts, s.max_new_tokens, s.decoding, s.speculation,
-                                     counters, r.mask_bias, s.placeholder_bounds, r.batch_size)
+                                     counters, r.mask_bias, s.placeholder_bounds, r.batch_size, s.restricted_head)
         return generate.generate_transformers(engine, tokenizer, prompts, texts, r.batch_size, s.max_new_tokens,
                                               s.decoding, s.speculation, counters, r.mask_bias, s.placeholder_bounds,
                                               s.restricted_head)
