@@ -323,11 +323,12 @@ class Parallel:
         states there.
 
         The one-token feeds go in one llama_decode call, by ascending sequence, and each longer
-        one (a prompt) in a call of its own. llama.cpp would cut a mixed call into the same
-        micro-batches (one token of every sequence, then the rest of the prompt), so this costs
-        no extra pass over the weights, and a micro-batch's rows come in a known order: the
-        hidden states the callback copies out can be handed to their texts, and a text's logits
-        are the same with or without the restricted head but for the output layer's rounding."""
+        one (a prompt) in a call of its own. llama.cpp cut a mixed call into micro-batches of the
+        same kind (one token of every sequence, then the rest of the prompts), so a step costs
+        what it did (the first, which starts every text, now reads the weights once a prompt),
+        and a micro-batch's rows come in a known order: the hidden states the callback copies out
+        go to their own texts, and a text's logits are the same with or without the restricted
+        head but for the output layer's rounding."""
         rows: list = [None] * len(feeds)
         steps = sorted((seq, k) for k, (seq, _, tokens) in enumerate(feeds) if len(tokens) == 1)
         calls = [[k for _, k in steps]] + [[k] for k, (_, _, tokens) in enumerate(feeds) if len(tokens) > 1]

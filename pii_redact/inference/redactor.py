@@ -113,10 +113,10 @@ def choose_backend(backend: str, decoding: str, model_dir: Path, gguf: str | Non
     """The engine `backend` names; "auto", by what BENCHMARKS.md measured: llama.cpp where `--gguf`
     names a file; vLLM where it runs and decoding is free (it cannot apply the faithful
     constraint); llama.cpp on a machine without a GPU where llama-cpp-python is installed and the
-    run has a GGUF (q8_0 at 32 texts per step: 3.5x the samples/s of transformers at batch 16 with
-    its whole output layer on the longest test texts, 3.0x on the hand-written ones, where the
-    restricted head makes transformers 1.9x and 1.6x with identical outputs; q8_0's differ on 18
-    of the 32 and 35 of the 300, both ways); else transformers. `--backend vllm`
+    run has a GGUF (q8_0 at 32 texts per step with the restricted head: 5.3x the samples/s of
+    transformers at batch 16 with its whole output layer on the longest test texts, 4.3x on the
+    hand-written ones, where the restricted head makes transformers 1.9x and 1.6x with identical
+    outputs; q8_0's differ on 18 of the 32 and 38 of the 300, both ways); else transformers. `--backend vllm`
     where vLLM cannot run is a UserError here, before any output exists."""
     from ..core.device import gpu_available
     from . import generate, llamacpp
